@@ -1,0 +1,250 @@
+//! The Ticket aggregate: pure `decide` and `evolve`.
+
+use platform::aggregate::Aggregate;
+use platform::http::ErrorEntry;
+use schemas::tickets::{TicketCreated, TicketEvent, TicketUpdated};
+
+/// A validated, non-empty title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    /// Longest title accepted, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Validates the `title` field of a request.
+    pub fn parse(value: Option<&serde_json::Value>) -> Result<Self, ErrorEntry> {
+        match value.and_then(serde_json::Value::as_str).map(str::trim) {
+            Some(title) if !title.is_empty() && title.chars().count() <= Self::MAX_CHARS => {
+                Ok(Self(title.to_string()))
+            }
+            Some(title) if !title.is_empty() => {
+                Err(ErrorEntry::field("title", "Title must be at most 200 characters"))
+            }
+            _ => Err(ErrorEntry::field("title", "Title is required")),
+        }
+    }
+
+    /// The title text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated price in cents: greater than 0, at most two decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price(i64);
+
+impl Price {
+    /// Highest price accepted, in cents (ten million dollars).
+    pub const MAX_CENTS: i64 = 1_000_000_000;
+
+    /// Validates the `price` field of a request: a JSON number > 0 with up to two decimals.
+    pub fn parse(value: Option<&serde_json::Value>) -> Result<Self, ErrorEntry> {
+        let invalid = || ErrorEntry::field("price", "Price must be greater than 0");
+        let price = value.and_then(serde_json::Value::as_f64).ok_or_else(invalid)?;
+        if !price.is_finite() || price <= 0.0 {
+            return Err(invalid());
+        }
+        let cents = (price * 100.0).round();
+        if (cents - price * 100.0).abs() > 1e-6 {
+            return Err(ErrorEntry::field("price", "Price must have at most two decimals"));
+        }
+        if cents > Self::MAX_CENTS as f64 {
+            return Err(ErrorEntry::field("price", "Price must be at most 10000000"));
+        }
+        Ok(Self(cents as i64))
+    }
+
+    /// A price from cents (must be > 0).
+    pub fn from_cents(cents: i64) -> Option<Self> {
+        (cents > 0 && cents <= Self::MAX_CENTS).then_some(Self(cents))
+    }
+
+    /// The price in cents.
+    pub fn cents(self) -> i64 {
+        self.0
+    }
+}
+
+/// What a client may ask of a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketCommand {
+    /// Put a new ticket up for sale.
+    CreateTicket {
+        /// Title.
+        title: Title,
+        /// Price.
+        price: Price,
+        /// The seller.
+        user_id: String,
+    },
+    /// Change title and price.
+    UpdateTicket {
+        /// New title.
+        title: Title,
+        /// New price.
+        price: Price,
+        /// Who asks.
+        user_id: String,
+    },
+}
+
+/// Why a ticket command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// A create for an id that already exists (not a repeat of the same command).
+    #[error("Ticket already exists")]
+    AlreadyExists,
+    /// No such ticket.
+    #[error("Not Found")]
+    NotFound,
+    /// Only the seller may edit a ticket.
+    #[error("Not authorized")]
+    NotOwner,
+}
+
+/// The state of one ticket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ticket {
+    /// False until the ticket is created.
+    pub exists: bool,
+    /// Title.
+    pub title: String,
+    /// Price in cents.
+    pub price_cents: i64,
+    /// The seller.
+    pub user_id: String,
+}
+
+impl Aggregate for Ticket {
+    type Command = TicketCommand;
+    type Event = TicketEvent;
+    type Error = TicketError;
+
+    fn decide(&self, command: &TicketCommand) -> Result<Vec<TicketEvent>, TicketError> {
+        match command {
+            TicketCommand::CreateTicket { title, price, user_id } => {
+                if self.exists {
+                    return Err(TicketError::AlreadyExists);
+                }
+                Ok(vec![TicketEvent::Created(TicketCreated {
+                    title: title.as_str().to_string(),
+                    price_cents: price.cents(),
+                    user_id: user_id.clone(),
+                })])
+            }
+            TicketCommand::UpdateTicket { title, price, user_id } => {
+                if !self.exists {
+                    return Err(TicketError::NotFound);
+                }
+                if &self.user_id != user_id {
+                    return Err(TicketError::NotOwner);
+                }
+                Ok(vec![TicketEvent::Updated(TicketUpdated {
+                    title: title.as_str().to_string(),
+                    price_cents: price.cents(),
+                    user_id: self.user_id.clone(),
+                })])
+            }
+        }
+    }
+
+    fn evolve(self, event: &TicketEvent) -> Self {
+        match event {
+            TicketEvent::Created(e) => Ticket {
+                exists: true,
+                title: e.title.clone(),
+                price_cents: e.price_cents,
+                user_id: e.user_id.clone(),
+            },
+            TicketEvent::Updated(e) => Ticket { title: e.title.clone(), price_cents: e.price_cents, ..self },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::aggregate::testing::given;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn title(s: &str) -> Title {
+        Title::parse(Some(&json!(s))).unwrap()
+    }
+
+    fn created(user: &str) -> TicketEvent {
+        TicketEvent::Created(TicketCreated { title: "concert".into(), price_cents: 2000, user_id: user.into() })
+    }
+
+    #[test]
+    fn a_new_ticket_is_created() {
+        given::<Ticket>(vec![])
+            .when(TicketCommand::CreateTicket {
+                title: title("concert"),
+                price: Price(2000),
+                user_id: "alice".into(),
+            })
+            .then_expect_events(vec![created("alice")]);
+    }
+
+    #[test]
+    fn an_existing_ticket_cannot_be_created_again() {
+        given::<Ticket>(vec![created("alice")])
+            .when(TicketCommand::CreateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
+            .then_expect_error(TicketError::AlreadyExists);
+    }
+
+    #[test]
+    fn the_owner_updates_title_and_price() {
+        given::<Ticket>(vec![created("alice")])
+            .when(TicketCommand::UpdateTicket { title: title("opera"), price: Price(150), user_id: "alice".into() })
+            .then_expect_events(vec![TicketEvent::Updated(TicketUpdated {
+                title: "opera".into(),
+                price_cents: 150,
+                user_id: "alice".into(),
+            })]);
+    }
+
+    #[test]
+    fn only_the_owner_updates() {
+        given::<Ticket>(vec![created("alice")])
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "bob".into() })
+            .then_expect_error(TicketError::NotOwner);
+    }
+
+    #[test]
+    fn an_unknown_ticket_is_not_found() {
+        given::<Ticket>(vec![])
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "bob".into() })
+            .then_expect_error(TicketError::NotFound);
+    }
+
+    #[test]
+    fn titles_and_prices_are_validated() {
+        assert!(Title::parse(None).is_err());
+        assert!(Title::parse(Some(&json!("  "))).is_err());
+        assert!(Title::parse(Some(&json!(12))).is_err());
+        assert!(Price::parse(Some(&json!(-10))).is_err());
+        assert!(Price::parse(Some(&json!(0))).is_err());
+        assert!(Price::parse(Some(&json!("10"))).is_err());
+        assert!(Price::parse(Some(&json!(10.001))).is_err());
+        assert!(Price::parse(Some(&json!(1e300))).is_err());
+        assert_eq!(Price::parse(Some(&json!(10.25))).unwrap().cents(), 1025);
+        assert_eq!(Price::parse(Some(&json!(0.1))).unwrap().cents(), 10);
+    }
+
+    proptest! {
+        #[test]
+        fn every_two_decimal_price_round_trips(cents in 1i64..Price::MAX_CENTS) {
+            let price = Price::parse(Some(&json!(cents as f64 / 100.0))).unwrap();
+            prop_assert_eq!(price.cents(), cents);
+        }
+
+        #[test]
+        fn price_parsing_never_panics(x in proptest::num::f64::ANY) {
+            let _ = Price::parse(serde_json::Number::from_f64(x).map(serde_json::Value::Number).as_ref());
+        }
+    }
+}

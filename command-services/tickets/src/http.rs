@@ -1,0 +1,156 @@
+//! HTTP command endpoints of tickets: `POST /api/tickets` and `PUT /api/tickets/{id}`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use platform::command::{CommandPipeline, CommandRequest, Outcome};
+use platform::http::{
+    ApiError, CONSISTENCY_HEADER, ConsistencyToken, ErrorEntry, JsonBody, command_error, expected_version,
+    idempotency_key,
+};
+use platform::session::{CurrentUser, SessionKeys};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::{Price, Ticket, TicketCommand, TicketError, Title};
+
+/// Ids of tickets created with an `Idempotency-Key` derive from it, so a repeat targets the
+/// same aggregate and is answered from its memory.
+const TICKET_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a8e_5b7d_4c3a_9e21_0d4b_8a6f_1c35);
+
+/// What the ticket command routes need.
+#[derive(Clone)]
+pub struct TicketCommandState {
+    /// The pipeline of the Ticket aggregate.
+    pub pipeline: Arc<CommandPipeline<Ticket>>,
+    /// Session verification.
+    pub keys: SessionKeys,
+}
+
+impl FromRef<TicketCommandState> for SessionKeys {
+    fn from_ref(state: &TicketCommandState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// The routes, with their state.
+pub fn router(state: TicketCommandState) -> Router {
+    Router::new()
+        .route("/api/tickets", post(create_ticket))
+        .route("/api/tickets/{id}", put(update_ticket))
+        .with_state(state)
+}
+
+fn validate(body: &serde_json::Value) -> Result<(Title, Price), ApiError> {
+    let title = Title::parse(body.get("title"));
+    let price = Price::parse(body.get("price"));
+    match (title, price) {
+        (Ok(title), Ok(price)) => Ok((title, price)),
+        (title, price) => {
+            let errors: Vec<ErrorEntry> = [title.err(), price.err()].into_iter().flatten().collect();
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
+fn domain_error(error: TicketError) -> ApiError {
+    match error {
+        TicketError::NotFound => ApiError::NotFound,
+        TicketError::NotOwner => ApiError::NotAuthorized,
+        TicketError::AlreadyExists => ApiError::BadRequest(error.to_string()),
+    }
+}
+
+/// The ticket as the reference app shows it (its `version` starts at 0).
+pub fn ticket_json(id: &str, ticket: &Ticket, version: i64) -> serde_json::Value {
+    json!({
+        "id": id,
+        "title": ticket.title,
+        "price": ticket.price_cents as f64 / 100.0,
+        "userId": ticket.user_id,
+        "version": version - 1,
+    })
+}
+
+fn answer(status: StatusCode, id: &str, outcome: &Outcome<Ticket>) -> Response {
+    let mut response = (status, Json(ticket_json(id, &outcome.state, outcome.version))).into_response();
+    if let Some(position) = outcome.position {
+        let token = ConsistencyToken { topic: "tickets".into(), partition: position.partition, offset: position.offset };
+        if let Ok(value) = HeaderValue::from_str(&token.to_string()) {
+            response.headers_mut().insert(CONSISTENCY_HEADER, value);
+        }
+    }
+    response
+}
+
+fn request(
+    aggregate_id: String,
+    command_id: String,
+    expected_version: Option<i64>,
+    command: TicketCommand,
+) -> CommandRequest<TicketCommand> {
+    CommandRequest {
+        aggregate_id,
+        command_id,
+        expected_version,
+        correlation_id: Uuid::new_v4().to_string(),
+        causation_id: None,
+        occurred_at: chrono::Utc::now().timestamp_millis(),
+        command,
+    }
+}
+
+#[tracing::instrument(name = "POST /api/tickets", skip_all)]
+async fn create_ticket(
+    State(state): State<TicketCommandState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let user = user.ok_or(ApiError::NotAuthorized)?;
+    let (title, price) = validate(&body)?;
+    let key = idempotency_key(&headers)?;
+    let (id, command_id) = match &key {
+        Some(key) => {
+            let scoped = format!("{}:{key}", user.id);
+            (Uuid::new_v5(&TICKET_ID_NAMESPACE, scoped.as_bytes()).to_string(), scoped)
+        }
+        None => (Uuid::new_v4().to_string(), Uuid::new_v4().to_string()),
+    };
+    let command = TicketCommand::CreateTicket { title, price, user_id: user.id };
+    let outcome = state
+        .pipeline
+        .execute(request(id.clone(), command_id, None, command))
+        .await
+        .map_err(|e| command_error(e, domain_error))?;
+    Ok(answer(StatusCode::CREATED, &id, &outcome))
+}
+
+#[tracing::instrument(name = "PUT /api/tickets/{id}", skip_all, fields(ticket_id = %id))]
+async fn update_ticket(
+    State(state): State<TicketCommandState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let user = user.ok_or(ApiError::NotAuthorized)?;
+    let (title, price) = validate(&body)?;
+    // The client sees versions starting at 0, the log starts at 1.
+    let expected = expected_version(&headers)?.map(|v| v + 1);
+    let command_id = match idempotency_key(&headers)? {
+        Some(key) => format!("{}:{key}", user.id),
+        None => Uuid::new_v4().to_string(),
+    };
+    let command = TicketCommand::UpdateTicket { title, price, user_id: user.id };
+    let outcome = state
+        .pipeline
+        .execute(request(id.clone(), command_id, expected, command))
+        .await
+        .map_err(|e| command_error(e, domain_error))?;
+    Ok(answer(StatusCode::OK, &id, &outcome))
+}

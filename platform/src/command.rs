@@ -1,0 +1,374 @@
+//! The command pipeline: decide against the aggregate's state, append, and answer only after the
+//! event has been read back from the log as valid at its position (the echo).
+//!
+//! Every instance tails all partitions of its topic and folds every aggregate with the arbiter
+//! rule. Conflicting commands on one instance are serialised per aggregate; across instances
+//! the log decides: of two events claiming the same version, the first in partition order wins
+//! and the other is ignored by every reader, so its writer answers with a conflict (or, when the
+//! client gave no expected version, decides again on the new state).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::aggregate::{Aggregate, Envelope, EventMetadata};
+use crate::arbiter::{Verdict, judge};
+use crate::codec::{CodecError, EventCodec};
+use crate::log::{LogConfig, LogError, LogPosition, LogProducer, TopicReader};
+
+/// How long a command may take, append and echo included, before the client gets a 503.
+pub const COMMAND_DEADLINE: Duration = Duration::from_millis(4500);
+
+/// How often a command is decided again after losing its version to another writer.
+const MAX_ATTEMPTS: usize = 3;
+
+/// A command with everything the pipeline needs besides the command itself.
+#[derive(Debug, Clone)]
+pub struct CommandRequest<C> {
+    /// The aggregate the command targets.
+    pub aggregate_id: String,
+    /// Idempotency key: a repeat of an already applied command returns its first outcome.
+    pub command_id: String,
+    /// Optimistic concurrency: refuse unless the aggregate is at this version.
+    pub expected_version: Option<i64>,
+    /// Correlation id of the client request.
+    pub correlation_id: String,
+    /// Event that caused this command (process managers).
+    pub causation_id: Option<String>,
+    /// Decision time in milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+    /// The command.
+    pub command: C,
+}
+
+/// The result of an applied command.
+#[derive(Debug, Clone)]
+pub struct Outcome<A> {
+    /// State of the aggregate right after the command.
+    pub state: A,
+    /// Its version.
+    pub version: i64,
+    /// Where the command's last event landed; `None` when it produced no event.
+    pub position: Option<LogPosition>,
+}
+
+/// Why a command got no outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error + 'static> {
+    /// The domain refused it.
+    #[error(transparent)]
+    Rejected(E),
+    /// The aggregate is not at the expected version, or another writer won every attempt.
+    #[error("Version conflict: expected {expected}, the aggregate is at {actual}")]
+    Conflict {
+        /// The version the client expected.
+        expected: i64,
+        /// The version the aggregate is at.
+        actual: i64,
+    },
+    /// The log or the registry is unreachable, or the command ran past its deadline.
+    #[error("Unavailable: {0}")]
+    Unavailable(String),
+    /// The pipeline has not caught up with the log yet.
+    #[error("The command side is still catching up with the log")]
+    NotReady,
+}
+
+impl<E: std::error::Error + 'static> From<CodecError> for CommandError<E> {
+    fn from(error: CodecError) -> Self {
+        CommandError::Unavailable(error.to_string())
+    }
+}
+
+impl<E: std::error::Error + 'static> From<LogError> for CommandError<E> {
+    fn from(error: LogError) -> Self {
+        CommandError::Unavailable(error.to_string())
+    }
+}
+
+struct Slot<A: Aggregate> {
+    state: A,
+    version: i64,
+    processed: HashMap<String, Outcome<A>>,
+}
+
+impl<A: Aggregate> Default for Slot<A> {
+    fn default() -> Self {
+        Self { state: A::default(), version: 0, processed: HashMap::new() }
+    }
+}
+
+struct Echo {
+    verdict: Verdict,
+    position: LogPosition,
+}
+
+struct Inner<A: Aggregate> {
+    codec: Arc<dyn EventCodec<A::Event>>,
+    producer: LogProducer,
+    slots: Mutex<HashMap<String, Slot<A>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    echoes: Mutex<HashMap<Uuid, oneshot::Sender<Echo>>>,
+    ready: watch::Sender<bool>,
+}
+
+/// Runs the commands of one aggregate type.
+pub struct CommandPipeline<A: Aggregate> {
+    inner: Arc<Inner<A>>,
+    tail: tokio::task::JoinHandle<()>,
+}
+
+impl<A: Aggregate> Drop for CommandPipeline<A> {
+    fn drop(&mut self) {
+        self.tail.abort();
+    }
+}
+
+impl<A: Aggregate> CommandPipeline<A> {
+    /// Starts tailing the codec's topic from the beginning; commands are accepted once the
+    /// tail has reached the end offsets seen at start.
+    pub fn start(config: &LogConfig, codec: Arc<dyn EventCodec<A::Event>>) -> Result<Self, LogError> {
+        let producer = LogProducer::new(config)?;
+        let reader = TopicReader::from_beginning(config, codec.topic())?;
+        let (ready, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            codec,
+            producer,
+            slots: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            echoes: Mutex::new(HashMap::new()),
+            ready,
+        });
+        let tail = tokio::spawn(tail_log(inner.clone(), reader));
+        Ok(Self { inner, tail })
+    }
+
+    /// True once the state has caught up with the log as it was at start.
+    pub fn is_ready(&self) -> bool {
+        *self.inner.ready.borrow()
+    }
+
+    /// Waits until [`CommandPipeline::is_ready`].
+    pub async fn wait_ready(&self) {
+        let mut ready = self.inner.ready.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// The current state and version of an aggregate (version 0: it does not exist).
+    pub fn state(&self, aggregate_id: &str) -> (A, i64) {
+        let slots = self.inner.slots.lock().expect("slots lock");
+        slots
+            .get(aggregate_id)
+            .map_or_else(|| (A::default(), 0), |s| (s.state.clone(), s.version))
+    }
+
+    /// Decides the command, appends its events and answers after their echo.
+    pub async fn execute(
+        &self,
+        request: CommandRequest<A::Command>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
+        if !self.is_ready() {
+            return Err(CommandError::NotReady);
+        }
+        let lock = {
+            let mut locks = self.inner.locks.lock().expect("locks lock");
+            locks.entry(request.aggregate_id.clone()).or_default().clone()
+        };
+        tokio::time::timeout(COMMAND_DEADLINE, async {
+            let _guard = lock.lock().await;
+            self.execute_serialised(&request).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(CommandError::Unavailable("the command timed out".into())))
+    }
+
+    async fn execute_serialised(
+        &self,
+        request: &CommandRequest<A::Command>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
+        let inner = &self.inner;
+        let mut actual = 0;
+        for _ in 0..MAX_ATTEMPTS {
+            let (state, version) = {
+                let slots = inner.slots.lock().expect("slots lock");
+                match slots.get(&request.aggregate_id) {
+                    Some(slot) => {
+                        if let Some(outcome) = slot.processed.get(&request.command_id) {
+                            return Ok(outcome.clone());
+                        }
+                        (slot.state.clone(), slot.version)
+                    }
+                    None => (A::default(), 0),
+                }
+            };
+            actual = version;
+            // Decide first, so that "not found" or "not yours" wins over a stale version.
+            let events = state.decide(&request.command).map_err(CommandError::Rejected)?;
+            if let Some(expected) = request.expected_version
+                && expected != version
+            {
+                return Err(CommandError::Conflict { expected, actual: version });
+            }
+            if events.is_empty() {
+                return Ok(Outcome { state, version, position: None });
+            }
+            let mut won = true;
+            for (i, event) in events.into_iter().enumerate() {
+                let envelope = Envelope {
+                    metadata: EventMetadata {
+                        event_id: Uuid::new_v4(),
+                        aggregate_id: request.aggregate_id.clone(),
+                        aggregate_version: version + 1 + i as i64,
+                        command_id: request.command_id.clone(),
+                        occurred_at: request.occurred_at,
+                        correlation_id: request.correlation_id.clone(),
+                        causation_id: request.causation_id.clone(),
+                    },
+                    event,
+                };
+                let echo = self.append_and_await_echo(&envelope).await?;
+                if echo.verdict != Verdict::Valid {
+                    tracing::info!(
+                        message = "Lost a version to another writer.",
+                        aggregate_id = %request.aggregate_id,
+                        version = envelope.metadata.aggregate_version,
+                        partition = echo.position.partition,
+                        offset = echo.position.offset,
+                    );
+                    won = false;
+                    break;
+                }
+            }
+            if won {
+                let slots = inner.slots.lock().expect("slots lock");
+                if let Some(outcome) =
+                    slots.get(&request.aggregate_id).and_then(|s| s.processed.get(&request.command_id))
+                {
+                    return Ok(outcome.clone());
+                }
+            }
+            if let Some(expected) = request.expected_version {
+                let (_, now) = self.state(&request.aggregate_id);
+                return Err(CommandError::Conflict { expected, actual: now });
+            }
+        }
+        Err(CommandError::Conflict { expected: actual, actual: self.state(&request.aggregate_id).1 })
+    }
+
+    async fn append_and_await_echo(
+        &self,
+        envelope: &Envelope<A::Event>,
+    ) -> Result<Echo, CommandError<A::Error>> {
+        let inner = &self.inner;
+        let bytes = inner.codec.encode(envelope).await?;
+        let (tx, rx) = oneshot::channel();
+        let event_id = envelope.metadata.event_id;
+        inner.echoes.lock().expect("echoes lock").insert(event_id, tx);
+        let event_type = inner.codec.event_type(&envelope.event);
+        let appended = inner
+            .producer
+            .append(
+                inner.codec.topic(),
+                envelope.metadata.aggregate_id.as_bytes(),
+                &bytes,
+                &[("event_type", event_type.as_bytes())],
+            )
+            .await;
+        if let Err(error) = appended {
+            inner.echoes.lock().expect("echoes lock").remove(&event_id);
+            return Err(error.into());
+        }
+        rx.await.map_err(|_| CommandError::Unavailable("the log tail stopped".into()))
+    }
+}
+
+impl<A: Aggregate> Inner<A> {
+    fn apply(&self, envelope: Envelope<A::Event>, position: LogPosition) {
+        let metadata = &envelope.metadata;
+        let verdict = {
+            let mut slots = self.slots.lock().expect("slots lock");
+            let slot = slots.entry(metadata.aggregate_id.clone()).or_default();
+            let verdict = judge(slot.version, metadata.aggregate_version);
+            if verdict == Verdict::Valid {
+                slot.state = std::mem::take(&mut slot.state).evolve(&envelope.event);
+                slot.version = metadata.aggregate_version;
+                let outcome = Outcome {
+                    state: slot.state.clone(),
+                    version: slot.version,
+                    position: Some(position),
+                };
+                slot.processed.insert(metadata.command_id.clone(), outcome);
+            }
+            verdict
+        };
+        if verdict != Verdict::Valid {
+            tracing::debug!(
+                message = "Ignored an event the arbiter rule rejects.",
+                aggregate_id = %metadata.aggregate_id,
+                version = metadata.aggregate_version,
+                ?verdict,
+            );
+        }
+        if let Some(tx) = self.echoes.lock().expect("echoes lock").remove(&metadata.event_id) {
+            let _ = tx.send(Echo { verdict, position });
+        }
+    }
+}
+
+async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
+    let mut pending = loop {
+        match reader.end_offsets() {
+            Ok(ends) => break ends.into_iter().filter(|(_, end)| *end > 0).collect::<HashMap<_, _>>(),
+            Err(error) => {
+                tracing::warn!(message = "Failed to read end offsets; retrying.", %error);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    if pending.is_empty() {
+        inner.ready.send_replace(true);
+    }
+    loop {
+        let record = match reader.next().await {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(message = "Failed to read the log.", %error);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let position = record.position;
+        match record.payload.as_deref() {
+            Some(bytes) => loop {
+                match inner.codec.decode(bytes).await {
+                    Ok(envelope) => inner.apply(envelope, position),
+                    // Skipping would make this reader's state diverge from the others': wait.
+                    Err(error @ CodecError::RegistryUnavailable(_)) => {
+                        tracing::warn!(message = "Waiting for the schema registry.", %error);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Err(error) => tracing::warn!(
+                        message = "Skipped an undecodable record.",
+                        partition = position.partition,
+                        offset = position.offset,
+                        %error,
+                    ),
+                }
+                break;
+            },
+            None => tracing::warn!(message = "Skipped a record without value.", offset = position.offset),
+        }
+        if !pending.is_empty() {
+            if pending.get(&position.partition).is_some_and(|end| position.offset + 1 >= *end) {
+                pending.remove(&position.partition);
+            }
+            if pending.is_empty() {
+                inner.ready.send_replace(true);
+            }
+        }
+    }
+}

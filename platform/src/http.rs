@@ -1,0 +1,200 @@
+//! The one place where failures become HTTP answers, in the reference app's error shape
+//! `{"errors":[{"message":…,"field":…}]}`.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The reference app's body limit.
+pub const BODY_LIMIT_BYTES: usize = 100 * 1024;
+
+/// One entry of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorEntry {
+    /// Human-readable message.
+    pub message: String,
+    /// The request field at fault, for input errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ErrorEntry {
+    /// An input error on a field.
+    pub fn field(field: &str, message: &str) -> Self {
+        Self { message: message.to_string(), field: Some(field.to_string()) }
+    }
+}
+
+/// Every failure an HTTP route can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Input errors, one per bad field (400).
+    #[error("Invalid request")]
+    Validation(Vec<ErrorEntry>),
+    /// A request the rules refuse (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not signed in, or not the owner (401).
+    #[error("Not authorized")]
+    NotAuthorized,
+    /// Unknown resource or route (404).
+    #[error("Not Found")]
+    NotFound,
+    /// Stale expected version (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Body over the limit (413).
+    #[error("Request body is too large")]
+    PayloadTooLarge,
+    /// Infrastructure down or catching up (503).
+    #[error("Service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure (500); the cause is logged, not shown.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    errors: Vec<ErrorEntry>,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotAuthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let errors = match self {
+            ApiError::Validation(entries) => entries,
+            ApiError::Unexpected(ref error) => {
+                tracing::error!(message = "Unexpected failure.", error = ?error);
+                vec![ErrorEntry { message: "Something went wrong".into(), field: None }]
+            }
+            ApiError::Unavailable(ref reason) => {
+                tracing::warn!(message = "Answering 503.", %reason);
+                vec![ErrorEntry { message: "Service unavailable".into(), field: None }]
+            }
+            other => vec![ErrorEntry { message: other.to_string(), field: None }],
+        };
+        (status, axum::Json(ErrorBody { errors })).into_response()
+    }
+}
+
+/// A JSON body parsed into `serde_json::Value`, so that routes validate fields themselves and
+/// every body failure (too large, not UTF-8, not JSON) answers in the error shape.
+#[derive(Debug, Clone)]
+pub struct JsonBody(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest("Could not read the request body".into())
+            }
+        })?;
+        if bytes.is_empty() {
+            return Ok(JsonBody(serde_json::Value::Object(Default::default())));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|_| ApiError::BadRequest("Request body is not valid JSON".into()))
+    }
+}
+
+/// The answer to unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// A position in a topic handed to clients in `X-Consistency-Token`: `<partition>:<offset>`
+/// prefixed by the read model's topic short name, e.g. `tickets:3:1042`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyToken {
+    /// Short name of the topic (`tickets`).
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the write.
+    pub offset: i64,
+}
+
+/// Name of the consistency header.
+pub const CONSISTENCY_HEADER: &str = "x-consistency-token";
+
+impl ConsistencyToken {
+    /// Parses a token; `None` when malformed.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().splitn(3, ':');
+        let topic = parts.next()?.to_string();
+        let partition = parts.next()?.parse().ok()?;
+        let offset = parts.next()?.parse().ok()?;
+        (!topic.is_empty()).then_some(Self { topic, partition, offset })
+    }
+}
+
+impl std::fmt::Display for ConsistencyToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// Name of the idempotency header.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The client's `Idempotency-Key`, if any (at most 200 visible ASCII characters).
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if !key.trim().is_empty() && key.len() <= 200 => Ok(Some(key.trim().to_string())),
+        _ => Err(ApiError::Validation(vec![ErrorEntry::field(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 200 visible characters",
+        )])),
+    }
+}
+
+/// The expected version in `If-Match` (`3`, `"3"` or `W/"3"`), if any.
+pub fn expected_version(headers: &axum::http::HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else { return Ok(None) };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v >= 0)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::Validation(vec![ErrorEntry::field("If-Match", "If-Match must be a version number")])
+        })
+}
+
+/// Maps a command failure to its answer; the domain error is mapped by the caller.
+pub fn command_error<E: std::error::Error + 'static>(
+    error: crate::command::CommandError<E>,
+    domain: impl FnOnce(E) -> ApiError,
+) -> ApiError {
+    use crate::command::CommandError;
+    match error {
+        CommandError::Rejected(e) => domain(e),
+        CommandError::Conflict { .. } => ApiError::Conflict(error.to_string()),
+        CommandError::Unavailable(reason) => ApiError::Unavailable(reason),
+        CommandError::NotReady => ApiError::Unavailable("catching up with the log".into()),
+    }
+}

@@ -1,0 +1,14 @@
+//! The shared kernel of the ticketing services: event sourcing, the log client, the read-store
+//! port and its adapters, sessions, HTTP errors and config.
+
+pub mod aggregate;
+pub mod arbiter;
+pub mod broker;
+pub mod codec;
+pub mod command;
+pub mod http;
+pub mod log;
+pub mod projection;
+pub mod session;
+pub mod store;
+pub mod telemetry;

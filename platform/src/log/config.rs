@@ -1,0 +1,74 @@
+//! Connection settings of the Kafka-API log, read from the environment.
+
+use rdkafka::ClientConfig;
+
+/// Where the log lives and how topic names are prefixed.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `host:port[,host:port…]` of the brokers (`KAFKA_BOOTSTRAP_SERVERS`).
+    pub bootstrap_servers: String,
+    /// Prefix of every topic and consumer group (`TICKETING_NAMESPACE`), so that several
+    /// deployments (or test runs) can share one cluster.
+    pub namespace: String,
+    /// Extra librdkafka properties (`KAFKA_PROPERTY_<NAME>` with `_` for `.`), e.g.
+    /// `KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL` for TLS/SASL clusters.
+    pub extra: Vec<(String, String)>,
+    /// Partitions of topics this deployment creates (`KAFKA_TOPIC_PARTITIONS`, default 6).
+    pub partitions: i32,
+    /// Replication factor of topics this deployment creates (`KAFKA_REPLICATION_FACTOR`, default 1).
+    pub replication_factor: i32,
+}
+
+impl LogConfig {
+    /// A config for the given brokers and namespace with defaults for everything else.
+    pub fn new(bootstrap_servers: impl Into<String>, namespace: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            namespace: namespace.into(),
+            extra: Vec::new(),
+            partitions: 6,
+            replication_factor: 1,
+        }
+    }
+
+    /// Reads the config from the environment; `None` when `KAFKA_BOOTSTRAP_SERVERS` is unset.
+    pub fn from_env() -> Option<Self> {
+        let servers = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok()?;
+        let mut config = Self::new(servers, env_or("TICKETING_NAMESPACE", "ticketing"));
+        config.extra = std::env::vars()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("KAFKA_PROPERTY_")
+                    .map(|name| (name.to_ascii_lowercase().replace('_', "."), v))
+            })
+            .collect();
+        config.partitions = env_or("KAFKA_TOPIC_PARTITIONS", "6").parse().unwrap_or(6);
+        config.replication_factor = env_or("KAFKA_REPLICATION_FACTOR", "1").parse().unwrap_or(1);
+        Some(config)
+    }
+
+    /// The full name of a topic of this deployment: `<namespace>.<name>`.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}.{}", self.namespace, name)
+    }
+
+    /// The full name of a consumer group of this deployment.
+    pub fn group(&self, name: &str) -> String {
+        format!("{}.{}", self.namespace, name)
+    }
+
+    /// A librdkafka config with the brokers and the extra properties set.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        // Fail fast when the broker is unreachable instead of retrying for minutes.
+        config.set("socket.timeout.ms", "5000");
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}

@@ -1,0 +1,263 @@
+//! Readers of the log: a partition-assigning reader for replays and tails, and a group consumer
+//! for projectors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{LogConfig, LogError, LogPosition, LogRecord, classify};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn to_record(message: &BorrowedMessage<'_>) -> LogRecord {
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|header| (header.key.to_string(), header.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    LogRecord {
+        topic: message.topic().to_string(),
+        position: LogPosition { partition: message.partition(), offset: message.offset() },
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+fn partitions_of(consumer: &StreamConsumer, topic: &str) -> Result<Vec<i32>, LogError> {
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(classify)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(LogError::Unavailable(format!("topic {topic} has no partitions")));
+    }
+    Ok(partitions)
+}
+
+/// Drops a consumer on a separate thread and gives up waiting after a bound, because dropping a
+/// group consumer can hang (rust-rdkafka issue #509).
+pub fn shut_down_consumer<C: Send + 'static>(consumer: C) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = done_tx.send(());
+    });
+    if done_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+        tracing::warn!(message = "A Kafka consumer did not close within 5 s; leaving it behind.");
+    }
+}
+
+/// Reads every partition of one topic without a consumer group: replays and command-side tails.
+pub struct TopicReader {
+    consumer: Option<StreamConsumer>,
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+impl TopicReader {
+    /// Assigns every partition of `topic` from its first offset.
+    pub fn from_beginning(config: &LogConfig, topic: &str) -> Result<Self, LogError> {
+        Self::from_offsets(config, topic, &BTreeMap::new())
+    }
+
+    /// Assigns every partition of `topic`, starting at the given offsets (the beginning for
+    /// partitions not listed).
+    pub fn from_offsets(
+        config: &LogConfig,
+        topic: &str,
+        start: &BTreeMap<i32, i64>,
+    ) -> Result<Self, LogError> {
+        let consumer: StreamConsumer = config
+            .client_config()
+            .set("group.id", format!("{}.reader.{}", config.namespace, uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "20")
+            .create()?;
+        let partitions = partitions_of(&consumer, topic)?;
+        let mut assignment = TopicPartitionList::new();
+        for p in &partitions {
+            let offset = start.get(p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            assignment.add_partition_offset(topic, *p, offset)?;
+        }
+        consumer.assign(&assignment)?;
+        Ok(Self { consumer: Some(consumer), topic: topic.to_string(), partitions })
+    }
+
+    /// The partitions being read.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    fn consumer(&self) -> &StreamConsumer {
+        self.consumer.as_ref().expect("consumer is present until drop")
+    }
+
+    /// The offset one past the last record of every partition, as of now.
+    pub fn end_offsets(&self) -> Result<BTreeMap<i32, i64>, LogError> {
+        let mut ends = BTreeMap::new();
+        for p in &self.partitions {
+            let (_, high) = self
+                .consumer()
+                .fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)
+                .map_err(classify)?;
+            ends.insert(*p, high);
+        }
+        Ok(ends)
+    }
+
+    /// Waits for the next record of any partition.
+    pub async fn next(&self) -> Result<LogRecord, LogError> {
+        let message = self.consumer().recv().await.map_err(classify)?;
+        Ok(to_record(&message))
+    }
+
+    /// Reads records until every partition has reached its offset in `ends`.
+    pub async fn read_until(
+        &self,
+        ends: &BTreeMap<i32, i64>,
+        mut on_record: impl FnMut(LogRecord),
+    ) -> Result<(), LogError> {
+        let mut remaining = self.remaining_before(ends)?;
+        while let Some(record) = self.next_within(&mut remaining).await? {
+            on_record(record);
+        }
+        Ok(())
+    }
+
+    /// The partitions that still hold records below their offset in `ends`, for
+    /// [`TopicReader::next_within`]. Call it before reading anything.
+    pub fn remaining_before(&self, ends: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>, LogError> {
+        let mut remaining = BTreeMap::new();
+        for (p, end) in ends {
+            let (low, high) = self
+                .consumer()
+                .fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)
+                .map_err(classify)?;
+            // Partitions whose earliest retained offset is already at the end have nothing to read.
+            if *end > low && high > low {
+                remaining.insert(*p, *end);
+            }
+        }
+        Ok(remaining)
+    }
+
+    /// The next record below the offsets in `remaining`, or `None` once every partition has
+    /// reached its end; partitions are removed from `remaining` as they finish.
+    pub async fn next_within(
+        &self,
+        remaining: &mut BTreeMap<i32, i64>,
+    ) -> Result<Option<LogRecord>, LogError> {
+        while !remaining.is_empty() {
+            let record = self.next().await?;
+            let partition = record.position.partition;
+            let Some(end) = remaining.get(&partition).copied() else { continue };
+            if record.position.offset + 1 >= end {
+                remaining.remove(&partition);
+            }
+            if record.position.offset < end {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for TopicReader {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            shut_down_consumer(consumer);
+        }
+    }
+}
+
+/// A consumer-group member with offsets stored only after the caller's write succeeded.
+pub struct GroupConsumer {
+    consumer: Option<StreamConsumer>,
+}
+
+impl GroupConsumer {
+    /// Joins `group` and subscribes to `topics`; a new group starts at the beginning.
+    pub fn subscribe(config: &LogConfig, group: &str, topics: &[&str]) -> Result<Self, LogError> {
+        let consumer: StreamConsumer = config
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "500")
+            // Offsets are stored by the caller after its write, so a crash replays, never skips.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "20")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()?;
+        consumer.subscribe(topics)?;
+        Ok(Self { consumer: Some(consumer) })
+    }
+
+    fn consumer(&self) -> &StreamConsumer {
+        self.consumer.as_ref().expect("consumer is present until drop")
+    }
+
+    /// Waits for the next record.
+    pub async fn next(&self) -> Result<LogRecord, LogError> {
+        let message = self.consumer().recv().await.map_err(classify)?;
+        Ok(to_record(&message))
+    }
+
+    /// Marks `record` as processed; its offset is committed with the next periodic commit.
+    pub fn store_offset(&self, record: &LogRecord) -> Result<(), LogError> {
+        self.consumer()
+            .store_offset(&record.topic, record.position.partition, record.position.offset)
+            .map_err(classify)
+    }
+
+    /// Commits the stored offsets now (on shutdown).
+    pub fn commit(&self) -> Result<(), LogError> {
+        match self.consumer().commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            // Nothing stored since the last commit.
+            Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// Partitions currently assigned to this member.
+    pub fn assigned_partitions(&self) -> Vec<(String, i32)> {
+        self.consumer()
+            .assignment()
+            .map(|list| list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
+            .unwrap_or_default()
+    }
+
+    /// The offset one past the last record of a partition, as of now.
+    pub fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, LogError> {
+        let (_, high) = self
+            .consumer()
+            .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+            .map_err(classify)?;
+        Ok(high)
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+            consumer.unsubscribe();
+            shut_down_consumer(consumer);
+        }
+    }
+}

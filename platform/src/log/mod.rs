@@ -1,0 +1,161 @@
+//! The log client on `rdkafka`: idempotent producer, topic admin, and readers.
+
+mod config;
+mod consumer;
+
+pub use config::LogConfig;
+pub use consumer::{GroupConsumer, TopicReader, shut_down_consumer};
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+/// Failures of the log client.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The broker could not be reached or did not answer in time.
+    #[error("The log is unavailable: {0}")]
+    Unavailable(String),
+    /// Any other client failure.
+    #[error("Log client failure: {0}")]
+    Client(#[from] KafkaError),
+}
+
+/// A position in the log: the partition of a topic and an offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogPosition {
+    /// Partition number.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+}
+
+/// One record read from the log.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Topic the record was read from.
+    pub topic: String,
+    /// Where the record sits.
+    pub position: LogPosition,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value; `None` for a tombstone.
+    pub payload: Option<Vec<u8>>,
+    /// Record headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl LogRecord {
+    /// The value of the first header with this name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// What a topic is for, which decides how it is created.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    /// Full topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Compacted (`cleanup.policy=compact`) rather than retained forever.
+    pub compacted: bool,
+}
+
+/// Producer with `acks=all` and idempotence, so retries never duplicate or reorder records.
+#[derive(Clone)]
+pub struct LogProducer {
+    inner: FutureProducer,
+}
+
+/// How long an append may take before the caller is told the log is unavailable.
+pub const APPEND_TIMEOUT: Duration = Duration::from_millis(4000);
+
+impl LogProducer {
+    /// Creates the producer; it connects lazily.
+    pub fn new(config: &LogConfig) -> Result<Self, LogError> {
+        let inner = config
+            .client_config()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string())
+            .create()?;
+        Ok(Self { inner })
+    }
+
+    /// Appends one record and returns where it landed once the broker has acknowledged it.
+    pub async fn append(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<LogPosition, LogError> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, value) in headers {
+            owned = owned.insert(Header { key: name, value: Some(*value) });
+        }
+        let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
+        match self.inner.send(record, Timeout::After(APPEND_TIMEOUT)).await {
+            Ok(delivery) => Ok(LogPosition { partition: delivery.partition, offset: delivery.offset }),
+            Err((error, _)) => Err(classify(error)),
+        }
+    }
+}
+
+/// Maps librdkafka's "could not reach the broker" family to [`LogError::Unavailable`].
+pub(crate) fn classify(error: KafkaError) -> LogError {
+    let unavailable = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+        )
+    );
+    if unavailable { LogError::Unavailable(error.to_string()) } else { LogError::Client(error) }
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+pub async fn ensure_topics(config: &LogConfig, topics: &[TopicSpec]) -> Result<(), LogError> {
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(
+                &t.name,
+                t.partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            );
+            if t.compacted { topic.set("cleanup.policy", "compact") } else { topic }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = tokio::time::timeout(
+        Duration::from_secs(15),
+        admin.create_topics(new_topics.iter(), &options),
+    )
+    .await
+    .map_err(|_| LogError::Unavailable("creating topics timed out".into()))?
+    .map_err(classify)?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(LogError::Unavailable(format!("could not create {topic}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! Projectors: consumer groups that fold a topic into a read model, with version-guarded writes
+//! and offsets committed only after the write; and the rebuild that replays the log into a
+//! fresh namespace, then switches reads over.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, TopicReader};
+use crate::store::{CellKey, ReadStore, StoreError};
+
+/// Why a record could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The record can never be applied (undecodable): it is skipped with a warning.
+    #[error("Poison record: {0}")]
+    Poison(String),
+    /// A dependency is down: the record is retried.
+    #[error("Transient failure: {0}")]
+    Transient(String),
+}
+
+impl From<StoreError> for ProjectionError {
+    fn from(error: StoreError) -> Self {
+        ProjectionError::Transient(error.to_string())
+    }
+}
+
+/// What applying a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The read model changed.
+    Changed,
+    /// The arbiter rule rejected the event (duplicate, stale or gapped): nothing changed.
+    Ignored,
+}
+
+/// A read model folded from one topic.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Name of the read model, as `ticketing rebuild <name>` takes it.
+    fn name(&self) -> &'static str;
+
+    /// Full name of the topic it folds.
+    fn topic(&self) -> &str;
+
+    /// Applies one record into the read model held in `namespace`.
+    async fn apply(
+        &self,
+        store: &dyn ReadStore,
+        namespace: &str,
+        record: &LogRecord,
+    ) -> Result<Applied, ProjectionError>;
+}
+
+const CATALOG_NAMESPACE: &str = "catalog";
+const PROGRESS_TABLE: &str = "progress";
+
+/// Which namespace serves each read model, and how far each namespace has read its topic.
+#[derive(Clone)]
+pub struct ReadModels {
+    store: Arc<dyn ReadStore>,
+    cache: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+}
+
+/// How long a cached namespace pointer is trusted.
+const POINTER_TTL: Duration = Duration::from_millis(500);
+
+impl ReadModels {
+    /// The catalog of read models kept in `store`.
+    pub fn new(store: Arc<dyn ReadStore>) -> Self {
+        Self { store, cache: Arc::default() }
+    }
+
+    /// The store behind the catalog.
+    pub fn store(&self) -> &Arc<dyn ReadStore> {
+        &self.store
+    }
+
+    /// The namespace that currently serves `read_model` (`<read_model>_v1` until a rebuild).
+    pub async fn current(&self, read_model: &str) -> Result<String, StoreError> {
+        if let Some((ns, at)) = self.cache.lock().expect("cache lock").get(read_model)
+            && at.elapsed() < POINTER_TTL
+        {
+            return Ok(ns.clone());
+        }
+        let key = CellKey { namespace: CATALOG_NAMESPACE, table: "current", partition: read_model, clustering: "" };
+        let ns = match self.store.get(key).await? {
+            Some(cell) => String::from_utf8_lossy(&cell.value).into_owned(),
+            None => format!("{read_model}_v1"),
+        };
+        self.cache.lock().expect("cache lock").insert(read_model.to_string(), (ns.clone(), Instant::now()));
+        Ok(ns)
+    }
+
+    /// Points reads of `read_model` at `namespace`.
+    pub async fn switch(&self, read_model: &str, namespace: &str) -> Result<(), StoreError> {
+        let key = CellKey { namespace: CATALOG_NAMESPACE, table: "current", partition: read_model, clustering: "" };
+        let now = chrono::Utc::now().timestamp_micros();
+        self.store.put(key, namespace.as_bytes(), now).await?;
+        self.cache.lock().expect("cache lock").remove(read_model);
+        Ok(())
+    }
+
+    /// Records that `namespace` has applied every record of `partition` below `next_offset`.
+    pub async fn record_progress(&self, namespace: &str, partition: i32, next_offset: i64) -> Result<(), StoreError> {
+        let partition = partition.to_string();
+        let key = CellKey { namespace, table: PROGRESS_TABLE, partition: &partition, clustering: "" };
+        self.store.put(key, next_offset.to_string().as_bytes(), next_offset).await
+    }
+
+    /// The offset up to which `namespace` has applied `partition` (0 when nothing).
+    pub async fn progress(&self, namespace: &str, partition: i32) -> Result<i64, StoreError> {
+        let partition = partition.to_string();
+        let key = CellKey { namespace, table: PROGRESS_TABLE, partition: &partition, clustering: "" };
+        Ok(self
+            .store
+            .get(key)
+            .await?
+            .and_then(|c| String::from_utf8_lossy(&c.value).parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+/// Health of a running projector, for readiness and lag.
+#[derive(Debug, Default)]
+pub struct ProjectorHealth {
+    assigned: Mutex<Vec<i32>>,
+    lag: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl ProjectorHealth {
+    /// True once the group has assigned this member at least one partition.
+    pub fn is_assigned(&self) -> bool {
+        !self.assigned.lock().expect("health lock").is_empty()
+    }
+
+    /// Records behind the end of each assigned partition, as last measured.
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        self.lag.lock().expect("health lock").clone()
+    }
+}
+
+async fn apply_with_retry(
+    projection: &dyn Projection,
+    store: &dyn ReadStore,
+    namespace: &str,
+    record: &LogRecord,
+) -> Option<Applied> {
+    loop {
+        match projection.apply(store, namespace, record).await {
+            Ok(applied) => return Some(applied),
+            Err(ProjectionError::Poison(reason)) => {
+                tracing::warn!(
+                    message = "Skipped a poison record.",
+                    projection = projection.name(),
+                    partition = record.position.partition,
+                    offset = record.position.offset,
+                    %reason,
+                );
+                return None;
+            }
+            Err(ProjectionError::Transient(reason)) => {
+                tracing::warn!(message = "Failed to apply a record; retrying.", projection = projection.name(), %reason);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Runs a projector as a member of `group` until `shutdown` turns true.
+pub async fn run_projector(
+    config: LogConfig,
+    projection: Arc<dyn Projection>,
+    read_models: ReadModels,
+    group: String,
+    health: Arc<ProjectorHealth>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LogError> {
+    let consumer = GroupConsumer::subscribe(&config, &group, &[projection.topic()])?;
+    let mut last_health = Instant::now() - Duration::from_secs(10);
+    loop {
+        if last_health.elapsed() > Duration::from_secs(1) {
+            last_health = Instant::now();
+            update_health(&consumer, &read_models, projection.as_ref(), &health).await;
+        }
+        let record = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            record = consumer.next() => record,
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(message = "Failed to read the log.", projection = projection.name(), %error);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let namespace = loop {
+            match read_models.current(projection.name()).await {
+                Ok(ns) => break ns,
+                Err(error) => {
+                    tracing::warn!(message = "Failed to read the catalog; retrying.", %error);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        apply_with_retry(projection.as_ref(), read_models.store().as_ref(), &namespace, &record).await;
+        while let Err(error) = read_models
+            .record_progress(&namespace, record.position.partition, record.position.offset + 1)
+            .await
+        {
+            tracing::warn!(message = "Failed to record progress; retrying.", %error);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        consumer.store_offset(&record)?;
+    }
+    consumer.commit()?;
+    Ok(())
+}
+
+async fn update_health(
+    consumer: &GroupConsumer,
+    read_models: &ReadModels,
+    projection: &dyn Projection,
+    health: &ProjectorHealth,
+) {
+    let assigned: Vec<i32> = consumer.assigned_partitions().into_iter().map(|(_, p)| p).collect();
+    let mut lag = BTreeMap::new();
+    if let Ok(namespace) = read_models.current(projection.name()).await {
+        for partition in &assigned {
+            if let (Ok(end), Ok(done)) = (
+                consumer.end_offset(projection.topic(), *partition),
+                read_models.progress(&namespace, *partition).await,
+            ) {
+                lag.insert(*partition, (end - done).max(0));
+            }
+        }
+    }
+    *health.assigned.lock().expect("health lock") = assigned;
+    *health.lag.lock().expect("health lock") = lag;
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone)]
+pub struct RebuildReport {
+    /// The namespace that now serves the read model.
+    pub namespace: String,
+    /// Records replayed.
+    pub records: u64,
+    /// Records that changed the read model.
+    pub changed: u64,
+}
+
+/// Replays the projection's topic from offset 0 into a fresh namespace, switches reads to it,
+/// then replays what arrived meanwhile. `on_progress(done, total)` is called as it goes.
+pub async fn rebuild(
+    config: &LogConfig,
+    projection: &dyn Projection,
+    read_models: &ReadModels,
+    mut on_progress: impl FnMut(u64, u64),
+) -> anyhow::Result<RebuildReport> {
+    use anyhow::Context;
+    let namespace = format!("{}_r{}", projection.name(), chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
+    let store = read_models.store().clone();
+    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut report = RebuildReport { namespace: namespace.clone(), records: 0, changed: 0 };
+    for pass in 0..2 {
+        let reader = TopicReader::from_offsets(config, projection.topic(), &next_offsets)
+            .context("Failed to open the topic for replay")?;
+        let ends = reader.end_offsets().context("Failed to read the end offsets")?;
+        let total: u64 = ends
+            .iter()
+            .map(|(p, end)| (end - next_offsets.get(p).copied().unwrap_or(0)).max(0) as u64)
+            .sum::<u64>()
+            + report.records;
+        let mut remaining = reader.remaining_before(&ends)?;
+        for (p, end) in &ends {
+            if next_offsets.get(p).copied().unwrap_or(0) >= *end {
+                remaining.remove(p);
+            }
+        }
+        while let Some(record) = reader.next_within(&mut remaining).await? {
+            if apply_with_retry(projection, store.as_ref(), &namespace, &record).await == Some(Applied::Changed) {
+                report.changed += 1;
+            }
+            next_offsets.insert(record.position.partition, record.position.offset + 1);
+            report.records += 1;
+            if report.records % 256 == 0 {
+                on_progress(report.records, total);
+            }
+        }
+        for (partition, next) in &next_offsets {
+            read_models.record_progress(&namespace, *partition, *next).await?;
+        }
+        on_progress(report.records, total);
+        if pass == 0 {
+            read_models.switch(projection.name(), &namespace).await?;
+            // Let live projectors pick up the new pointer before the catch-up pass.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    Ok(report)
+}

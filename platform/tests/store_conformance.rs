@@ -1,0 +1,105 @@
+//! Both read-store adapters run the same conformance suite; ScyllaDB's part needs `SCYLLA_URI`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use platform::store::{CellKey, EmbeddedStore, ReadStore, ScyllaStore, conformance};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_passes_conformance() {
+    let dir = tempfile::tempdir().expect("Failed to create a temporary directory");
+    let store = EmbeddedStore::open(dir.path()).expect("Failed to open the embedded store");
+    conformance::run_all(&store, "conformance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_acknowledged_writes_across_a_restart() {
+    let dir = tempfile::tempdir().expect("Failed to create a temporary directory");
+    let kept = CellKey {
+        namespace: "kept",
+        table: "t",
+        partition: "p",
+        clustering: "c",
+    };
+    let deleted = CellKey {
+        clustering: "deleted",
+        ..kept
+    };
+    let dropped = CellKey {
+        namespace: "dropped",
+        ..kept
+    };
+    let reused = CellKey {
+        namespace: "reused",
+        ..kept
+    };
+
+    // Arrange: writes, a tombstone, a dropped namespace and a re-created one.
+    {
+        let store = EmbeddedStore::open(dir.path()).expect("Failed to open the embedded store");
+        store.put(kept, b"v1", 1).await.unwrap();
+        store.put(kept, b"v2", 2).await.unwrap();
+        store.put(deleted, b"gone", 1).await.unwrap();
+        store.delete(deleted, 5).await.unwrap();
+        store.put(dropped, b"gone", 1).await.unwrap();
+        store.drop_namespace("dropped").await.unwrap();
+        store.put(reused, b"old", 1).await.unwrap();
+        store.drop_namespace("reused").await.unwrap();
+        store.put(reused, b"new", 1).await.unwrap();
+    }
+
+    // Act: reopen the same directory, as a restarted process would.
+    let store = EmbeddedStore::open(dir.path()).expect("Failed to reopen the embedded store");
+
+    // Assert
+    let cell = store
+        .get(kept)
+        .await
+        .unwrap()
+        .expect("an acknowledged write was lost");
+    assert_eq!((cell.value.as_slice(), cell.write_ts), (&b"v2"[..], 2));
+    assert_eq!(store.get(deleted).await.unwrap(), None, "a delete was lost");
+    store.put(deleted, b"stale", 4).await.unwrap();
+    assert_eq!(
+        store.get(deleted).await.unwrap(),
+        None,
+        "a tombstone's timestamp was lost"
+    );
+    assert_eq!(
+        store.get(dropped).await.unwrap(),
+        None,
+        "a dropped namespace came back"
+    );
+    let cell = store
+        .get(reused)
+        .await
+        .unwrap()
+        .expect("a re-created namespace was lost");
+    assert_eq!(cell.value, b"new");
+
+    // The reopened store is fully usable, including the suite.
+    conformance::run_all(&store, "after_restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_store_passes_conformance() {
+    let Ok(uri) = std::env::var("SCYLLA_URI") else {
+        eprintln!("SKIPPED: set SCYLLA_URI=host:9042 to run the ScyllaDB conformance suite");
+        return;
+    };
+    let replication = std::env::var("SCYLLA_REPLICATION")
+        .unwrap_or_else(|_| "{'class':'SimpleStrategy','replication_factor':1}".to_string());
+    let credentials = std::env::var("SCYLLA_USER")
+        .ok()
+        .map(|user| (user, std::env::var("SCYLLA_PASSWORD").unwrap_or_default()));
+    let store = ScyllaStore::connect(&uri, "conf", &replication, credentials)
+        .await
+        .unwrap_or_else(|e| panic!("Failed to connect to ScyllaDB at {uri}: {e}"));
+
+    // A fresh namespace per run, so runs never see each other's data.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_nanos();
+    let namespace = format!("run_{:x}", nanos as u64);
+    conformance::run_all(&store, &namespace).await;
+}

@@ -1,0 +1,3 @@
+//! Projectors: workers that fold events into read models.
+
+pub mod tickets;

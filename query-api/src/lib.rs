@@ -1,0 +1,107 @@
+//! The HTTP read side: the reference app's GET routes served from the read store, with
+//! read-your-writes through `X-Consistency-Token`.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use platform::http::{ApiError, CONSISTENCY_HEADER, ConsistencyToken};
+use platform::projection::ReadModels;
+use projectors::tickets::{FOR_SALE_PARTITION, FOR_SALE_TABLE, TicketRow, get_ticket};
+
+/// How long a query waits for the projection to reach a consistency token.
+pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
+
+/// What the query routes need.
+#[derive(Clone)]
+pub struct QueryState {
+    /// The catalog of read models and the store behind it.
+    pub read_models: ReadModels,
+}
+
+/// The routes, with their state.
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .route("/api/tickets", get(list_tickets))
+        .route("/api/tickets/{id}", get(show_ticket))
+        .with_state(state)
+}
+
+fn unavailable(error: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(error.to_string())
+}
+
+/// Resolves the namespace serving `read_model`, after waiting (bounded) for the write named by
+/// the request's consistency token. Returns whether the wait timed out.
+async fn namespace_after_token(
+    state: &QueryState,
+    read_model: &str,
+    headers: &HeaderMap,
+) -> Result<(String, bool), ApiError> {
+    let token = headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()).and_then(ConsistencyToken::parse);
+    let deadline = Instant::now() + CONSISTENCY_WAIT;
+    loop {
+        let namespace = state.read_models.current(read_model).await.map_err(unavailable)?;
+        let Some(token) = token.as_ref().filter(|t| t.topic == read_model) else {
+            return Ok((namespace, false));
+        };
+        let done = state.read_models.progress(&namespace, token.partition).await.map_err(unavailable)?;
+        if done > token.offset {
+            return Ok((namespace, false));
+        }
+        if Instant::now() >= deadline {
+            return Ok((namespace, true));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
+    let mut response = Json(body).into_response();
+    if stale {
+        // The projection did not reach the token in time; say so rather than fail.
+        response.headers_mut().insert("x-consistency", HeaderValue::from_static("stale"));
+    }
+    response
+}
+
+#[tracing::instrument(name = "GET /api/tickets", skip_all)]
+async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
+    let store = state.read_models.store();
+    let mut tickets = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .scan(&namespace, FOR_SALE_TABLE, FOR_SALE_PARTITION, after.as_deref(), 500)
+            .await
+            .map_err(unavailable)?;
+        for cell in &page.cells {
+            let row: TicketRow = serde_json::from_slice(&cell.value)
+                .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("corrupt ticket row: {e}")))?;
+            tickets.push(row.to_api_json());
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(with_staleness(serde_json::Value::Array(tickets), stale))
+}
+
+#[tracing::instrument(name = "GET /api/tickets/{id}", skip_all, fields(ticket_id = %id))]
+async fn show_ticket(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
+    let row = get_ticket(state.read_models.store().as_ref(), &namespace, &id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound)?;
+    Ok(with_staleness(row.to_api_json(), stale))
+}

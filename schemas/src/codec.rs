@@ -1,0 +1,120 @@
+//! Confluent wire-format codec (magic byte + schema id + Avro) through
+//! `schema_registry_converter`, with subjects named by `TopicRecordNameStrategy`.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use platform::aggregate::Envelope;
+use platform::codec::{CodecError, EventCodec};
+use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
+
+use crate::events::{AvroEvent, RecordFields, metadata_fields, metadata_from};
+
+/// Settings of the schema registry client, from a comma-separated list of URLs.
+pub fn registry_settings(urls: &str) -> Result<SrSettings, CodecError> {
+    let mut urls = urls.split(',').map(str::trim).filter(|u| !u.is_empty());
+    let first = urls
+        .next()
+        .ok_or_else(|| CodecError::RegistryUnavailable("no schema registry URL configured".into()))?;
+    let mut builder = SrSettings::new_builder(first.trim_end_matches('/').to_string());
+    for url in urls {
+        builder.add_url(url.trim_end_matches('/').to_string());
+    }
+    builder
+        .no_proxy()
+        .set_timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| CodecError::RegistryUnavailable(e.to_string()))
+}
+
+/// Encodes and decodes the events of one topic in the Confluent wire format.
+pub struct AvroCodec<E> {
+    topic: String,
+    encoder: AvroEncoder,
+    decoder: AvroDecoder,
+    _events: PhantomData<fn() -> E>,
+}
+
+impl<E: AvroEvent> AvroCodec<E> {
+    /// A codec for `topic` (full name) talking to the registry in `settings`.
+    pub fn new(topic: String, settings: SrSettings) -> Self {
+        Self {
+            topic,
+            encoder: AvroEncoder::new(settings.clone()),
+            decoder: AvroDecoder::new(settings),
+            _events: PhantomData,
+        }
+    }
+
+    /// Registers every schema of the topic (so readers never meet an unknown id) and fails when
+    /// the registry refuses one, e.g. because it is not compatible with the registered version.
+    pub async fn register_all(&self) -> Result<(), CodecError> {
+        for schema in E::schemas() {
+            let strategy = self.strategy(schema.full_name, schema.avsc);
+            self.encoder
+                .get_schema_and_id(&strategy.get_subject().map_err(classify)?, strategy)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    fn strategy(&self, full_name: &str, avsc: &str) -> SubjectNameStrategy {
+        SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
+            self.topic.clone(),
+            SuppliedSchema::new(Some(full_name.to_string()), SchemaType::Avro, avsc.to_string()),
+        )
+    }
+}
+
+fn classify(error: SRCError) -> CodecError {
+    if error.retriable {
+        CodecError::RegistryUnavailable(error.to_string())
+    } else {
+        CodecError::Unencodable(error.to_string())
+    }
+}
+
+#[async_trait]
+impl<E: AvroEvent> EventCodec<E> for AvroCodec<E> {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn event_type(&self, event: &E) -> &'static str {
+        event.event_type()
+    }
+
+    async fn encode(&self, envelope: &Envelope<E>) -> Result<Vec<u8>, CodecError> {
+        let schema = envelope.event.schema();
+        let mut fields = metadata_fields(&envelope.metadata);
+        fields.extend(envelope.event.payload_fields());
+        self.encoder
+            .encode(fields, self.strategy(schema.full_name, schema.avsc))
+            .await
+            .map_err(classify)
+    }
+
+    async fn decode(&self, bytes: &[u8]) -> Result<Envelope<E>, CodecError> {
+        let decoded = self.decoder.decode(Some(bytes)).await.map_err(|e| {
+            if e.retriable {
+                CodecError::RegistryUnavailable(e.to_string())
+            } else {
+                CodecError::Undecodable(e.to_string())
+            }
+        })?;
+        let name = decoded
+            .name
+            .map(|n| n.fullname(None))
+            .ok_or_else(|| CodecError::Undecodable("the record has no name".into()))?;
+        let apache_avro::types::Value::Record(fields) = decoded.value else {
+            return Err(CodecError::Undecodable("the value is not a record".into()));
+        };
+        let fields = RecordFields(fields);
+        Ok(Envelope { metadata: metadata_from(&fields)?, event: E::from_record(&name, &fields)? })
+    }
+}

@@ -1,0 +1,120 @@
+//! Typed events and their mapping to and from Avro records.
+
+use apache_avro::types::Value;
+use platform::aggregate::EventMetadata;
+use platform::codec::CodecError;
+
+/// One event type's Avro schema.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSchema {
+    /// Full record name (`ticketing.tickets.TicketCreated`), also the subject suffix under
+    /// `TopicRecordNameStrategy`.
+    pub full_name: &'static str,
+    /// The `.avsc` text.
+    pub avsc: &'static str,
+}
+
+/// The events of one topic, as Avro records.
+pub trait AvroEvent: Sized + Clone + Send + Sync + 'static {
+    /// Short name of the topic (`tickets`); the deployment prefixes its namespace.
+    const TOPIC: &'static str;
+
+    /// Schemas of every event type of the topic.
+    fn schemas() -> &'static [EventSchema];
+
+    /// The schema of this event.
+    fn schema(&self) -> &'static EventSchema;
+
+    /// The `event_type` header: the record's short name.
+    fn event_type(&self) -> &'static str {
+        let full = self.schema().full_name;
+        full.rsplit('.').next().unwrap_or(full)
+    }
+
+    /// The event's own fields (the envelope is added by the codec).
+    fn payload_fields(&self) -> Vec<(&'static str, Value)>;
+
+    /// Rebuilds the event from a decoded record named `full_name`.
+    fn from_record(full_name: &str, fields: &RecordFields) -> Result<Self, CodecError>;
+}
+
+/// The fields of a decoded Avro record, looked up by name.
+pub struct RecordFields(pub Vec<(String, Value)>);
+
+impl RecordFields {
+    fn get(&self, name: &str) -> Result<&Value, CodecError> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| CodecError::Undecodable(format!("field {name} is missing")))
+    }
+
+    fn unwrap_union(value: &Value) -> &Value {
+        match value {
+            Value::Union(_, inner) => inner,
+            other => other,
+        }
+    }
+
+    /// A string (or uuid) field.
+    pub fn string(&self, name: &str) -> Result<String, CodecError> {
+        match Self::unwrap_union(self.get(name)?) {
+            Value::String(s) => Ok(s.clone()),
+            Value::Uuid(u) => Ok(u.to_string()),
+            other => Err(CodecError::Undecodable(format!("field {name} is not a string: {other:?}"))),
+        }
+    }
+
+    /// An optional string field (a `["null","string"]` union).
+    pub fn optional_string(&self, name: &str) -> Result<Option<String>, CodecError> {
+        match Self::unwrap_union(self.get(name)?) {
+            Value::Null => Ok(None),
+            _ => self.string(name).map(Some),
+        }
+    }
+
+    /// A long (or timestamp) field.
+    pub fn long(&self, name: &str) -> Result<i64, CodecError> {
+        match Self::unwrap_union(self.get(name)?) {
+            Value::Long(v) | Value::TimestampMillis(v) => Ok(*v),
+            Value::Int(v) => Ok(i64::from(*v)),
+            other => Err(CodecError::Undecodable(format!("field {name} is not a long: {other:?}"))),
+        }
+    }
+}
+
+/// The envelope as Avro fields.
+pub fn metadata_fields(metadata: &EventMetadata) -> Vec<(&'static str, Value)> {
+    vec![
+        ("event_id", Value::Uuid(metadata.event_id)),
+        ("aggregate_id", Value::String(metadata.aggregate_id.clone())),
+        ("aggregate_version", Value::Long(metadata.aggregate_version)),
+        ("command_id", Value::String(metadata.command_id.clone())),
+        ("occurred_at", Value::TimestampMillis(metadata.occurred_at)),
+        ("correlation_id", Value::String(metadata.correlation_id.clone())),
+        (
+            "causation_id",
+            match &metadata.causation_id {
+                Some(id) => Value::Union(1, Box::new(Value::String(id.clone()))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
+    ]
+}
+
+/// The envelope read back from Avro fields.
+pub fn metadata_from(fields: &RecordFields) -> Result<EventMetadata, CodecError> {
+    let event_id = fields.string("event_id")?;
+    Ok(EventMetadata {
+        event_id: event_id
+            .parse()
+            .map_err(|_| CodecError::Undecodable(format!("event_id {event_id:?} is not a UUID")))?,
+        aggregate_id: fields.string("aggregate_id")?,
+        aggregate_version: fields.long("aggregate_version")?,
+        command_id: fields.string("command_id")?,
+        occurred_at: fields.long("occurred_at")?,
+        correlation_id: fields.string("correlation_id")?,
+        causation_id: fields.optional_string("causation_id")?,
+    })
+}

@@ -1,0 +1,8 @@
+//! Avro schemas of every event, the typed Rust events, the Confluent wire-format codec, the
+//! compatibility gate and a Confluent-compatible schema registry for single-machine use.
+
+pub mod codec;
+pub mod events;
+pub mod tickets;
+pub mod compatibility;
+pub mod registry;

@@ -1,0 +1,41 @@
+use clap::{Parser, Subcommand};
+use ticketing::app::{Application, Component};
+use ticketing::settings::Settings;
+
+/// Ticket marketplace on an event log. Configured by environment variables (see README).
+#[derive(Parser)]
+#[command(name = "ticketing", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every component in one process behind one port (starts a local broker when
+    /// KAFKA_BOOTSTRAP_SERVERS is unset).
+    Up,
+    /// Run one component.
+    Serve {
+        /// Which component.
+        #[arg(value_enum)]
+        component: Component,
+    },
+    /// Replay the log into a fresh namespace of a read model, then switch reads to it.
+    Rebuild {
+        /// The read model (tickets).
+        read_model: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    platform::telemetry::init_tracing();
+    let cli = Cli::parse();
+    let settings = Settings::from_env()?;
+    match cli.command {
+        Command::Up => Application::build(settings, &Component::ALL).await?.run_until_stopped().await,
+        Command::Serve { component } => Application::build(settings, &[component]).await?.run_until_stopped().await,
+        Command::Rebuild { read_model } => ticketing::rebuild::run(&settings, &read_model).await.map(|_| ()),
+    }
+}

@@ -1,0 +1,78 @@
+//! `ticketing rebuild <read-model>`: replay the log into a fresh namespace, then switch reads.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use platform::codec::EventCodec;
+use platform::projection::{Projection, ReadModels, RebuildReport, rebuild};
+use projectors::tickets::TicketProjector;
+use schemas::codec::{AvroCodec, registry_settings};
+use schemas::events::AvroEvent;
+use schemas::registry::SchemaRegistry;
+use schemas::tickets::TicketEvent;
+
+use crate::app::{connect_log, open_store};
+use crate::settings::Settings;
+
+/// The read models `rebuild` knows.
+pub const READ_MODELS: &[&str] = &["tickets"];
+
+/// Rebuilds `read_model`, drawing a progress bar on stderr.
+pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<RebuildReport> {
+    if !READ_MODELS.contains(&read_model) {
+        bail!("Unknown read model {read_model:?}; known: {}", READ_MODELS.join(", "));
+    }
+    let (log, broker) = connect_log(settings).await?;
+    // Without an external registry, serve the bundled one (its state is in the log) on a
+    // loopback port for the length of the rebuild.
+    let (registry_url, registry_server) = match &settings.registry_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let registry = SchemaRegistry::open(&log).await.context("Failed to open the schema registry")?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let server = tokio::spawn(async move {
+                axum::serve(listener, schemas::registry::router(registry)).await
+            });
+            (url, Some(server))
+        }
+    };
+    let store = open_store(&settings.store).await?;
+    let read_models = ReadModels::new(store);
+    let codec: Arc<dyn EventCodec<TicketEvent>> =
+        Arc::new(AvroCodec::<TicketEvent>::new(log.topic(TicketEvent::TOPIC), registry_settings(&registry_url)?));
+    let projection = TicketProjector::new(codec);
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("rebuilding {}", projection.name()));
+    let started = Instant::now();
+    let report = rebuild(&log, &projection, &read_models, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await;
+    bar.finish();
+    if let Some(server) = registry_server {
+        server.abort();
+    }
+    if let Some(broker) = broker {
+        broker.stop().await?;
+    }
+    let report = report?;
+    eprintln!(
+        "Rebuilt {} into namespace {}: {} events replayed, {} applied, in {:.1?}; reads now use it.",
+        read_model,
+        report.namespace,
+        report.records,
+        report.changed,
+        started.elapsed()
+    );
+    Ok(report)
+}

@@ -1,0 +1,131 @@
+//! Settings of the launcher, from environment variables with single-machine defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use platform::log::LogConfig;
+
+/// Where the read models live.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// The embedded engine under a directory (default: `<data dir>/store`).
+    Embedded {
+        /// Directory of the store.
+        path: PathBuf,
+    },
+    /// A ScyllaDB cluster (`SCYLLA_URI` set).
+    Scylla {
+        /// Comma-separated `host:port` contact points.
+        uri: String,
+        /// Prefix of the keyspaces (`SCYLLA_KEYSPACE_PREFIX`, default `ticketing`).
+        keyspace_prefix: String,
+        /// Replication map of new keyspaces (`SCYLLA_REPLICATION`).
+        replication: String,
+        /// `SCYLLA_USERNAME` and `SCYLLA_PASSWORD`, when set.
+        credentials: Option<(String, String)>,
+    },
+}
+
+/// Everything a component needs to know about its surroundings.
+#[derive(Clone)]
+pub struct Settings {
+    /// Public address (`TICKETING_ADDR`, default `127.0.0.1:8080`; port 0 picks a free one).
+    pub addr: SocketAddr,
+    /// Local state: broker log, embedded store, generated JWT key (`TICKETING_DATA_DIR`,
+    /// default `./data`).
+    pub data_dir: PathBuf,
+    /// The external log (`KAFKA_BOOTSTRAP_SERVERS`); `None` starts a local Tansu broker.
+    pub log: Option<LogConfig>,
+    /// Topic and group prefix (`TICKETING_NAMESPACE`, default `ticketing`).
+    pub namespace: String,
+    /// Port of the local broker (`TANSU_PORT`, default 9092).
+    pub broker_port: u16,
+    /// An external schema registry (`SCHEMA_REGISTRY_URL`); `None` serves the bundled one on
+    /// the public port.
+    pub registry_url: Option<String>,
+    /// The read store.
+    pub store: StoreSettings,
+    /// HS256 key of session tokens (`JWT_KEY`; generated into the data dir when unset).
+    pub jwt_key: String,
+    /// Session lifetime in seconds (`SESSION_TTL_SECONDS`, default 86400).
+    pub session_ttl_seconds: i64,
+    /// Mark the session cookie `Secure` (`COOKIE_SECURE=true`).
+    pub secure_cookie: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("data_dir", &self.data_dir)
+            .field("log", &self.log.as_ref().map(|l| &l.bootstrap_servers))
+            .field("namespace", &self.namespace)
+            .field("registry_url", &self.registry_url)
+            .field("store", &self.store)
+            .field("jwt_key", &"<redacted>")
+            .finish()
+    }
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    /// Reads the settings from the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let addr = env("TICKETING_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .context("TICKETING_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
+        let data_dir = PathBuf::from(env("TICKETING_DATA_DIR").unwrap_or_else(|| "data".into()));
+        let namespace = env("TICKETING_NAMESPACE").unwrap_or_else(|| "ticketing".into());
+        let log = LogConfig::from_env();
+        let broker_port = env("TANSU_PORT")
+            .map(|p| p.parse().context("TANSU_PORT must be a port number"))
+            .transpose()?
+            .unwrap_or(9092);
+        let store = match env("SCYLLA_URI") {
+            Some(uri) => StoreSettings::Scylla {
+                uri,
+                keyspace_prefix: env("SCYLLA_KEYSPACE_PREFIX").unwrap_or_else(|| "ticketing".into()),
+                replication: env("SCYLLA_REPLICATION")
+                    .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into()),
+                credentials: env("SCYLLA_USERNAME").zip(env("SCYLLA_PASSWORD")),
+            },
+            None => StoreSettings::Embedded { path: data_dir.join("store") },
+        };
+        let jwt_key = match env("JWT_KEY") {
+            Some(key) => key,
+            None => generated_jwt_key(&data_dir)?,
+        };
+        Ok(Self {
+            addr,
+            data_dir,
+            log,
+            namespace,
+            broker_port,
+            registry_url: env("SCHEMA_REGISTRY_URL"),
+            store,
+            jwt_key,
+            session_ttl_seconds: env("SESSION_TTL_SECONDS").and_then(|s| s.parse().ok()).unwrap_or(86_400),
+            secure_cookie: env("COOKIE_SECURE").is_some_and(|v| v == "true" || v == "1"),
+        })
+    }
+}
+
+/// A random key kept in the data dir, so sessions survive restarts of a single-machine setup.
+fn generated_jwt_key(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("jwt.key");
+    if let Ok(key) = std::fs::read_to_string(&path)
+        && !key.trim().is_empty()
+    {
+        return Ok(key.trim().to_string());
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("Failed to create {}", data_dir.display()))?;
+    let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &key).with_context(|| format!("Failed to write {}", path.display()))?;
+    tracing::warn!(message = "JWT_KEY is not set; generated one.", path = %path.display());
+    Ok(key)
+}

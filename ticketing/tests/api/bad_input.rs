@@ -1,0 +1,79 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Deployment, Reply, TestBroker, session_cookie};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_in_the_error_shape_and_never_a_5xx() {
+    let broker = TestBroker::start().await;
+    let app = Deployment::new(&broker).spawn().await;
+    let id = app.create_ticket("alice", "concert", 20.0).await.id();
+    let ticket = format!("/api/tickets/{id}");
+
+    let json_cases = [
+        (json!({"title": 5, "price": 10}), "title"),
+        (json!({"title": "x", "price": "ten"}), "price"),
+        (json!({"title": "x", "price": -1}), "price"),
+        (json!({"title": "x", "price": 0}), "price"),
+        (json!({"title": "x", "price": 10.005}), "price"),
+        (json!({"title": "", "price": 10}), "title"),
+        (json!({"title": null, "price": null}), "title"),
+        (json!({"price": 10}), "title"),
+        (json!([1, 2, 3]), "title"),
+        (json!({"title": "x", "price": 1e308}), "price"),
+    ];
+    for path in ["/api/tickets", ticket.as_str()] {
+        let method = if path == "/api/tickets" { Method::POST } else { Method::PUT };
+        for (body, field) in &json_cases {
+            let reply = app.request(method.clone(), path, Some("alice"), Some(body.clone())).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{method} {path} {body}: {reply:?}");
+            reply.assert_error_shape();
+            assert!(
+                reply.body["errors"].as_array().unwrap().iter().any(|e| e["field"] == *field),
+                "{body}: {reply:?}"
+            );
+        }
+    }
+    let both = app.request(Method::POST, "/api/tickets", Some("alice"), Some(json!({}))).await;
+    assert_eq!(both.body["errors"].as_array().unwrap().len(), 2, "one entry per bad field: {both:?}");
+    assert_eq!(both.body["errors"][0]["message"], "Title is required");
+
+    let raw_cases: Vec<(&str, Vec<u8>, StatusCode)> = vec![
+        ("malformed JSON", b"{\"title\": \"x\", ".to_vec(), StatusCode::BAD_REQUEST),
+        ("NaN price", b"{\"title\": \"x\", \"price\": NaN}".to_vec(), StatusCode::BAD_REQUEST),
+        ("invalid UTF-8", b"{\"title\": \"\xff\xfe\", \"price\": 10}".to_vec(), StatusCode::BAD_REQUEST),
+        ("huge body", format!("{{\"title\": \"{}\", \"price\": 10}}", "x".repeat(200 * 1024)).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (name, body, status) in raw_cases {
+        let response = app
+            .client
+            .post(format!("{}/api/tickets", app.base))
+            .header("cookie", session_cookie("alice"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let reply = Reply::from(response).await;
+        assert_eq!(reply.status, status, "{name}: {reply:?}");
+        reply.assert_error_shape();
+    }
+
+    let bad_if_match = app
+        .send(Method::PUT, &ticket, Some("alice"), Some(json!({"title": "x", "price": 1})), &[("if-match", "soon".into())])
+        .await;
+    assert_eq!(bad_if_match.status, StatusCode::BAD_REQUEST);
+    bad_if_match.assert_error_shape();
+
+    let unknown_route = app.request(Method::GET, "/api/nothing-here", None, None).await;
+    assert_eq!(unknown_route.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown_route.body["errors"][0]["message"], "Not Found");
+
+    let long_id = app.request(Method::GET, &format!("/api/tickets/{}", "x".repeat(5000)), None, None).await;
+    assert!(long_id.status.is_client_error(), "{long_id:?}");
+
+    // The service is still alive and the ticket untouched.
+    let shown = app.request(Method::GET, &ticket, None, None).await;
+    assert_eq!(shown.body["title"], "concert");
+    app.stop().await;
+}

@@ -1,0 +1,75 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use platform::arbiter::{Verdict, VersionArbiter};
+use reqwest::{Method, StatusCode};
+use schemas::tickets::TicketEvent;
+use serde_json::json;
+use ticketing::app::Component;
+
+use crate::helpers::{Deployment, TestApp, TestBroker, read_ticket_log};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_twenty_concurrent_puts_with_one_if_match_exactly_one_wins_across_two_instances() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker);
+    let first = deployment.spawn().await;
+    let mut settings = deployment.settings();
+    settings.registry_url = Some(first.registry_url());
+    let second = TestApp::start(settings, &[Component::Tickets]).await;
+
+    let id = first.create_ticket("alice", "concert", 20.0).await.id();
+    // Wait until the second instance has read the ticket: it then answers 409, not 404.
+    let probe = json!({"title": "probe", "price": 1});
+    for attempt in 0.. {
+        let reply = second
+            .send(Method::PUT, &format!("/api/tickets/{id}"), Some("alice"), Some(probe.clone()), &[("if-match", "99".into())])
+            .await;
+        if reply.status == StatusCode::CONFLICT {
+            break;
+        }
+        assert!(attempt < 100, "the second instance never saw the ticket: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let puts = (0..20).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let path = format!("/api/tickets/{id}");
+        async move {
+            app.send(
+                Method::PUT,
+                &path,
+                Some("alice"),
+                Some(json!({"title": format!("title {i}"), "price": 30})),
+                &[("if-match", "0".into())],
+            )
+            .await
+        }
+    });
+    let replies = join_all(puts).await;
+    let mut by_status: HashMap<StatusCode, usize> = HashMap::new();
+    for reply in &replies {
+        *by_status.entry(reply.status).or_default() += 1;
+    }
+    assert_eq!(by_status.get(&StatusCode::OK), Some(&1), "{by_status:?}");
+    assert_eq!(by_status.get(&StatusCode::CONFLICT), Some(&19), "{by_status:?}");
+    let winner = replies.iter().find(|r| r.status == StatusCode::OK).unwrap();
+
+    // The log holds exactly one new valid version, and it is the winner's.
+    let events = read_ticket_log(&deployment.log(), &first.registry_url()).await;
+    let mut arbiter = VersionArbiter::default();
+    let valid: Vec<_> = events
+        .iter()
+        .filter(|e| e.metadata.aggregate_id == id)
+        .filter(|e| arbiter.admit(&e.metadata.aggregate_id, e.metadata.aggregate_version) == Verdict::Valid)
+        .collect();
+    assert_eq!(valid.len(), 2, "created + one update");
+    match &valid[1].event {
+        TicketEvent::Updated(update) => assert_eq!(update.title, winner.body["title"].as_str().unwrap()),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    second.stop().await;
+    first.stop().await;
+}

@@ -1,0 +1,33 @@
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Deployment, TestBroker, read_ticket_log};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half_written() {
+    let mut broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker);
+    let app = deployment.spawn().await;
+    let id = app.create_ticket("alice", "concert", 20.0).await.id();
+
+    broker.stop().await;
+    let started = Instant::now();
+    let created = app
+        .request(Method::POST, "/api/tickets", Some("alice"), Some(json!({"title": "lost", "price": 5})))
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(created.status, StatusCode::SERVICE_UNAVAILABLE, "{created:?}");
+    created.assert_error_shape();
+    assert!(elapsed < Duration::from_secs(5), "answered after {elapsed:?}");
+    let updated = app
+        .request(Method::PUT, &format!("/api/tickets/{id}"), Some("alice"), Some(json!({"title": "lost", "price": 5})))
+        .await;
+    assert_eq!(updated.status, StatusCode::SERVICE_UNAVAILABLE, "{updated:?}");
+
+    broker.restart().await;
+    let events = read_ticket_log(&deployment.log(), &app.registry_url()).await;
+    assert_eq!(events.len(), 1, "only the ticket created before the outage is in the log: {events:?}");
+    app.stop().await;
+}

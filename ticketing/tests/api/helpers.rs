@@ -1,0 +1,254 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::aggregate::Envelope;
+use platform::broker::LocalBroker;
+use platform::codec::EventCodec;
+use platform::log::{LogConfig, TopicReader};
+use platform::session::SessionKeys;
+use reqwest::{Method, StatusCode};
+use schemas::codec::{AvroCodec, registry_settings};
+use schemas::events::AvroEvent;
+use schemas::tickets::TicketEvent;
+use serde_json::Value;
+use tempfile::TempDir;
+use ticketing::app::{Application, Component};
+use ticketing::settings::{Settings, StoreSettings};
+
+pub const JWT_KEY: &str = "integration-test-key";
+
+/// A Tansu broker on a free port with its SQLite log in a temporary directory.
+pub struct TestBroker {
+    broker: Option<LocalBroker>,
+    port: u16,
+    pub dir: TempDir,
+}
+
+impl TestBroker {
+    pub async fn start() -> Self {
+        platform::telemetry::init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let broker = LocalBroker::start(dir.path(), 0).await.expect("the broker starts");
+        let port = broker.bootstrap_servers().rsplit(':').next().unwrap().parse().unwrap();
+        Self { broker: Some(broker), port, dir }
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            broker.stop().await.unwrap();
+        }
+    }
+
+    /// Starts the broker again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.broker = Some(LocalBroker::start(self.dir.path(), self.port).await.expect("the broker restarts"));
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        drop(self.broker.take());
+    }
+}
+
+/// A test deployment: its own namespace on the broker and its own data directory.
+pub struct Deployment {
+    pub namespace: String,
+    pub data: TempDir,
+    pub bootstrap_servers: String,
+}
+
+impl Deployment {
+    pub fn new(broker: &TestBroker) -> Self {
+        Self {
+            namespace: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            data: tempfile::tempdir().unwrap(),
+            bootstrap_servers: broker.bootstrap_servers(),
+        }
+    }
+
+    pub fn log(&self) -> LogConfig {
+        let mut log = LogConfig::new(self.bootstrap_servers.clone(), self.namespace.clone());
+        log.partitions = 3;
+        log
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.data.path().join("store")
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: self.data.path().to_path_buf(),
+            log: Some(self.log()),
+            namespace: self.namespace.clone(),
+            broker_port: 0,
+            registry_url: None,
+            store: StoreSettings::Embedded { path: self.store_dir() },
+            jwt_key: JWT_KEY.into(),
+            session_ttl_seconds: 3600,
+            secure_cookie: false,
+        }
+    }
+
+    /// Starts every component, as `ticketing up` does.
+    pub async fn spawn(&self) -> TestApp {
+        TestApp::start(self.settings(), &Component::ALL).await
+    }
+}
+
+pub struct TestApp {
+    app: Option<Application>,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn start(settings: Settings, components: &[Component]) -> Self {
+        let app = Application::build(settings, components).await.expect("the application starts");
+        app.wait_ready().await;
+        let base = format!("http://{}", app.addr());
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+        let this = Self { app: Some(app), base, client };
+        if components.contains(&Component::ProjectorTickets) {
+            this.wait_until_ready().await;
+        }
+        this
+    }
+
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(r) = self.client.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the application did not become ready");
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await.unwrap();
+        }
+    }
+
+    pub fn registry_url(&self) -> String {
+        self.base.clone()
+    }
+
+    pub async fn request(&self, method: Method, path: &str, user: Option<&str>, body: Option<Value>) -> Reply {
+        self.send(method, path, user, body, &[]).await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(user) = user {
+            request = request.header("cookie", session_cookie(user));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("the request is answered")).await
+    }
+
+    pub async fn create_ticket(&self, user: &str, title: &str, price: f64) -> Reply {
+        let reply = self
+            .request(Method::POST, "/api/tickets", Some(user), Some(serde_json::json!({"title": title, "price": price})))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        reply
+    }
+
+    /// GET with the consistency token of an earlier command answer.
+    pub async fn get_after(&self, path: &str, after: &Reply) -> Reply {
+        let token = after.consistency_token.clone().expect("the command answer has a token");
+        self.send(Method::GET, path, None, None, &[("x-consistency-token", token)]).await
+    }
+}
+
+/// A session cookie as the reference app's cookie-session writes it.
+pub fn session_cookie(user: &str) -> String {
+    let keys = SessionKeys::new(JWT_KEY.as_bytes(), 3600, false);
+    let token = keys.mint(user, &format!("{user}@example.com"), chrono::Utc::now().timestamp());
+    keys.session_cookie(&token).split(';').next().unwrap().to_string()
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub consistency_token: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let consistency_token =
+            headers.get("x-consistency-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Self { status, body, consistency_token, headers }
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("the body has an id").to_string()
+    }
+
+    /// Asserts the reference app's error shape.
+    pub fn assert_error_shape(&self) {
+        let errors = self.body["errors"].as_array().unwrap_or_else(|| panic!("no errors array in {self:?}"));
+        assert!(!errors.is_empty(), "{self:?}");
+        for error in errors {
+            assert!(error["message"].is_string(), "{self:?}");
+        }
+    }
+}
+
+/// A codec for the deployment's tickets topic, against the registry at `registry_url`.
+pub fn ticket_codec(log: &LogConfig, registry_url: &str) -> Arc<AvroCodec<TicketEvent>> {
+    Arc::new(AvroCodec::new(log.topic(TicketEvent::TOPIC), registry_settings(registry_url).unwrap()))
+}
+
+/// Every record of the tickets topic, decoded, in partition order per partition.
+pub async fn read_ticket_log(log: &LogConfig, registry_url: &str) -> Vec<Envelope<TicketEvent>> {
+    let codec = ticket_codec(log, registry_url);
+    let reader = TopicReader::from_beginning(log, &log.topic(TicketEvent::TOPIC)).unwrap();
+    let ends = reader.end_offsets().unwrap();
+    let mut records = Vec::new();
+    reader.read_until(&ends, |r| records.push(r)).await.unwrap();
+    records.sort_by_key(|r| r.position);
+    let mut events = Vec::new();
+    for record in records {
+        events.push(codec.decode(record.payload.as_deref().unwrap()).await.unwrap());
+    }
+    events
+}
+
+pub fn remove_dir(path: &Path) {
+    std::fs::remove_dir_all(path).unwrap();
+}
