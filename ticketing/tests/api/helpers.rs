@@ -27,7 +27,9 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start() -> Self {
-        platform::telemetry::init_tracing();
+        if std::env::var_os("TEST_LOG").is_some() {
+            platform::telemetry::init_tracing();
+        }
         let dir = tempfile::tempdir().unwrap();
         let broker = LocalBroker::start(dir.path(), 0).await.expect("the broker starts");
         let port = broker.bootstrap_servers().rsplit(':').next().unwrap().parse().unwrap();
