@@ -26,7 +26,7 @@ pub const COMMAND_DEADLINE: Duration = Duration::from_millis(4500);
 const MAX_ATTEMPTS: usize = 3;
 
 /// A command with everything the pipeline needs besides the command itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CommandRequest<C> {
     /// The aggregate the command targets.
     pub aggregate_id: String,
@@ -45,7 +45,7 @@ pub struct CommandRequest<C> {
 }
 
 /// The result of an applied command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Outcome<A> {
     /// State of the aggregate right after the command.
     pub state: A,

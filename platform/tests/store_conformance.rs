@@ -88,12 +88,12 @@ async fn scylla_store_passes_conformance() {
     };
     let replication = std::env::var("SCYLLA_REPLICATION")
         .unwrap_or_else(|_| "{'class':'SimpleStrategy','replication_factor':1}".to_string());
-    let credentials = std::env::var("SCYLLA_USER")
+    let credentials = std::env::var("SCYLLA_USERNAME")
         .ok()
         .map(|user| (user, std::env::var("SCYLLA_PASSWORD").unwrap_or_default()));
     let store = ScyllaStore::connect(&uri, "conf", &replication, credentials)
         .await
-        .unwrap_or_else(|e| panic!("Failed to connect to ScyllaDB at {uri}: {e}"));
+        .unwrap_or_else(|e| panic!("ScyllaDB conformance suite: {e}"));
 
     // A fresh namespace per run, so runs never see each other's data.
     let nanos = SystemTime::now()

@@ -109,11 +109,11 @@ pub fn can_read(writer: &Schema, reader: &Schema) -> Result<(), String> {
     match SchemaCompatibility::can_read(writer, reader) {
         Ok(Compatibility::Full) => Ok(()),
         // Partial means some written values (a union branch, an enum symbol) cannot be read.
-        Ok(Compatibility::Partial) => Err(
-            "the reader's schema can read only part of the writer's values (a union branch or \
+        Ok(Compatibility::Partial) => {
+            Err("the reader's schema can read only part of the writer's values (a union branch or \
              enum symbol of the writer is missing in the reader)"
-                .to_string(),
-        ),
+                .to_string())
+        }
         Err(error) => Err(error_chain(&error)),
     }
 }
@@ -134,7 +134,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 ///
 /// Non-transitive levels only look at the last element of `existing`; an empty `existing` is
 /// always compatible.
-pub fn check(level: CompatibilityLevel, candidate: &Schema, existing: &[&Schema]) -> Result<(), Vec<String>> {
+pub fn check(
+    level: CompatibilityLevel,
+    candidate: &Schema,
+    existing: &[&Schema],
+) -> Result<(), Vec<String>> {
     if level == CompatibilityLevel::None || existing.is_empty() {
         return Ok(());
     }
@@ -167,7 +171,8 @@ pub fn check(level: CompatibilityLevel, candidate: &Schema, existing: &[&Schema]
 ///
 /// The error names the failing previous schema by its index in `previous` (from 0) and says why.
 pub fn check_backward(current: &str, previous: &[String]) -> Result<(), String> {
-    let reader = Schema::parse_str(current).map_err(|e| format!("the current schema is invalid: {}", error_chain(&e)))?;
+    let reader = Schema::parse_str(current)
+        .map_err(|e| format!("the current schema is invalid: {}", error_chain(&e)))?;
     for (index, text) in previous.iter().enumerate() {
         let writer = Schema::parse_str(text)
             .map_err(|e| format!("previous schema [{index}] is invalid: {}", error_chain(&e)))?;
@@ -183,7 +188,8 @@ mod tests {
     use super::*;
 
     fn schema(fields: &str) -> Schema {
-        Schema::parse_str(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#)).unwrap()
+        Schema::parse_str(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#))
+            .unwrap()
     }
 
     #[test]
@@ -220,9 +226,13 @@ mod tests {
         let v2 = schema(r#"{"name":"b","type":"string","default":""}"#);
         let v3 = schema(r#"{"name":"b","type":"string","default":""},{"name":"a","type":"int"}"#);
         assert!(check(CompatibilityLevel::Backward, &v3, &[&v1, &v2]).is_err(), "v2 has no a");
-        let v3 = schema(r#"{"name":"b","type":"string","default":""},{"name":"a","type":"long","default":0}"#);
+        let v3 = schema(
+            r#"{"name":"b","type":"string","default":""},{"name":"a","type":"long","default":0}"#,
+        );
         assert!(check(CompatibilityLevel::Backward, &v3, &[&v1, &v2]).is_ok());
-        let v3 = schema(r#"{"name":"b","type":"string","default":""},{"name":"a","type":"string","default":""}"#);
+        let v3 = schema(
+            r#"{"name":"b","type":"string","default":""},{"name":"a","type":"string","default":""}"#,
+        );
         assert!(check(CompatibilityLevel::Backward, &v3, &[&v1, &v2]).is_ok());
         let reasons = check(CompatibilityLevel::BackwardTransitive, &v3, &[&v1, &v2]).unwrap_err();
         assert_eq!(reasons.len(), 1);
@@ -239,7 +249,8 @@ mod tests {
 
     #[test]
     fn the_gate_names_the_failing_previous_schema() {
-        let v1 = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#.to_string();
+        let v1 =
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#.to_string();
         let current = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":"long"}]}"#;
         let error = check_backward(current, &[v1.clone()]).unwrap_err();
         assert!(error.contains("[0]") && error.contains("'b'"), "{error}");

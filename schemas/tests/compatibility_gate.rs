@@ -108,12 +108,14 @@ fn the_gate_rejects_a_new_field_without_default() {
         .expect("a record schema")
         .push(serde_json::json!({"name": "venue", "type": "string"}));
     let edited = schema.to_string();
-    let previous: Vec<String> = registered_schemas()[&("tickets".to_string(), "TicketCreated".to_string())]
+    let previous: Vec<String> = registered_schemas()
+        [&("tickets".to_string(), "TicketCreated".to_string())]
         .iter()
         .map(|(_, path)| read(path))
         .collect();
 
-    let error = check_backward(&edited, &previous).expect_err("a field without default breaks BACKWARD");
+    let error =
+        check_backward(&edited, &previous).expect_err("a field without default breaks BACKWARD");
     assert!(error.contains("venue"), "the reason names the field: {error}");
 
     // The same field with a default is a compatible edit.

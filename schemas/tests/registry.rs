@@ -13,7 +13,9 @@ use schema_registry_converter::async_impl::schema_registry::{
     is_compatible_schema, post_schema,
 };
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SubjectNameStrategy, SuppliedSchema};
+use schema_registry_converter::schema_registry_common::{
+    RawError, SchemaType, SubjectNameStrategy, SuppliedSchema,
+};
 use schemas::registry::{SchemaRegistry, router};
 use serde_json::{Value as Json, json};
 use tokio::task::JoinHandle;
@@ -38,7 +40,7 @@ const PING: &str = "ticketing.test.Ping";
 
 /// A broker in a temporary directory and a registry served on a free port.
 struct TestApp {
-    broker: LocalBroker,
+    broker: Option<LocalBroker>,
     config: LogConfig,
     server: JoinHandle<()>,
     url: String,
@@ -47,7 +49,8 @@ struct TestApp {
 }
 
 async fn serve(registry: SchemaRegistry) -> (JoinHandle<()>, String) {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         axum::serve(listener, router(registry)).await.expect("the registry server runs");
@@ -63,7 +66,7 @@ impl TestApp {
         let config = LogConfig::new(broker.bootstrap_servers(), namespace);
         let registry = SchemaRegistry::open(&config).await.expect("the registry opens");
         let (server, url) = serve(registry).await;
-        TestApp { broker, config, server, url, http: reqwest::Client::new(), _dir: dir }
+        TestApp { broker: Some(broker), config, server, url, http: reqwest::Client::new(), _dir: dir }
     }
 
     /// Stops the server (dropping its registry) and serves a freshly opened one on a new port.
@@ -74,6 +77,18 @@ impl TestApp {
         let (server, url) = serve(registry).await;
         self.server = server;
         self.url = url;
+    }
+
+    /// Stops the broker, keeping its data; [`TestApp::start_broker`] brings it back on the
+    /// same port.
+    async fn stop_broker(&mut self) {
+        self.broker.take().expect("the broker runs").stop().await.expect("the broker stops");
+    }
+
+    async fn start_broker(&mut self) {
+        let port: u16 = self.config.bootstrap_servers.rsplit_once(':').unwrap().1.parse().unwrap();
+        let broker = LocalBroker::start(self._dir.path(), port).await.expect("the broker restarts");
+        self.broker = Some(broker);
     }
 
     fn settings(&self) -> SrSettings {
@@ -89,8 +104,13 @@ impl TestApp {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
-        assert_eq!(content_type.as_deref(), Some("application/vnd.schemaregistry.v1+json"), "{path}");
+        let content_type =
+            response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/vnd.schemaregistry.v1+json"),
+            "{path}"
+        );
         let text = response.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Json::String(text)))
     }
@@ -109,7 +129,9 @@ impl TestApp {
 
     async fn stop(self) {
         self.server.abort();
-        self.broker.stop().await.expect("the broker stops");
+        if let Some(broker) = self.broker {
+            broker.stop().await.expect("the broker stops");
+        }
     }
 }
 
@@ -131,7 +153,8 @@ async fn the_converter_client_registers_evolves_and_survives_a_restart() {
     // Arrange / Act: the encoder auto-registers with TopicRecordNameStrategy, the decoder
     // fetches the schema by the id in the payload.
     let encoder = AvroEncoder::new(app.settings());
-    let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(topic.to_string(), ping(PING_V1));
+    let strategy =
+        SubjectNameStrategy::TopicRecordNameStrategyWithSchema(topic.to_string(), ping(PING_V1));
     let bytes = encoder
         .encode(vec![("id", Value::String("p-1".into())), ("n", Value::Long(7))], strategy)
         .await
@@ -142,7 +165,10 @@ async fn the_converter_client_registers_evolves_and_survives_a_restart() {
     let decoded = AvroDecoder::new(app.settings()).decode(Some(&bytes)).await.expect("decodes");
     assert_eq!(
         decoded.value,
-        Value::Record(vec![("id".into(), Value::String("p-1".into())), ("n".into(), Value::Long(7))])
+        Value::Record(vec![
+            ("id".into(), Value::String("p-1".into())),
+            ("n".into(), Value::Long(7))
+        ])
     );
 
     // Registering the same schema again is idempotent.
@@ -151,7 +177,8 @@ async fn the_converter_client_registers_evolves_and_survives_a_restart() {
     assert_eq!(get_all_versions(&app.settings(), subject.clone()).await.unwrap(), vec![1]);
 
     // The same schema under another subject gets the same id and its own version 1.
-    let other = post_schema(&app.settings(), format!("others-{PING}"), ping(PING_V1)).await.unwrap();
+    let other =
+        post_schema(&app.settings(), format!("others-{PING}"), ping(PING_V1)).await.unwrap();
     assert_eq!(other.id, id);
 
     // Latest by subject.
@@ -161,26 +188,42 @@ async fn the_converter_client_registers_evolves_and_survives_a_restart() {
     )
     .await
     .unwrap();
-    assert_eq!((latest.id, latest.version, latest.subject.as_deref()), (id, Some(1), Some(subject.as_str())));
+    assert_eq!(
+        (latest.id, latest.version, latest.subject.as_deref()),
+        (id, Some(1), Some(subject.as_str()))
+    );
 
     // An incompatible v2 is refused under the default BACKWARD level ...
-    assert!(!is_compatible_schema(&app.settings(), subject.clone(), ping(PING_V2_NO_DEFAULT)).await.unwrap());
-    let refused = post_schema(&app.settings(), subject.clone(), ping(PING_V2_NO_DEFAULT)).await.unwrap_err();
+    assert!(
+        !is_compatible_schema(&app.settings(), subject.clone(), ping(PING_V2_NO_DEFAULT))
+            .await
+            .unwrap()
+    );
+    let refused =
+        post_schema(&app.settings(), subject.clone(), ping(PING_V2_NO_DEFAULT)).await.unwrap_err();
     assert_eq!(error_code(&refused), Some(409), "{refused}");
     let (status, body) = app
-        .post(&format!("/compatibility/subjects/{subject}/versions/latest?verbose=true"), json!({"schema": PING_V2_NO_DEFAULT}))
+        .post(
+            &format!("/compatibility/subjects/{subject}/versions/latest?verbose=true"),
+            json!({"schema": PING_V2_NO_DEFAULT}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["is_compatible"], json!(false));
     assert!(body["messages"][0].as_str().unwrap().contains("venue"), "{body}");
 
     // ... a compatible one is accepted ...
-    assert!(is_compatible_schema(&app.settings(), subject.clone(), ping(PING_V2_DEFAULT)).await.unwrap());
+    assert!(
+        is_compatible_schema(&app.settings(), subject.clone(), ping(PING_V2_DEFAULT))
+            .await
+            .unwrap()
+    );
     let v2 = post_schema(&app.settings(), subject.clone(), ping(PING_V2_DEFAULT)).await.unwrap();
     assert_eq!(v2.id, 2);
 
     // ... and the incompatible one is accepted once the subject's level is NONE.
-    let (status, body) = app.put(&format!("/config/{subject}"), json!({"compatibility": "NONE"})).await;
+    let (status, body) =
+        app.put(&format!("/config/{subject}"), json!({"compatibility": "NONE"})).await;
     assert_eq!((status, body), (200, json!({"compatibility": "NONE"})));
     let v3 = post_schema(&app.settings(), subject.clone(), ping(PING_V2_NO_DEFAULT)).await.unwrap();
     assert_eq!(v3.id, 3);
@@ -199,9 +242,15 @@ async fn the_converter_client_registers_evolves_and_survives_a_restart() {
     let (_, level) = app.get(&format!("/config/{subject}")).await;
     assert_eq!(level, json!({"compatibilityLevel": "NONE"}));
     // Ids keep counting from where they were, and old payloads still decode.
-    let (_, fresh) = app.post(&format!("/subjects/fresh-{PING}/versions"), json!({"schema": r#"{"type":"string"}"#})).await;
+    let (_, fresh) = app
+        .post(
+            &format!("/subjects/fresh-{PING}/versions"),
+            json!({"schema": r#"{"type":"string"}"#}),
+        )
+        .await;
     assert_eq!(fresh, json!({"id": 4}));
-    let decoded = AvroDecoder::new(app.settings()).decode(Some(&bytes)).await.expect("decodes after restart");
+    let decoded =
+        AvroDecoder::new(app.settings()).decode(Some(&bytes)).await.expect("decodes after restart");
     assert!(matches!(decoded.value, Value::Record(_)));
 
     app.stop().await;
@@ -212,14 +261,17 @@ async fn the_rest_api_answers_in_confluents_shape() {
     let app = TestApp::spawn().await;
     let subject = "s-ticketing.test.Ping";
 
-    let (status, body) = app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V1})).await;
+    let (status, body) =
+        app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V1})).await;
     assert_eq!((status, body), (200, json!({"id": 1})));
 
     // Lookup.
-    let (status, body) = app.post(&format!("/subjects/{subject}"), json!({"schema": PING_V1})).await;
+    let (status, body) =
+        app.post(&format!("/subjects/{subject}"), json!({"schema": PING_V1})).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"subject": subject, "id": 1, "version": 1, "schema": PING_V1}));
-    let (status, body) = app.post(&format!("/subjects/{subject}"), json!({"schema": PING_V2_DEFAULT})).await;
+    let (status, body) =
+        app.post(&format!("/subjects/{subject}"), json!({"schema": PING_V2_DEFAULT})).await;
     assert_eq!((status, body["error_code"].clone()), (404, json!(40403)));
     let (status, body) = app.post("/subjects/nobody", json!({"schema": PING_V1})).await;
     assert_eq!((status, body["error_code"].clone()), (404, json!(40401)));
@@ -248,10 +300,15 @@ async fn the_rest_api_answers_in_confluents_shape() {
     assert_eq!((status, body), (200, json!([{"subject": subject, "version": 1}])));
 
     // Invalid input.
-    let (status, body) = app.post(&format!("/subjects/{subject}/versions"), json!({"schema": "{\"type\":\"nope\"}"})).await;
+    let (status, body) = app
+        .post(&format!("/subjects/{subject}/versions"), json!({"schema": "{\"type\":\"nope\"}"}))
+        .await;
     assert_eq!((status, body["error_code"].clone()), (422, json!(42201)));
     let (status, body) = app
-        .post(&format!("/subjects/{subject}/versions"), json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}))
+        .post(
+            &format!("/subjects/{subject}/versions"),
+            json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}),
+        )
         .await;
     assert_eq!((status, body["error_code"].clone()), (422, json!(42201)));
     let malformed = app
@@ -265,7 +322,8 @@ async fn the_rest_api_answers_in_confluents_shape() {
     assert_eq!(malformed.status().as_u16(), 400);
     let body: Json = malformed.json().await.unwrap();
     assert_eq!(body["error_code"], json!(400));
-    let (status, body) = app.post(&format!("/subjects/{subject}/versions"), json!({"schema": 5})).await;
+    let (status, body) =
+        app.post(&format!("/subjects/{subject}/versions"), json!({"schema": 5})).await;
     assert_eq!((status, body["error_code"].clone()), (422, json!(422)));
 
     // Config.
@@ -283,14 +341,46 @@ async fn the_rest_api_answers_in_confluents_shape() {
     assert_eq!(body, json!({"compatibilityLevel": "FULL_TRANSITIVE"}));
 
     // Compatibility against a missing subject: true without a version, 40401 with one.
-    let (status, body) = app.post("/compatibility/subjects/nobody/versions", json!({"schema": PING_V1})).await;
+    let (status, body) =
+        app.post("/compatibility/subjects/nobody/versions", json!({"schema": PING_V1})).await;
     assert_eq!((status, body), (200, json!({"is_compatible": true})));
-    let (status, body) = app.post("/compatibility/subjects/nobody/versions/latest", json!({"schema": PING_V1})).await;
+    let (status, body) = app
+        .post("/compatibility/subjects/nobody/versions/latest", json!({"schema": PING_V1}))
+        .await;
     assert_eq!((status, body["error_code"].clone()), (404, json!(40401)));
 
     // Unknown routes.
     let (status, body) = app.get("/nope").await;
     assert_eq!((status, body["error_code"].clone()), (404, json!(404)));
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_while_the_log_is_down_fails_with_a_500_and_changes_nothing() {
+    let mut app = TestApp::spawn().await;
+    let subject = "down-ticketing.test.Ping";
+    let (_, body) = app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V1})).await;
+    assert_eq!(body, json!({"id": 1}));
+
+    app.stop_broker().await;
+    let (status, body) =
+        app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT})).await;
+    assert_eq!(status, 500, "{body}");
+    let code = body["error_code"].as_u64().unwrap();
+    assert!(code == 50001 || code == 50002, "{body}");
+    // Reads are still answered from memory, and nothing changed.
+    let (status, body) = app.get(&format!("/subjects/{subject}/versions")).await;
+    assert_eq!((status, body), (200, json!([1])));
+
+    // Back up: the registry catches up with the log and takes writes again.
+    app.start_broker().await;
+    let (status, body) =
+        app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT})).await;
+    assert_eq!((status, body), (200, json!({"id": 2})));
+    app.restart_registry().await;
+    let (_, body) = app.get(&format!("/subjects/{subject}/versions")).await;
+    assert_eq!(body, json!([1, 2]));
 
     app.stop().await;
 }

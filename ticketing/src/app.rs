@@ -14,6 +14,8 @@ use axum::routing::get;
 use platform::broker::LocalBroker;
 use platform::codec::EventCodec;
 use platform::command::CommandPipeline;
+use platform::forwarding::CommandService;
+use platform::ownership::PartitionOwnership;
 use platform::http::{BODY_LIMIT_BYTES, not_found};
 use platform::log::{LogConfig, TopicSpec, ensure_topics};
 use platform::projection::{ProjectorHealth, ReadModels, run_projector};
@@ -87,7 +89,7 @@ pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
 
 #[derive(Clone)]
 struct Readiness {
-    pipeline: Option<Arc<CommandPipeline<Ticket>>>,
+    commands: Option<Arc<CommandService<Ticket>>>,
     projector: Option<Arc<ProjectorHealth>>,
     store: Option<Arc<dyn ReadStore>>,
     registry_url: String,
@@ -100,8 +102,15 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
-    if let Some(pipeline) = &readiness.pipeline {
-        checks.insert("tickets_commands".into(), pipeline.is_ready().into());
+    let mut owners = serde_json::Map::new();
+    if let Some(commands) = &readiness.commands {
+        checks.insert("tickets_commands".into(), commands.pipeline().is_ready().into());
+        if let Some(ownership) = commands.ownership() {
+            checks.insert("tickets_owners".into(), ownership.is_complete().into());
+            let directory: serde_json::Map<String, serde_json::Value> =
+                ownership.directory().into_iter().map(|(p, url)| (p.to_string(), url.into())).collect();
+            owners.insert("tickets".into(), directory.into());
+        }
     }
     if let Some(projector) = &readiness.projector {
         checks.insert("tickets_projector".into(), projector.is_assigned().into());
@@ -119,7 +128,7 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     checks.insert("schema_registry".into(), registry.into());
     let ready = checks.values().all(|v| v.as_bool() == Some(true));
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(serde_json::json!({ "ready": ready, "checks": checks })))
+    (status, axum::Json(serde_json::json!({ "ready": ready, "checks": checks, "owners": owners })))
 }
 
 /// A running application.
@@ -128,7 +137,7 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     projector: Option<JoinHandle<()>>,
-    pipeline: Option<Arc<CommandPipeline<Ticket>>>,
+    commands: Option<Arc<CommandService<Ticket>>>,
     broker: Option<LocalBroker>,
 }
 
@@ -160,13 +169,17 @@ impl Application {
         let store = if needs_store { Some(open_store(&settings.store).await?) } else { None };
         let keys = SessionKeys::new(settings.jwt_key.as_bytes(), settings.session_ttl_seconds, settings.secure_cookie);
 
-        let pipeline = if has(Component::Tickets) {
+        let commands = if has(Component::Tickets) {
             let pipeline = Arc::new(CommandPipeline::<Ticket>::start(&log, codec.clone())?);
-            router = router.merge(tickets_command::http::router(TicketCommandState {
-                pipeline: pipeline.clone(),
-                keys: keys.clone(),
-            }));
-            Some(pipeline)
+            let url = settings.advertised_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+            let ownership = PartitionOwnership::join(&log, codec.topic(), url)
+                .await
+                .context("Failed to join the tickets command group")?;
+            let commands = Arc::new(CommandService::new("tickets", pipeline, Some(Arc::new(ownership)), keys.clone()));
+            router = router
+                .merge(tickets_command::http::router(TicketCommandState { commands: commands.clone() , keys: keys.clone() }))
+                .merge(commands.clone().internal_router());
+            Some(commands)
         } else {
             None
         };
@@ -197,7 +210,7 @@ impl Application {
         }
 
         let readiness = Readiness {
-            pipeline: pipeline.clone(),
+            commands: commands.clone(),
             projector: projector_health,
             store: store.clone(),
             registry_url: registry_url.clone(),
@@ -226,7 +239,7 @@ impl Application {
         if has(Component::Tickets) || has(Component::ProjectorTickets) {
             register_schemas(&codec).await?;
         }
-        Ok(Self { addr, shutdown, server, projector, pipeline, broker })
+        Ok(Self { addr, shutdown, server, projector, commands, broker })
     }
 
     /// The address the application listens on.
@@ -236,8 +249,8 @@ impl Application {
 
     /// Waits until the command side has caught up with the log.
     pub async fn wait_ready(&self) {
-        if let Some(pipeline) = &self.pipeline {
-            pipeline.wait_ready().await;
+        if let Some(commands) = &self.commands {
+            commands.pipeline().wait_ready().await;
         }
     }
 
@@ -255,7 +268,7 @@ impl Application {
         if let Some(projector) = self.projector {
             let _ = tokio::time::timeout(Duration::from_secs(10), projector).await;
         }
-        drop(self.pipeline);
+        drop(self.commands);
         if let Some(broker) = self.broker {
             broker.stop().await?;
         }

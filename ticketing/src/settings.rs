@@ -18,7 +18,8 @@ pub enum StoreSettings {
     Scylla {
         /// Comma-separated `host:port` contact points.
         uri: String,
-        /// Prefix of the keyspaces (`SCYLLA_KEYSPACE_PREFIX`, default `ticketing`).
+        /// Prefix of the keyspaces (`SCYLLA_KEYSPACE_PREFIX`, default `tkt`; 1 to 7 characters,
+        /// since keyspace names are at most 48).
         keyspace_prefix: String,
         /// Replication map of new keyspaces (`SCYLLA_REPLICATION`).
         replication: String,
@@ -35,6 +36,9 @@ pub struct Settings {
     /// Local state: broker log, embedded store, generated JWT key (`TICKETING_DATA_DIR`,
     /// default `./data`).
     pub data_dir: PathBuf,
+    /// Base URL peers use to forward commands to this instance (`TICKETING_ADVERTISED_URL`,
+    /// default `http://<bound address>`; in Kubernetes `http://$(POD_IP):8080`).
+    pub advertised_url: Option<String>,
     /// The external log (`KAFKA_BOOTSTRAP_SERVERS`); `None` starts a local Tansu broker.
     pub log: Option<LogConfig>,
     /// Topic and group prefix (`TICKETING_NAMESPACE`, default `ticketing`).
@@ -89,7 +93,7 @@ impl Settings {
         let store = match env("SCYLLA_URI") {
             Some(uri) => StoreSettings::Scylla {
                 uri,
-                keyspace_prefix: env("SCYLLA_KEYSPACE_PREFIX").unwrap_or_else(|| "ticketing".into()),
+                keyspace_prefix: env("SCYLLA_KEYSPACE_PREFIX").unwrap_or_else(|| "tkt".into()),
                 replication: env("SCYLLA_REPLICATION")
                     .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into()),
                 credentials: env("SCYLLA_USERNAME").zip(env("SCYLLA_PASSWORD")),
@@ -103,6 +107,7 @@ impl Settings {
         Ok(Self {
             addr,
             data_dir,
+            advertised_url: env("TICKETING_ADVERTISED_URL"),
             log,
             namespace,
             broker_port,

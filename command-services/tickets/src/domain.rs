@@ -1,11 +1,12 @@
 //! The Ticket aggregate: pure `decide` and `evolve`.
 
 use platform::aggregate::Aggregate;
+use serde::{Deserialize, Serialize};
 use platform::http::ErrorEntry;
 use schemas::tickets::{TicketCreated, TicketEvent, TicketUpdated};
 
 /// A validated, non-empty title.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Title(String);
 
 impl Title {
@@ -32,7 +33,7 @@ impl Title {
 }
 
 /// A validated price in cents: greater than 0, at most two decimals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price(i64);
 
 impl Price {
@@ -68,7 +69,7 @@ impl Price {
 }
 
 /// What a client may ask of a ticket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TicketCommand {
     /// Put a new ticket up for sale.
     CreateTicket {
@@ -91,7 +92,7 @@ pub enum TicketCommand {
 }
 
 /// Why a ticket command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum TicketError {
     /// A create for an id that already exists (not a repeat of the same command).
     #[error("Ticket already exists")]
@@ -105,7 +106,7 @@ pub enum TicketError {
 }
 
 /// The state of one ticket.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     /// False until the ticket is created.
     pub exists: bool,

@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use platform::command::{CommandPipeline, CommandRequest, Outcome};
+use platform::command::{CommandRequest, Outcome};
+use platform::forwarding::CommandService;
 use platform::http::{
     ApiError, CONSISTENCY_HEADER, ConsistencyToken, ErrorEntry, JsonBody, command_error, expected_version,
     idempotency_key,
@@ -25,8 +26,8 @@ const TICKET_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a8e_5b7d_4c3a_9e21_0d4
 /// What the ticket command routes need.
 #[derive(Clone)]
 pub struct TicketCommandState {
-    /// The pipeline of the Ticket aggregate.
-    pub pipeline: Arc<CommandPipeline<Ticket>>,
+    /// The command side of the Ticket aggregate.
+    pub commands: Arc<CommandService<Ticket>>,
     /// Session verification.
     pub keys: SessionKeys,
 }
@@ -123,7 +124,7 @@ async fn create_ticket(
     };
     let command = TicketCommand::CreateTicket { title, price, user_id: user.id };
     let outcome = state
-        .pipeline
+        .commands
         .execute(request(id.clone(), command_id, None, command))
         .await
         .map_err(|e| command_error(e, domain_error))?;
@@ -148,7 +149,7 @@ async fn update_ticket(
     };
     let command = TicketCommand::UpdateTicket { title, price, user_id: user.id };
     let outcome = state
-        .pipeline
+        .commands
         .execute(request(id.clone(), command_id, expected, command))
         .await
         .map_err(|e| command_error(e, domain_error))?;

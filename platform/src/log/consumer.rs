@@ -242,6 +242,24 @@ impl GroupConsumer {
             .unwrap_or_default()
     }
 
+    /// Pauses fetching from every assigned partition: for members that use the group only to
+    /// learn which partitions they own.
+    pub fn pause_assigned(&self) -> Result<(), LogError> {
+        let assignment = self.consumer().assignment()?;
+        if assignment.count() > 0 {
+            self.consumer().pause(&assignment)?;
+        }
+        Ok(())
+    }
+
+    /// Waits up to `limit` for the next record; `None` when nothing arrived.
+    pub async fn next_within_time(&self, limit: std::time::Duration) -> Result<Option<LogRecord>, LogError> {
+        match tokio::time::timeout(limit, self.next()).await {
+            Ok(record) => record.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// The offset one past the last record of a partition, as of now.
     pub fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, LogError> {
         let (_, high) = self

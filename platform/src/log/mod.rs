@@ -27,7 +27,7 @@ pub enum LogError {
 }
 
 /// A position in the log: the partition of a topic and an offset in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct LogPosition {
     /// Partition number.
     pub partition: i32,
@@ -85,6 +85,8 @@ impl LogProducer {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "1")
+            // The Java client's partitioner, so ownership can compute partitions from keys.
+            .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string())
             .create()?;
         Ok(Self { inner })

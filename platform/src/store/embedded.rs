@@ -47,6 +47,8 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
+    /// Held for the store's lifetime; the OS releases it when the process ends.
+    _lock: std::fs::File,
     path: PathBuf,
     keyspace: Keyspace,
     meta: PartitionHandle,
@@ -75,6 +77,17 @@ impl EmbeddedStore {
     ///
     /// Blocks on disk I/O; call it at startup or from a blocking context.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // fjall does not guard against a second process opening the same directory.
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Engine(format!("Failed to create {}: {e}", path.display())))?;
+        let lock = std::fs::File::create(path.join("ticketing.lock"))
+            .map_err(|e| StoreError::Engine(format!("Failed to create the store lock: {e}")))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "the embedded store at {} is open in another process (stop `ticketing up` first)",
+                path.display()
+            ))
+        })?;
         let keyspace = fjall::Config::new(path).open().map_err(engine(&format!(
             "Failed to open the embedded store at {}",
             path.display()
@@ -126,6 +139,7 @@ impl EmbeddedStore {
         let cell_locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
         Ok(Self {
             inner: Arc::new(Inner {
+                _lock: lock,
                 path: path.to_path_buf(),
                 keyspace,
                 meta,

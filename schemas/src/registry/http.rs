@@ -53,8 +53,10 @@ pub fn router(registry: SchemaRegistry) -> Router {
 
 fn reply<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_V1))], bytes).into_response(),
-        Err(error) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, error.to_string()).into_response(),
+        Ok(bytes) => (status, [(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_V1))], bytes)
+            .into_response(),
+        Err(error) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, error.to_string())
+            .into_response(),
     }
 }
 
@@ -88,7 +90,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::Incompatible { .. } => (StatusCode::CONFLICT, 409),
             RegistryError::InvalidSchema(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42201),
             RegistryError::InvalidVersion(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42202),
-            RegistryError::InvalidCompatibilityLevel(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42203),
+            RegistryError::InvalidCompatibilityLevel(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, 42203)
+            }
         };
         Self::new(status, code, error.to_string())
     }
@@ -123,12 +127,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
-            let essence = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let essence = content_type
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             let accepted = essence == "application/json"
                 || essence == "application/octet-stream"
                 || (essence.starts_with("application/") && essence.ends_with("+json"));
             if !accepted {
-                return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, 415, "HTTP 415 Unsupported Media Type"));
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    415,
+                    "HTTP 415 Unsupported Media Type",
+                ));
             }
         }
         let body = Bytes::from_request(request, state)
@@ -138,7 +153,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             // Like Confluent's REST layer: unparseable JSON is a 400, well-formed JSON of the
             // wrong shape a 422.
             if error.is_data() {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 422, format!("Unrecognized request body: {error}"))
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    422,
+                    format!("Unrecognized request body: {error}"),
+                )
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, 400, format!("Malformed JSON: {error}"))
             }
@@ -203,7 +222,9 @@ impl SchemaRequest {
             .into());
         }
         if self.references.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(RegistryError::InvalidSchema("Schema references are not supported".into()).into());
+            return Err(
+                RegistryError::InvalidSchema("Schema references are not supported".into()).into()
+            );
         }
         self.schema.ok_or_else(|| RegistryError::InvalidSchema("Empty schema".into()).into())
     }
@@ -229,28 +250,44 @@ fn parse_id(id: &str) -> Result<u32, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
-async fn schema_by_id(State(registry): State<SchemaRegistry>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+async fn schema_by_id(
+    State(registry): State<SchemaRegistry>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let schema = registry.read(|s| s.schema_by_id(id).map(str::to_string))?;
     Ok(reply(StatusCode::OK, &json!({ "schema": schema })))
 }
 
-async fn raw_schema_by_id(State(registry): State<SchemaRegistry>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+async fn raw_schema_by_id(
+    State(registry): State<SchemaRegistry>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let schema = registry.read(|s| s.schema_by_id(id).map(str::to_string))?;
     Ok(raw_schema(&schema))
 }
 
-async fn versions_of_id(State(registry): State<SchemaRegistry>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+async fn versions_of_id(
+    State(registry): State<SchemaRegistry>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let versions = registry.read(|s| s.versions_of_id(id))?;
-    let body: Vec<_> = versions.into_iter().map(|(subject, version)| json!({ "subject": subject, "version": version })).collect();
+    let body: Vec<_> = versions
+        .into_iter()
+        .map(|(subject, version)| json!({ "subject": subject, "version": version }))
+        .collect();
     Ok(reply(StatusCode::OK, &body))
 }
 
-async fn subjects_of_id(State(registry): State<SchemaRegistry>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+async fn subjects_of_id(
+    State(registry): State<SchemaRegistry>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let mut subjects: Vec<String> = registry.read(|s| s.versions_of_id(id))?.into_iter().map(|(subject, _)| subject).collect();
+    let mut subjects: Vec<String> =
+        registry.read(|s| s.versions_of_id(id))?.into_iter().map(|(subject, _)| subject).collect();
     subjects.dedup();
     Ok(reply(StatusCode::OK, &subjects))
 }
@@ -271,7 +308,10 @@ async fn lookup(
     Ok(reply(StatusCode::OK, &version))
 }
 
-async fn list_versions(State(registry): State<SchemaRegistry>, ApiPath(subject): ApiPath<String>) -> Result<Response, ApiError> {
+async fn list_versions(
+    State(registry): State<SchemaRegistry>,
+    ApiPath(subject): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let versions = registry.read(|s| s.versions(&subject))?;
     Ok(reply(StatusCode::OK, &versions))
 }
@@ -306,7 +346,8 @@ async fn get_version_schema(
 
 /// The bare schema text as the body, as `/schema` endpoints answer.
 fn raw_schema(schema: &str) -> Response {
-    ([(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_V1))], schema.to_string()).into_response()
+    ([(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_V1))], schema.to_string())
+        .into_response()
 }
 
 async fn check_against_all(
@@ -360,7 +401,8 @@ async fn get_subject_level(
     ApiPath(subject): ApiPath<String>,
     flags: Flags,
 ) -> Result<Response, ApiError> {
-    let level = registry.read(|s| s.compatibility_level(Some(&subject), flags.default_to_global))?;
+    let level =
+        registry.read(|s| s.compatibility_level(Some(&subject), flags.default_to_global))?;
     Ok(reply(StatusCode::OK, &json!({ "compatibilityLevel": level })))
 }
 

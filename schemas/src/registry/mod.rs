@@ -12,7 +12,9 @@ mod state;
 
 pub use http::router;
 pub use record::{RecordError, RegistryRecord};
-pub use state::{Applied, ParsedSchema, Registration, RegistryError, RegistryState, SchemaVersion, VersionSpec};
+pub use state::{
+    Applied, ParsedSchema, Registration, RegistryError, RegistryState, SchemaVersion, VersionSpec,
+};
 
 pub use crate::compatibility::CompatibilityLevel;
 
@@ -85,7 +87,10 @@ impl SchemaRegistry {
                 topic: topic.clone(),
                 producer,
                 state: RwLock::new(RegistryState::default()),
-                writer: tokio::sync::Mutex::new(Writer { next_offsets: BTreeMap::new(), stale: false }),
+                writer: tokio::sync::Mutex::new(Writer {
+                    next_offsets: BTreeMap::new(),
+                    stale: false,
+                }),
             }),
         };
         let started = Instant::now();
@@ -156,9 +161,14 @@ impl SchemaRegistry {
     }
 
     /// Appends `record`, waits for the acknowledgement, then applies it.
-    async fn append(&self, writer: &mut Writer, record: &RegistryRecord) -> Result<(), ServiceError> {
+    async fn append(
+        &self,
+        writer: &mut Writer,
+        record: &RegistryRecord,
+    ) -> Result<(), ServiceError> {
         let (key, value) = record.encode();
-        let position = match self.inner.producer.append(&self.inner.topic, &key, &value, &[]).await {
+        let position = match self.inner.producer.append(&self.inner.topic, &key, &value, &[]).await
+        {
             Ok(position) => position,
             Err(error) => {
                 // The record may still have landed: read the log before deciding anything else.
@@ -242,7 +252,9 @@ impl SchemaRegistry {
             reader.read_until(&pending, |record| records.push(record)).await?;
         }
         // Records past the ends we were asked for are applied by the next catch-up instead.
-        records.retain(|r| ends.get(&r.position.partition).is_some_and(|end| r.position.offset < *end));
+        records.retain(|r| {
+            ends.get(&r.position.partition).is_some_and(|end| r.position.offset < *end)
+        });
         records.sort_by_key(|r| r.position);
         Ok((records, ends))
     }

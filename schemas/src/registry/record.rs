@@ -47,8 +47,15 @@ pub enum RecordError {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "keytype", rename_all = "SCREAMING_SNAKE_CASE")]
 enum RecordKey {
-    Schema { subject: String, version: u32, magic: u8 },
-    Config { subject: Option<String>, magic: u8 },
+    Schema {
+        subject: String,
+        version: u32,
+        magic: u8,
+    },
+    Config {
+        subject: Option<String>,
+        magic: u8,
+    },
     // NOOP and the delete-subject markers of other registries: nothing to apply.
     #[serde(other)]
     Other,
@@ -77,7 +84,11 @@ impl RegistryRecord {
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
         let (key, value) = match self {
             Self::SchemaRegistered { subject, version, id, schema } => (
-                serde_json::to_vec(&RecordKey::Schema { subject: subject.clone(), version: *version, magic: 1 }),
+                serde_json::to_vec(&RecordKey::Schema {
+                    subject: subject.clone(),
+                    version: *version,
+                    magic: 1,
+                }),
                 serde_json::to_vec(&SchemaValue {
                     subject: subject.clone(),
                     version: *version,
@@ -104,8 +115,10 @@ impl RegistryRecord {
         let Some(value) = value else { return Ok(None) };
         match key {
             RecordKey::Schema { .. } => {
-                let value: SchemaValue = serde_json::from_slice(value).map_err(RecordError::Value)?;
-                let avro = value.schema_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("AVRO"));
+                let value: SchemaValue =
+                    serde_json::from_slice(value).map_err(RecordError::Value)?;
+                let avro =
+                    value.schema_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("AVRO"));
                 if value.deleted || !avro {
                     return Ok(None);
                 }
@@ -117,7 +130,8 @@ impl RegistryRecord {
                 }))
             }
             RecordKey::Config { subject, .. } => {
-                let value: ConfigValue = serde_json::from_slice(value).map_err(RecordError::Value)?;
+                let value: ConfigValue =
+                    serde_json::from_slice(value).map_err(RecordError::Value)?;
                 Ok(Some(Self::CompatibilitySet { subject, level: value.compatibility_level }))
             }
             RecordKey::Other => Ok(None),
@@ -167,7 +181,10 @@ mod tests {
 
     #[test]
     fn other_keys_tombstones_and_deleted_versions_apply_nothing() {
-        assert_eq!(RegistryRecord::decode(br#"{"keytype":"NOOP","magic":0}"#, Some(b"{}")).unwrap(), None);
+        assert_eq!(
+            RegistryRecord::decode(br#"{"keytype":"NOOP","magic":0}"#, Some(b"{}")).unwrap(),
+            None
+        );
         let key = br#"{"keytype":"SCHEMA","subject":"s","version":1,"magic":1}"#;
         assert_eq!(RegistryRecord::decode(key, None).unwrap(), None);
         let deleted = br#"{"subject":"s","version":1,"id":1,"schema":"\"string\"","deleted":true}"#;

@@ -110,9 +110,10 @@ impl ParsedSchema {
         if text.trim().is_empty() {
             return Err(RegistryError::InvalidSchema("Empty schema".to_string()));
         }
-        let schema = Schema::parse_str(text).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
-        let canonical =
-            serde_json::to_string(&schema).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+        let schema =
+            Schema::parse_str(text).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+        let canonical = serde_json::to_string(&schema)
+            .map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
         Ok(Self { text: text.to_string(), canonical, schema })
     }
 }
@@ -163,21 +164,32 @@ impl RegistryState {
     /// Decides what registering `schema` under `subject` means: the existing version, a new
     /// version (with a new id, or the id the same schema has under another subject), or an error
     /// when the schema is invalid or breaks the subject's compatibility level.
-    pub fn prepare_register(&self, subject: &str, schema: &str) -> Result<Registration, RegistryError> {
+    pub fn prepare_register(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Registration, RegistryError> {
         let parsed = ParsedSchema::parse(schema)?;
         let versions = self.subjects.get(subject).map(Vec::as_slice).unwrap_or_default();
         if let Some(existing) = self.find_in_subject(versions, &parsed.canonical) {
             return Ok(Registration::Existing(self.view(subject, existing)));
         }
         let previous: Vec<&Schema> = versions.iter().map(|v| &self.schemas[&v.id].schema).collect();
-        compatibility::check(self.effective_level(subject), &parsed.schema, &previous)
-            .map_err(|reasons| RegistryError::Incompatible { subject: subject.to_string(), reasons })?;
-        let id = self.ids_by_canonical.get(&parsed.canonical).copied().unwrap_or_else(|| self.next_id());
+        compatibility::check(self.effective_level(subject), &parsed.schema, &previous).map_err(
+            |reasons| RegistryError::Incompatible { subject: subject.to_string(), reasons },
+        )?;
+        let id =
+            self.ids_by_canonical.get(&parsed.canonical).copied().unwrap_or_else(|| self.next_id());
         let version = versions.last().map_or(1, |v| v.version + 1);
         // Keep the text the id was first registered with, so an id always shows the same text.
         let text = self.schemas.get(&id).map_or(parsed.text, |s| s.text.clone());
         Ok(Registration::New {
-            record: RegistryRecord::SchemaRegistered { subject: subject.to_string(), version, id, schema: text },
+            record: RegistryRecord::SchemaRegistered {
+                subject: subject.to_string(),
+                version,
+                id,
+                schema: text,
+            },
             id,
         })
     }
@@ -221,7 +233,11 @@ impl RegistryState {
     }
 
     /// One version of `subject`.
-    pub fn version(&self, subject: &str, spec: VersionSpec) -> Result<SchemaVersion, RegistryError> {
+    pub fn version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+    ) -> Result<SchemaVersion, RegistryError> {
         let versions = self.versions_of(subject)?;
         let found = match spec {
             VersionSpec::Latest => versions.last(),
@@ -257,7 +273,8 @@ impl RegistryState {
             }
             None => {
                 let versions = self.subjects.get(subject).map(Vec::as_slice).unwrap_or_default();
-                let previous: Vec<&Schema> = versions.iter().map(|v| &self.schemas[&v.id].schema).collect();
+                let previous: Vec<&Schema> =
+                    versions.iter().map(|v| &self.schemas[&v.id].schema).collect();
                 Ok(compatibility::check(level, &parsed.schema, &previous))
             }
         }
@@ -286,7 +303,11 @@ impl RegistryState {
     }
 
     /// The record that sets a level, globally (`subject: None`) or for one subject.
-    pub fn prepare_set_level(&self, subject: Option<&str>, level: CompatibilityLevel) -> RegistryRecord {
+    pub fn prepare_set_level(
+        &self,
+        subject: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> RegistryRecord {
         RegistryRecord::CompatibilitySet { subject: subject.map(str::to_string), level }
     }
 
@@ -347,7 +368,11 @@ impl RegistryState {
             .ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))
     }
 
-    fn find_in_subject(&self, versions: &[SubjectVersion], canonical: &str) -> Option<SubjectVersion> {
+    fn find_in_subject(
+        &self,
+        versions: &[SubjectVersion],
+        canonical: &str,
+    ) -> Option<SubjectVersion> {
         versions.iter().copied().find(|v| self.schemas[&v.id].canonical == canonical)
     }
 
@@ -369,12 +394,17 @@ impl RegistryState {
 mod tests {
     use super::*;
 
-    const V1: &str = r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"a","type":"long"}]}"#;
+    const V1: &str =
+        r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"a","type":"long"}]}"#;
     const V2_DEFAULT: &str = r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"a","type":"long"},{"name":"b","type":"string","default":""}]}"#;
     const V2_NO_DEFAULT: &str = r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"a","type":"long"},{"name":"b","type":"string"}]}"#;
 
     /// Registers through the same path the service takes: prepare, then apply the record.
-    fn register(state: &mut RegistryState, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+    fn register(
+        state: &mut RegistryState,
+        subject: &str,
+        schema: &str,
+    ) -> Result<u32, RegistryError> {
         match state.prepare_register(subject, schema)? {
             Registration::Existing(version) => Ok(version.id),
             Registration::New { record, id } => {
@@ -404,7 +434,9 @@ mod tests {
         register(&mut state, "s", V1).unwrap();
         // Whitespace and key order do not make a different schema.
         let reformatted = r#"{ "namespace":"t", "name":"R", "type":"record", "fields":[{"type":"long","name":"a"}] }"#;
-        assert!(matches!(state.prepare_register("s", reformatted), Ok(Registration::Existing(v)) if v.id == 1 && v.version == 1));
+        assert!(
+            matches!(state.prepare_register("s", reformatted), Ok(Registration::Existing(v)) if v.id == 1 && v.version == 1)
+        );
         assert_eq!(state.versions("s"), Ok(vec![1]));
     }
 
@@ -431,11 +463,16 @@ mod tests {
         let mut state = RegistryState::default();
         register(&mut state, "s", V1).unwrap();
         let error = register(&mut state, "s", V2_NO_DEFAULT).unwrap_err();
-        assert!(matches!(&error, RegistryError::Incompatible { subject, reasons } if subject == "s" && !reasons.is_empty()));
-        assert_eq!(state.check_compatibility("s", V2_NO_DEFAULT, None), Ok(Err(match error {
-            RegistryError::Incompatible { reasons, .. } => reasons,
-            _ => unreachable!(),
-        })));
+        assert!(
+            matches!(&error, RegistryError::Incompatible { subject, reasons } if subject == "s" && !reasons.is_empty())
+        );
+        assert_eq!(
+            state.check_compatibility("s", V2_NO_DEFAULT, None),
+            Ok(Err(match error {
+                RegistryError::Incompatible { reasons, .. } => reasons,
+                _ => unreachable!(),
+            }))
+        );
         set_level(&mut state, Some("s"), CompatibilityLevel::None);
         assert_eq!(register(&mut state, "s", V2_NO_DEFAULT), Ok(2));
         assert_eq!(state.versions("s"), Ok(vec![1, 2]));
@@ -445,7 +482,10 @@ mod tests {
     fn a_compatible_version_becomes_the_next_version() {
         let mut state = RegistryState::default();
         register(&mut state, "s", V1).unwrap();
-        assert_eq!(state.check_compatibility("s", V2_DEFAULT, Some(VersionSpec::Latest)), Ok(Ok(())));
+        assert_eq!(
+            state.check_compatibility("s", V2_DEFAULT, Some(VersionSpec::Latest)),
+            Ok(Ok(()))
+        );
         assert_eq!(register(&mut state, "s", V2_DEFAULT), Ok(2));
         assert_eq!(state.version("s", VersionSpec::Latest).unwrap().version, 2);
         assert_eq!(state.lookup("s", V1).unwrap().version, 1);
@@ -480,7 +520,10 @@ mod tests {
     fn invalid_schemas_are_refused() {
         let state = RegistryState::default();
         assert!(matches!(state.prepare_register("s", "{"), Err(RegistryError::InvalidSchema(_))));
-        assert!(matches!(state.prepare_register("s", r#"{"type":"nope"}"#), Err(RegistryError::InvalidSchema(_))));
+        assert!(matches!(
+            state.prepare_register("s", r#"{"type":"nope"}"#),
+            Err(RegistryError::InvalidSchema(_))
+        ));
         assert!(matches!(state.prepare_register("s", ""), Err(RegistryError::InvalidSchema(_))));
     }
 
@@ -490,7 +533,10 @@ mod tests {
         assert_eq!(VersionSpec::parse("-1"), Ok(VersionSpec::Latest));
         assert_eq!(VersionSpec::parse("3"), Ok(VersionSpec::Number(3)));
         for bad in ["0", "-2", "x", "2147483648"] {
-            assert!(matches!(VersionSpec::parse(bad), Err(RegistryError::InvalidVersion(_))), "{bad}");
+            assert!(
+                matches!(VersionSpec::parse(bad), Err(RegistryError::InvalidVersion(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -514,7 +560,9 @@ mod tests {
         let mut live = RegistryState::default();
         let mut log = Vec::new();
         for (subject, schema) in [("a", V1), ("a", V2_DEFAULT), ("b", V2_DEFAULT)] {
-            if let Registration::New { record, .. } = live.prepare_register(subject, schema).unwrap() {
+            if let Registration::New { record, .. } =
+                live.prepare_register(subject, schema).unwrap()
+            {
                 live.apply(&record);
                 log.push(record);
             }
@@ -542,11 +590,24 @@ mod tests {
     #[test]
     fn conflicting_records_are_skipped_and_the_first_one_wins() {
         let mut state = RegistryState::default();
-        let first = RegistryRecord::SchemaRegistered { subject: "s".into(), version: 1, id: 1, schema: V1.into() };
-        let other_schema_same_id =
-            RegistryRecord::SchemaRegistered { subject: "t".into(), version: 1, id: 1, schema: V2_DEFAULT.into() };
-        let other_id_same_version =
-            RegistryRecord::SchemaRegistered { subject: "s".into(), version: 1, id: 2, schema: V2_DEFAULT.into() };
+        let first = RegistryRecord::SchemaRegistered {
+            subject: "s".into(),
+            version: 1,
+            id: 1,
+            schema: V1.into(),
+        };
+        let other_schema_same_id = RegistryRecord::SchemaRegistered {
+            subject: "t".into(),
+            version: 1,
+            id: 1,
+            schema: V2_DEFAULT.into(),
+        };
+        let other_id_same_version = RegistryRecord::SchemaRegistered {
+            subject: "s".into(),
+            version: 1,
+            id: 2,
+            schema: V2_DEFAULT.into(),
+        };
         assert_eq!(state.apply(&first), Applied::Changed);
         assert!(matches!(state.apply(&other_schema_same_id), Applied::Conflict(_)));
         assert!(matches!(state.apply(&other_id_same_version), Applied::Conflict(_)));

@@ -19,6 +19,19 @@ async fn of_twenty_concurrent_puts_with_one_if_match_exactly_one_wins_across_two
     settings.registry_url = Some(first.registry_url());
     let second = TestApp::start(settings, &[Component::Tickets]).await;
 
+    // Both instances have joined the command group and agree on who owns which partition.
+    for attempt in 0.. {
+        let a = first.request(Method::GET, "/readyz", None, None).await.body["owners"]["tickets"].clone();
+        let b = second.request(Method::GET, "/readyz", None, None).await.body["owners"]["tickets"].clone();
+        let owners: std::collections::HashSet<String> =
+            a.as_object().map(|m| m.values().map(|v| v.to_string()).collect()).unwrap_or_default();
+        if a == b && a.as_object().is_some_and(|m| m.len() == 3) && owners.len() == 2 {
+            break;
+        }
+        assert!(attempt < 300, "the instances never agreed on partition owners: {a} vs {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     let id = first.create_ticket("alice", "concert", 20.0).await.id();
     // Wait until the second instance has read the ticket: it then answers 409, not 404.
     let probe = json!({"title": "probe", "price": 1});
@@ -56,8 +69,11 @@ async fn of_twenty_concurrent_puts_with_one_if_match_exactly_one_wins_across_two
     assert_eq!(by_status.get(&StatusCode::CONFLICT), Some(&19), "{by_status:?}");
     let winner = replies.iter().find(|r| r.status == StatusCode::OK).unwrap();
 
-    // The log holds exactly one new valid version, and it is the winner's.
+    // The log holds exactly one new version, and it is the winner's: the commands met at the
+    // partition's owner, so the losers never reached the log.
     let events = read_ticket_log(&deployment.log(), &first.registry_url()).await;
+    let records = events.iter().filter(|e| e.metadata.aggregate_id == id).count();
+    assert_eq!(records, 2, "created + one update, nothing else");
     let mut arbiter = VersionArbiter::default();
     let valid: Vec<_> = events
         .iter()

@@ -89,6 +89,7 @@ impl Deployment {
         Settings {
             addr: "127.0.0.1:0".parse().unwrap(),
             data_dir: self.data.path().to_path_buf(),
+            advertised_url: None,
             log: Some(self.log()),
             namespace: self.namespace.clone(),
             broker_port: 0,
