@@ -87,6 +87,28 @@ pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
     vec![TopicSpec { name: config.topic(TicketEvent::TOPIC), partitions: config.partitions, compacted: false }]
 }
 
+/// Creates what a deployment needs before its components start: topics (the registry's
+/// compacted), and the read store's schema (probed with a write in the catalog).
+pub async fn init(settings: &Settings) -> anyhow::Result<()> {
+    let (log, broker) = connect_log(settings).await?;
+    ensure_topics(&log, &topics(&log)).await.context("Failed to create the topics")?;
+    if settings.registry_url.is_none() {
+        SchemaRegistry::open(&log).await.context("Failed to create the schema registry topic")?;
+    }
+    let store = open_store(&settings.store).await?;
+    store.ping().await.context("The read store does not answer")?;
+    let read_models = ReadModels::new(store);
+    for read_model in crate::rebuild::READ_MODELS {
+        let namespace = read_models.current(read_model).await?;
+        read_models.record_progress(&namespace, 0, 0).await.context("Failed to write to the read store")?;
+    }
+    tracing::info!(message = "Initialised.", topics = ?topics(&log).iter().map(|t| t.name.clone()).collect::<Vec<_>>());
+    if let Some(broker) = broker {
+        broker.stop().await?;
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 struct Readiness {
     commands: Option<Arc<CommandService<Ticket>>>,

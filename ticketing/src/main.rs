@@ -21,6 +21,9 @@ enum Command {
         #[arg(value_enum)]
         component: Component,
     },
+    /// Create the topics, the registry topic and the store's schema, then exit (for install
+    /// hooks).
+    Init,
     /// Replay the log into a fresh namespace of a read model, then switch reads to it.
     Rebuild {
         /// The read model (tickets).
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up => Application::build(settings, &Component::ALL).await?.run_until_stopped().await,
         Command::Serve { component } => Application::build(settings, &[component]).await?.run_until_stopped().await,
+        Command::Init => ticketing::app::init(&settings).await,
         Command::Rebuild { read_model } => ticketing::rebuild::run(&settings, &read_model).await.map(|_| ()),
     }
 }
