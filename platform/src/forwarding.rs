@@ -81,6 +81,7 @@ pub struct CommandService<A: Aggregate> {
     ownership: Option<Arc<PartitionOwnership>>,
     keys: SessionKeys,
     http: reqwest::Client,
+    name: String,
     path: String,
 }
 
@@ -103,7 +104,7 @@ where
             .connect_timeout(Duration::from_secs(1))
             .build()
             .expect("a plain HTTP client builds");
-        Self { pipeline, ownership, keys, http, path: format!("/internal/commands/{name}") }
+        Self { pipeline, ownership, keys, http, name: name.to_string(), path: format!("/internal/commands/{name}") }
     }
 
     /// The local pipeline.
@@ -118,6 +119,21 @@ where
 
     /// Runs the command on the owner of its partition.
     pub async fn execute(&self, request: CommandRequest<A::Command>) -> Result<Outcome<A>, CommandError<A::Error>> {
+        let result = self.route_and_execute(request).await;
+        let outcome = match &result {
+            Ok(_) => "accepted",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Conflict { .. }) => "conflict",
+            Err(CommandError::Unavailable(_) | CommandError::NotReady) => "unavailable",
+        };
+        crate::metrics::METRICS.command(&self.name, outcome);
+        result
+    }
+
+    async fn route_and_execute(
+        &self,
+        request: CommandRequest<A::Command>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
         let route = self.ownership.as_ref().map_or(Route::Local, |o| o.route(&request.aggregate_id));
         match route {
             Route::Local => self.pipeline.execute(request).await,

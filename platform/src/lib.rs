@@ -9,6 +9,7 @@ pub mod command;
 pub mod forwarding;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod ownership;
 pub mod projection;
 pub mod session;

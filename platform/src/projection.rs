@@ -152,8 +152,13 @@ async fn apply_with_retry(
 ) -> Option<Applied> {
     loop {
         match projection.apply(store, namespace, record).await {
-            Ok(applied) => return Some(applied),
+            Ok(applied) => {
+                let result = if applied == Applied::Changed { "applied" } else { "ignored" };
+                crate::metrics::METRICS.projection_event(projection.name(), result);
+                return Some(applied);
+            }
             Err(ProjectionError::Poison(reason)) => {
+                crate::metrics::METRICS.projection_event(projection.name(), "poison");
                 tracing::warn!(
                     message = "Skipped a poison record.",
                     projection = projection.name(),
@@ -237,7 +242,9 @@ async fn update_health(
                 consumer.end_offset(projection.topic(), *partition),
                 read_models.progress(&namespace, *partition).await,
             ) {
-                lag.insert(*partition, (end - done).max(0));
+                let behind = (end - done).max(0);
+                crate::metrics::METRICS.projector_lag(projection.name(), *partition, behind);
+                lag.insert(*partition, behind);
             }
         }
     }

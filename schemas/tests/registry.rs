@@ -375,8 +375,17 @@ async fn a_write_while_the_log_is_down_fails_with_a_500_and_changes_nothing() {
 
     // Back up: the registry catches up with the log and takes writes again.
     app.start_broker().await;
-    let (status, body) =
-        app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT})).await;
+    // The producer needs a moment to reconnect (and to renew its idempotent-producer id after
+    // the timed-out append), so a client retries like any client of a recovering service.
+    let started = std::time::Instant::now();
+    let (status, body) = loop {
+        let (status, body) =
+            app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT})).await;
+        if status != 500 || started.elapsed() > std::time::Duration::from_secs(60) {
+            break (status, body);
+        }
+        eprintln!("retrying after {:?}: {body}", started.elapsed());
+    };
     assert_eq!((status, body), (200, json!({"id": 2})));
     app.restart_registry().await;
     let (_, body) = app.get(&format!("/subjects/{subject}/versions")).await;

@@ -116,6 +116,7 @@ struct Readiness {
     store: Option<Arc<dyn ReadStore>>,
     registry_url: String,
     http: reqwest::Client,
+    max_lag: i64,
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -136,6 +137,8 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     }
     if let Some(projector) = &readiness.projector {
         checks.insert("tickets_projector".into(), projector.is_assigned().into());
+        let lag: i64 = projector.lag().values().sum();
+        checks.insert("tickets_projection_caught_up".into(), (lag <= readiness.max_lag).into());
     }
     if let Some(store) = &readiness.store {
         checks.insert("read_store".into(), store.ping().await.is_ok().into());
@@ -237,15 +240,18 @@ impl Application {
             store: store.clone(),
             registry_url: registry_url.clone(),
             http: reqwest::Client::new(),
+            max_lag: settings.ready_max_lag,
         };
         let router = router
             .merge(
                 Router::new()
                     .route("/healthz", get(healthz))
+                    .route("/metrics", get(platform::metrics::metrics_handler))
                     .route("/readyz", get(readyz))
                     .with_state(readiness),
             )
             .fallback(not_found)
+            .layer(axum::middleware::from_fn(platform::metrics::track_http))
             .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
 
         let mut stop = shutdown_rx.clone();

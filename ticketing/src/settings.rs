@@ -56,6 +56,9 @@ pub struct Settings {
     pub session_ttl_seconds: i64,
     /// Mark the session cookie `Secure` (`COOKIE_SECURE=true`).
     pub secure_cookie: bool,
+    /// `/readyz` fails while a projector is more records behind than this (`READY_MAX_LAG`,
+    /// default 10000).
+    pub ready_max_lag: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -116,6 +119,7 @@ impl Settings {
             jwt_key,
             session_ttl_seconds: env("SESSION_TTL_SECONDS").and_then(|s| s.parse().ok()).unwrap_or(86_400),
             secure_cookie: env("COOKIE_SECURE").is_some_and(|v| v == "true" || v == "1"),
+            ready_max_lag: env("READY_MAX_LAG").and_then(|s| s.parse().ok()).unwrap_or(10_000),
         })
     }
 }

@@ -98,6 +98,7 @@ impl Deployment {
             jwt_key: JWT_KEY.into(),
             session_ttl_seconds: 3600,
             secure_cookie: false,
+            ready_max_lag: 10_000,
         }
     }
 

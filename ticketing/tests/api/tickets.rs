@@ -38,6 +38,16 @@ async fn a_created_ticket_is_read_back_at_once_with_the_consistency_token() {
     assert_eq!(shown.body["title"], "opera");
     assert_eq!(shown.body["price"], 35.5);
 
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    for expected in [
+        r#"ticketing_commands_total{aggregate="tickets",outcome="accepted"}"#,
+        r#"ticketing_http_requests_total{route="/api/tickets",method="POST",status="201"}"#,
+        r#"ticketing_http_request_duration_seconds_bucket{le="#,
+        r#"ticketing_projection_events_total{projection="tickets",result="applied"}"#,
+        "ticketing_projector_lag_records{",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
+    }
     app.stop().await;
 }
 
