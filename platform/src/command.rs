@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, Envelope, EventMetadata};
@@ -268,14 +269,19 @@ impl<A: Aggregate> CommandPipeline<A> {
         let event_id = envelope.metadata.event_id;
         inner.echoes.lock().expect("echoes lock").insert(event_id, tx);
         let event_type = inner.codec.event_type(&envelope.event);
+        let span = tracing::info_span!(
+            "append",
+            topic = inner.codec.topic(),
+            aggregate_id = %envelope.metadata.aggregate_id,
+            version = envelope.metadata.aggregate_version,
+        );
+        let trace = span.in_scope(crate::telemetry::current_trace_headers);
+        let mut headers: Vec<(&str, &[u8])> = vec![("event_type", event_type.as_bytes())];
+        headers.extend(trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
         let appended = inner
             .producer
-            .append(
-                inner.codec.topic(),
-                envelope.metadata.aggregate_id.as_bytes(),
-                &bytes,
-                &[("event_type", event_type.as_bytes())],
-            )
+            .append(inner.codec.topic(), envelope.metadata.aggregate_id.as_bytes(), &bytes, &headers)
+            .instrument(span)
             .await;
         if let Err(error) = appended {
             inner.echoes.lock().expect("echoes lock").remove(&event_id);

@@ -154,9 +154,11 @@ where
         request: &CommandRequest<A::Command>,
     ) -> Result<Answer<A, A::Error>, reqwest::Error> {
         let token = self.keys.mint(INTERNAL_SUBJECT, "", chrono::Utc::now().timestamp());
-        self.http
-            .post(format!("{url}{}", self.path))
-            .header(INTERNAL_HEADER, token)
+        let mut call = self.http.post(format!("{url}{}", self.path)).header(INTERNAL_HEADER, token);
+        for (name, value) in crate::telemetry::current_trace_headers() {
+            call = call.header(name, value);
+        }
+        call
             .json(request)
             .send()
             .await?

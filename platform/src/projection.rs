@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, TopicReader};
 use crate::store::{CellKey, ReadStore, StoreError};
@@ -214,7 +215,16 @@ pub async fn run_projector(
                 }
             }
         };
-        apply_with_retry(projection.as_ref(), read_models.store().as_ref(), &namespace, &record).await;
+        let span = tracing::info_span!(
+            "project",
+            projection = projection.name(),
+            partition = record.position.partition,
+            offset = record.position.offset,
+        );
+        crate::telemetry::continue_trace(&span, &record.headers);
+        apply_with_retry(projection.as_ref(), read_models.store().as_ref(), &namespace, &record)
+            .instrument(span)
+            .await;
         while let Err(error) = read_models
             .record_progress(&namespace, record.position.partition, record.position.offset + 1)
             .await

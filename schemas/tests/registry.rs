@@ -385,6 +385,7 @@ async fn a_write_while_the_log_is_down_fails_with_a_500_and_changes_nothing() {
             break (status, body);
         }
         eprintln!("retrying after {:?}: {body}", started.elapsed());
+        eprintln!("TANSULOG {}", std::fs::read_to_string(app._dir.path().join("tansu.log")).unwrap_or_default());
     };
     assert_eq!((status, body), (200, json!({"id": 2})));
     app.restart_registry().await;

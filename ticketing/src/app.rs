@@ -252,6 +252,7 @@ impl Application {
             )
             .fallback(not_found)
             .layer(axum::middleware::from_fn(platform::metrics::track_http))
+            .layer(axum::middleware::from_fn(platform::telemetry::trace_http))
             .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
 
         let mut stop = shutdown_rx.clone();

@@ -33,7 +33,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init_tracing();
+    let _telemetry = platform::telemetry::init_tracing();
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
     match cli.command {

@@ -28,7 +28,7 @@ pub struct TestBroker {
 impl TestBroker {
     pub async fn start() -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            platform::telemetry::init_tracing();
+            std::mem::forget(platform::telemetry::init_tracing());
         }
         let dir = tempfile::tempdir().unwrap();
         let broker = LocalBroker::start(dir.path(), 0).await.expect("the broker starts");
