@@ -52,6 +52,8 @@ pub struct Metrics {
     commands: Family<CommandLabels, Counter>,
     projector_lag: Family<PartitionLabels, Gauge>,
     projection_events: Family<ProjectionLabels, Counter>,
+    expiration_pending: Gauge,
+    payments: Family<CommandLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -76,7 +78,11 @@ impl Default for Metrics {
         registry.register("commands", "Command outcomes: accepted, rejected, conflict, unavailable", commands.clone());
         registry.register("projector_lag_records", "Records not yet applied, per projection and partition", projector_lag.clone());
         registry.register("projection_events", "Events a projection applied or ignored", projection_events.clone());
-        Self { registry, http_requests, http_latency, commands, projector_lag, projection_events }
+        let expiration_pending = Gauge::default();
+        registry.register("expiration_deadlines_pending", "Order payment deadlines not yet fired", expiration_pending.clone());
+        let payments = Family::<CommandLabels, Counter>::default();
+        registry.register("payments", "Payment outcomes: succeeded, declined, unavailable", payments.clone());
+        Self { registry, http_requests, http_latency, commands, projector_lag, projection_events, expiration_pending, payments }
     }
 }
 
@@ -107,6 +113,17 @@ impl Metrics {
     pub fn projection_event(&self, projection: &str, result: &str) {
         let labels = ProjectionLabels { projection: projection.to_string(), result: result.to_string() };
         self.projection_events.get_or_create(&labels).inc();
+    }
+
+    /// Sets the number of pending expiration deadlines.
+    pub fn expiration_pending(&self, pending: i64) {
+        self.expiration_pending.set(pending);
+    }
+
+    /// Records a payment outcome (`succeeded`, `declined`, `unavailable`).
+    pub fn payment(&self, outcome: &str) {
+        let labels = CommandLabels { aggregate: "payments".into(), outcome: outcome.to_string() };
+        self.payments.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition of every metric.

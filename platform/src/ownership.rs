@@ -92,6 +92,16 @@ impl PartitionOwnership {
     /// Joins the command group of `topic` (full name) and starts tailing the claims;
     /// `url` is where this instance takes forwarded commands.
     pub async fn join(config: &LogConfig, topic: &str, url: String) -> Result<Self, LogError> {
+        Self::start(config, topic, Some(url)).await
+    }
+
+    /// Follows the claims of `topic`'s owners without owning anything: for services that send
+    /// commands to another context (orders reserving tickets, payments completing orders).
+    pub async fn observe(config: &LogConfig, topic: &str) -> Result<Self, LogError> {
+        Self::start(config, topic, None).await
+    }
+
+    async fn start(config: &LogConfig, topic: &str, url: Option<String>) -> Result<Self, LogError> {
         let owners_topic = format!("{topic}.owners");
         ensure_topics(config, &[TopicSpec { name: owners_topic.clone(), partitions: 1, compacted: true }]).await?;
         let reader = TopicReader::from_beginning(config, topic)?;
@@ -100,14 +110,14 @@ impl PartitionOwnership {
 
         let instance = uuid::Uuid::new_v4().to_string();
         let state = Arc::new(RwLock::new(State::default()));
-        let group = GroupConsumer::subscribe(config, &format!("{topic}.commands"), &[topic])?;
-        let producer = LogProducer::new(config)?;
         let claims = TopicReader::from_beginning(config, &owners_topic)?;
-        let claim = Claim { url, instance: instance.clone() };
-        let tasks = vec![
-            tokio::spawn(track_assignment(group, producer, owners_topic, claim, state.clone())),
-            tokio::spawn(tail_claims(claims, state.clone())),
-        ];
+        let mut tasks = vec![tokio::spawn(tail_claims(claims, state.clone()))];
+        if let Some(url) = url {
+            let group = GroupConsumer::subscribe(config, &format!("{topic}.commands"), &[topic])?;
+            let producer = LogProducer::new(config)?;
+            let claim = Claim { url, instance: instance.clone() };
+            tasks.push(tokio::spawn(track_assignment(group, producer, owners_topic, claim, state.clone())));
+        }
         Ok(Self { instance, partitions, state, tasks })
     }
 

@@ -1,3 +1,4 @@
 //! Projectors: workers that fold events into read models.
 
+pub mod orders;
 pub mod tickets;

@@ -33,18 +33,32 @@ pub struct TicketRow {
     pub version: i64,
     /// Clustering key in the list of tickets for sale (creation time, then id).
     pub list_key: String,
+    /// The order holding or having bought the ticket.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// `available`, `reserved` or `sold`.
+    #[serde(default = "available")]
+    pub status: String,
+}
+
+fn available() -> String {
+    "available".into()
 }
 
 impl TicketRow {
     /// The ticket as the reference app shows it (its `version` starts at 0).
     pub fn to_api_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "id": self.id,
             "title": self.title,
             "price": self.price_cents as f64 / 100.0,
             "userId": self.user_id,
             "version": self.version - 1,
-        })
+        });
+        if let Some(order_id) = &self.order_id {
+            body["orderId"] = order_id.clone().into();
+        }
+        body
     }
 }
 
@@ -98,31 +112,41 @@ impl Projection for TicketProjector {
         if judge(last, meta.aggregate_version) != Verdict::Valid {
             return Ok(Applied::Ignored);
         }
+        let version = meta.aggregate_version;
         let row = match (&envelope.event, current) {
             (TicketEvent::Created(e), _) => TicketRow {
                 id: meta.aggregate_id.clone(),
                 title: e.title.clone(),
                 price_cents: e.price_cents,
                 user_id: e.user_id.clone(),
-                version: meta.aggregate_version,
+                version,
                 list_key: format!("{:016}:{}", meta.occurred_at.max(0), meta.aggregate_id),
+                order_id: None,
+                status: available(),
             },
-            (TicketEvent::Updated(e), Some(row)) => TicketRow {
-                title: e.title.clone(),
-                price_cents: e.price_cents,
-                version: meta.aggregate_version,
-                ..row
-            },
-            // A valid update always follows a create; judge() already ruled this out.
-            (TicketEvent::Updated(_), None) => return Ok(Applied::Ignored),
+            (TicketEvent::Updated(e), Some(row)) => {
+                TicketRow { title: e.title.clone(), price_cents: e.price_cents, version, ..row }
+            }
+            (TicketEvent::Reserved(e), Some(row)) => {
+                TicketRow { order_id: Some(e.order_id.clone()), status: "reserved".into(), version, ..row }
+            }
+            (TicketEvent::Released(_), Some(row)) => TicketRow { order_id: None, status: available(), version, ..row },
+            (TicketEvent::Sold(e), Some(row)) => {
+                TicketRow { order_id: Some(e.order_id.clone()), status: "sold".into(), version, ..row }
+            }
+            // A valid non-creating event always follows a create; judge() already ruled this out.
+            (_, None) => return Ok(Applied::Ignored),
         };
         let value = serde_json::to_vec(&row).map_err(|e| ProjectionError::Poison(e.to_string()))?;
         // The aggregate version is the write timestamp: a stale or repeated write loses.
-        let ts = meta.aggregate_version;
         let for_sale = CellKey { namespace, table: FOR_SALE_TABLE, partition: FOR_SALE_PARTITION, clustering: &row.list_key };
-        store.put(for_sale, &value, ts).await?;
+        if row.status == "available" {
+            store.put(for_sale, &value, version).await?;
+        } else {
+            store.delete(for_sale, version).await?;
+        }
         let by_id = CellKey { namespace, table: TICKETS_TABLE, partition: &row.id, clustering: "" };
-        store.put(by_id, &value, ts).await?;
+        store.put(by_id, &value, version).await?;
         Ok(Applied::Changed)
     }
 }

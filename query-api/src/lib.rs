@@ -10,6 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use platform::http::{ApiError, CONSISTENCY_HEADER, ConsistencyToken};
 use platform::projection::ReadModels;
+use platform::session::{CurrentUser, SessionKeys};
+use projectors::orders::{ORDERS_BY_USER_TABLE, OrderRow, get_order};
 use projectors::tickets::{FOR_SALE_PARTITION, FOR_SALE_TABLE, TicketRow, get_ticket};
 
 /// How long a query waits for the projection to reach a consistency token.
@@ -20,6 +22,14 @@ pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
 pub struct QueryState {
     /// The catalog of read models and the store behind it.
     pub read_models: ReadModels,
+    /// Session verification (orders are private).
+    pub keys: SessionKeys,
+}
+
+impl axum::extract::FromRef<QueryState> for SessionKeys {
+    fn from_ref(state: &QueryState) -> Self {
+        state.keys.clone()
+    }
 }
 
 /// The routes, with their state.
@@ -27,6 +37,8 @@ pub fn router(state: QueryState) -> Router {
     Router::new()
         .route("/api/tickets", get(list_tickets))
         .route("/api/tickets/{id}", get(show_ticket))
+        .route("/api/orders", get(list_orders))
+        .route("/api/orders/{id}", get(show_order))
         .with_state(state)
 }
 
@@ -71,25 +83,66 @@ fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
 #[tracing::instrument(name = "GET /api/tickets", skip_all)]
 async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
+    let rows: Vec<TicketRow> = scan_all(&state, &namespace, FOR_SALE_TABLE, FOR_SALE_PARTITION).await?;
+    let tickets = rows.iter().map(TicketRow::to_api_json).collect();
+    Ok(with_staleness(serde_json::Value::Array(tickets), stale))
+}
+
+/// Every row of a partition, page by page.
+async fn scan_all<T: serde::de::DeserializeOwned>(
+    state: &QueryState,
+    namespace: &str,
+    table: &str,
+    partition: &str,
+) -> Result<Vec<T>, ApiError> {
     let store = state.read_models.store();
-    let mut tickets = Vec::new();
+    let mut rows = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store
-            .scan(&namespace, FOR_SALE_TABLE, FOR_SALE_PARTITION, after.as_deref(), 500)
-            .await
-            .map_err(unavailable)?;
+        let page = store.scan(namespace, table, partition, after.as_deref(), 500).await.map_err(unavailable)?;
         for cell in &page.cells {
-            let row: TicketRow = serde_json::from_slice(&cell.value)
-                .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("corrupt ticket row: {e}")))?;
-            tickets.push(row.to_api_json());
+            rows.push(
+                serde_json::from_slice(&cell.value)
+                    .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("corrupt row in {table}: {e}")))?,
+            );
         }
         match page.next {
             Some(next) => after = Some(next),
-            None => break,
+            None => return Ok(rows),
         }
     }
-    Ok(with_staleness(serde_json::Value::Array(tickets), stale))
+}
+
+#[tracing::instrument(name = "GET /api/orders", skip_all)]
+async fn list_orders(
+    State(state): State<QueryState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let user = user.ok_or(ApiError::NotAuthorized)?;
+    let (namespace, stale) = namespace_after_token(&state, "orders", &headers).await?;
+    let rows: Vec<OrderRow> = scan_all(&state, &namespace, ORDERS_BY_USER_TABLE, &user.id).await?;
+    let orders = rows.iter().map(OrderRow::to_api_json).collect();
+    Ok(with_staleness(serde_json::Value::Array(orders), stale))
+}
+
+#[tracing::instrument(name = "GET /api/orders/{id}", skip_all, fields(order_id = %id))]
+async fn show_order(
+    State(state): State<QueryState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let user = user.ok_or(ApiError::NotAuthorized)?;
+    let (namespace, stale) = namespace_after_token(&state, "orders", &headers).await?;
+    let row = get_order(state.read_models.store().as_ref(), &namespace, &id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound)?;
+    if row.user_id != user.id {
+        return Err(ApiError::NotAuthorized);
+    }
+    Ok(with_staleness(row.to_api_json(), stale))
 }
 
 #[tracing::instrument(name = "GET /api/tickets/{id}", skip_all, fields(ticket_id = %id))]

@@ -3,6 +3,9 @@
 
 pub mod codec;
 pub mod events;
+pub mod orders;
+pub mod payments;
 pub mod tickets;
+pub mod users;
 pub mod compatibility;
 pub mod registry;

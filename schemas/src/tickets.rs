@@ -27,6 +27,29 @@ pub struct TicketUpdated {
     pub user_id: String,
 }
 
+/// An order reserved the ticket until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketReserved {
+    /// The reserving order.
+    pub order_id: String,
+    /// End of the reservation, in milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// The reservation of an order ended without a sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketReleased {
+    /// The order whose reservation ended.
+    pub order_id: String,
+}
+
+/// The reserving order was paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketSold {
+    /// The paid order.
+    pub order_id: String,
+}
+
 /// Every event of the `tickets` topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TicketEvent {
@@ -34,9 +57,15 @@ pub enum TicketEvent {
     Created(TicketCreated),
     /// See [`TicketUpdated`].
     Updated(TicketUpdated),
+    /// See [`TicketReserved`].
+    Reserved(TicketReserved),
+    /// See [`TicketReleased`].
+    Released(TicketReleased),
+    /// See [`TicketSold`].
+    Sold(TicketSold),
 }
 
-static SCHEMAS: [EventSchema; 2] = [
+static SCHEMAS: [EventSchema; 5] = [
     EventSchema {
         full_name: "ticketing.tickets.TicketCreated",
         avsc: include_str!("../avro/tickets/TicketCreated.avsc"),
@@ -44,6 +73,18 @@ static SCHEMAS: [EventSchema; 2] = [
     EventSchema {
         full_name: "ticketing.tickets.TicketUpdated",
         avsc: include_str!("../avro/tickets/TicketUpdated.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.tickets.TicketReserved",
+        avsc: include_str!("../avro/tickets/TicketReserved.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.tickets.TicketReleased",
+        avsc: include_str!("../avro/tickets/TicketReleased.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.tickets.TicketSold",
+        avsc: include_str!("../avro/tickets/TicketSold.avsc"),
     },
 ];
 
@@ -58,6 +99,9 @@ impl AvroEvent for TicketEvent {
         match self {
             TicketEvent::Created(_) => &SCHEMAS[0],
             TicketEvent::Updated(_) => &SCHEMAS[1],
+            TicketEvent::Reserved(_) => &SCHEMAS[2],
+            TicketEvent::Released(_) => &SCHEMAS[3],
+            TicketEvent::Sold(_) => &SCHEMAS[4],
         }
     }
 
@@ -65,6 +109,14 @@ impl AvroEvent for TicketEvent {
         let (title, price_cents, user_id) = match self {
             TicketEvent::Created(e) => (&e.title, e.price_cents, &e.user_id),
             TicketEvent::Updated(e) => (&e.title, e.price_cents, &e.user_id),
+            TicketEvent::Reserved(e) => {
+                return vec![
+                    ("order_id", Value::String(e.order_id.clone())),
+                    ("expires_at", Value::TimestampMillis(e.expires_at)),
+                ];
+            }
+            TicketEvent::Released(e) => return vec![("order_id", Value::String(e.order_id.clone()))],
+            TicketEvent::Sold(e) => return vec![("order_id", Value::String(e.order_id.clone()))],
         };
         vec![
             ("title", Value::String(title.clone())),
@@ -74,6 +126,21 @@ impl AvroEvent for TicketEvent {
     }
 
     fn from_record(full_name: &str, fields: &RecordFields) -> Result<Self, CodecError> {
+        match full_name {
+            "ticketing.tickets.TicketReserved" => {
+                return Ok(TicketEvent::Reserved(TicketReserved {
+                    order_id: fields.string("order_id")?,
+                    expires_at: fields.long("expires_at")?,
+                }));
+            }
+            "ticketing.tickets.TicketReleased" => {
+                return Ok(TicketEvent::Released(TicketReleased { order_id: fields.string("order_id")? }));
+            }
+            "ticketing.tickets.TicketSold" => {
+                return Ok(TicketEvent::Sold(TicketSold { order_id: fields.string("order_id")? }));
+            }
+            _ => {}
+        }
         let title = fields.string("title")?;
         let price_cents = fields.long("price_cents")?;
         let user_id = fields.string("user_id")?;

@@ -45,7 +45,7 @@ struct TestApp {
     server: JoinHandle<()>,
     url: String,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn serve(registry: SchemaRegistry) -> (JoinHandle<()>, String) {
@@ -63,10 +63,11 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let broker = LocalBroker::start(dir.path(), 0).await.expect("the local broker starts");
         let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-        let config = LogConfig::new(broker.bootstrap_servers(), namespace);
+        let mut config = LogConfig::new(broker.bootstrap_servers(), namespace);
+        config.idempotence = false;
         let registry = SchemaRegistry::open(&config).await.expect("the registry opens");
         let (server, url) = serve(registry).await;
-        TestApp { broker: Some(broker), config, server, url, http: reqwest::Client::new(), _dir: dir }
+        TestApp { broker: Some(broker), config, server, url, http: reqwest::Client::new(), dir }
     }
 
     /// Stops the server (dropping its registry) and serves a freshly opened one on a new port.
@@ -87,7 +88,7 @@ impl TestApp {
 
     async fn start_broker(&mut self) {
         let port: u16 = self.config.bootstrap_servers.rsplit_once(':').unwrap().1.parse().unwrap();
-        let broker = LocalBroker::start(self._dir.path(), port).await.expect("the broker restarts");
+        let broker = LocalBroker::start(self.dir.path(), port).await.expect("the broker restarts");
         self.broker = Some(broker);
     }
 
@@ -360,12 +361,14 @@ async fn the_rest_api_answers_in_confluents_shape() {
 async fn a_write_while_the_log_is_down_fails_with_a_500_and_changes_nothing() {
     let mut app = TestApp::spawn().await;
     let subject = "down-ticketing.test.Ping";
-    let (_, body) = app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V1})).await;
+    let (_, body) =
+        app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V1})).await;
     assert_eq!(body, json!({"id": 1}));
 
     app.stop_broker().await;
-    let (status, body) =
-        app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT})).await;
+    let (status, body) = app
+        .post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT}))
+        .await;
     assert_eq!(status, 500, "{body}");
     let code = body["error_code"].as_u64().unwrap();
     assert!(code == 50001 || code == 50002, "{body}");
@@ -375,17 +378,16 @@ async fn a_write_while_the_log_is_down_fails_with_a_500_and_changes_nothing() {
 
     // Back up: the registry catches up with the log and takes writes again.
     app.start_broker().await;
-    // The producer needs a moment to reconnect (and to renew its idempotent-producer id after
-    // the timed-out append), so a client retries like any client of a recovering service.
+    // The producer may need a moment to reconnect, so retry like any client of a recovering
+    // service would.
     let started = std::time::Instant::now();
     let (status, body) = loop {
-        let (status, body) =
-            app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT})).await;
-        if status != 500 || started.elapsed() > std::time::Duration::from_secs(60) {
+        let (status, body) = app
+            .post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V2_DEFAULT}))
+            .await;
+        if status != 500 || started.elapsed() > std::time::Duration::from_secs(30) {
             break (status, body);
         }
-        eprintln!("retrying after {:?}: {body}", started.elapsed());
-        eprintln!("TANSULOG {}", std::fs::read_to_string(app._dir.path().join("tansu.log")).unwrap_or_default());
     };
     assert_eq!((status, body), (200, json!({"id": 2})));
     app.restart_registry().await;

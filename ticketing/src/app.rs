@@ -1,4 +1,4 @@
-//! The application: every component (or one) wired to the log, the registry and the store,
+//! The application: every component (or some) wired to the log, the registry and the store,
 //! behind one HTTP port.
 
 use std::net::SocketAddr;
@@ -11,35 +11,57 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use expiration_worker::{ExpirationHealth, run_expiration};
+use orders_command::domain::Order;
+use orders_command::saga::{OrderSaga, run_saga};
+use payments_command::domain::Payment;
+use payments_command::gateway::{PaymentGateway, SandboxGateway, StripeGateway};
+use platform::aggregate::Aggregate;
 use platform::broker::LocalBroker;
 use platform::codec::EventCodec;
 use platform::command::CommandPipeline;
-use platform::forwarding::CommandService;
-use platform::ownership::PartitionOwnership;
+use platform::forwarding::{CommandService, Forwardable};
 use platform::http::{BODY_LIMIT_BYTES, not_found};
-use platform::log::{LogConfig, TopicSpec, ensure_topics};
-use platform::projection::{ProjectorHealth, ReadModels, run_projector};
+use platform::log::{DeadLetters, LogConfig, TopicSpec, ensure_topics};
+use platform::ownership::PartitionOwnership;
+use platform::projection::{Projection, ProjectorHealth, ReadModels, run_projector};
 use platform::session::SessionKeys;
 use platform::store::{EmbeddedStore, ReadStore, ScyllaStore};
+use projectors::orders::OrderProjector;
 use projectors::tickets::TicketProjector;
 use schemas::codec::{AvroCodec, registry_settings};
 use schemas::events::AvroEvent;
+use schemas::orders::OrderEvent;
+use schemas::payments::PaymentEvent;
 use schemas::registry::SchemaRegistry;
 use schemas::tickets::TicketEvent;
+use schemas::users::UserEvent;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tickets_command::domain::Ticket;
-use tickets_command::http::TicketCommandState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use users_command::domain::User;
 
 use crate::settings::{Settings, StoreSettings};
 
 /// The components `ticketing serve` can run on their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Component {
+    /// Sign-up, sign-in, sign-out, current user.
+    Users,
     /// Ticket commands (`POST /api/tickets`, `PUT /api/tickets/{id}`).
     Tickets,
+    /// Order commands (`POST /api/orders`, `DELETE /api/orders/{id}`) and the process manager.
+    Orders,
+    /// `POST /api/payments`.
+    Payments,
+    /// Fires order payment deadlines.
+    Expiration,
     /// The projector of the tickets read model.
     ProjectorTickets,
+    /// The projector of the orders read model.
+    ProjectorOrders,
     /// The read side (`GET /api/…`).
     QueryApi,
     /// The bundled Confluent-compatible schema registry.
@@ -48,8 +70,17 @@ pub enum Component {
 
 impl Component {
     /// Every component, as `ticketing up` runs them.
-    pub const ALL: [Component; 4] =
-        [Component::SchemaRegistry, Component::Tickets, Component::ProjectorTickets, Component::QueryApi];
+    pub const ALL: [Component; 9] = [
+        Component::SchemaRegistry,
+        Component::Users,
+        Component::Tickets,
+        Component::Orders,
+        Component::Payments,
+        Component::Expiration,
+        Component::ProjectorTickets,
+        Component::ProjectorOrders,
+        Component::QueryApi,
+    ];
 }
 
 /// Opens the configured read store.
@@ -76,15 +107,19 @@ pub async fn connect_log(settings: &Settings) -> anyhow::Result<(LogConfig, Opti
                 .await
                 .context("Failed to start the local broker")?;
             tracing::info!(message = "Started the local broker.", addr = %broker.bootstrap_servers(), dir = %dir.display());
-            let config = LogConfig::new(broker.bootstrap_servers(), settings.namespace.clone());
+            let mut config = LogConfig::new(broker.bootstrap_servers(), settings.namespace.clone());
+            config.idempotence = false;
             Ok((config, Some(broker)))
         }
     }
 }
 
-/// The topics of this deployment.
+/// The event topics of this deployment.
 pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
-    vec![TopicSpec { name: config.topic(TicketEvent::TOPIC), partitions: config.partitions, compacted: false }]
+    [UserEvent::TOPIC, TicketEvent::TOPIC, OrderEvent::TOPIC, PaymentEvent::TOPIC]
+        .into_iter()
+        .map(|name| TopicSpec { name: config.topic(name), partitions: config.partitions, compacted: false })
+        .collect()
 }
 
 /// Creates what a deployment needs before its components start: topics (the registry's
@@ -92,6 +127,7 @@ pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
 pub async fn init(settings: &Settings) -> anyhow::Result<()> {
     let (log, broker) = connect_log(settings).await?;
     ensure_topics(&log, &topics(&log)).await.context("Failed to create the topics")?;
+    DeadLetters::open(&log).await.context("Failed to create the dead-letter topic")?;
     if settings.registry_url.is_none() {
         SchemaRegistry::open(&log).await.context("Failed to create the schema registry topic")?;
     }
@@ -109,10 +145,125 @@ pub async fn init(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The codecs of every topic.
+#[derive(Clone)]
+pub struct Codecs {
+    /// `users`.
+    pub users: Arc<AvroCodec<UserEvent>>,
+    /// `tickets`.
+    pub tickets: Arc<AvroCodec<TicketEvent>>,
+    /// `orders`.
+    pub orders: Arc<AvroCodec<OrderEvent>>,
+    /// `payments`.
+    pub payments: Arc<AvroCodec<PaymentEvent>>,
+}
+
+impl Codecs {
+    /// Codecs for the deployment's topics against the registry at `registry_url`.
+    pub fn new(log: &LogConfig, registry_url: &str) -> anyhow::Result<Self> {
+        let settings = registry_settings(registry_url)?;
+        Ok(Self {
+            users: Arc::new(AvroCodec::new(log.topic(UserEvent::TOPIC), settings.clone())),
+            tickets: Arc::new(AvroCodec::new(log.topic(TicketEvent::TOPIC), settings.clone())),
+            orders: Arc::new(AvroCodec::new(log.topic(OrderEvent::TOPIC), settings.clone())),
+            payments: Arc::new(AvroCodec::new(log.topic(PaymentEvent::TOPIC), settings)),
+        })
+    }
+
+    /// Registers every schema, waiting (bounded) for a registry that is still starting.
+    async fn register_all(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let result = async {
+                self.users.register_all().await?;
+                self.tickets.register_all().await?;
+                self.orders.register_all().await?;
+                self.payments.register_all().await
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(platform::codec::CodecError::RegistryUnavailable(reason))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::info!(message = "Waiting for the schema registry.", %reason);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(error) => return Err(error).context("Failed to register the event schemas"),
+            }
+        }
+    }
+}
+
+/// The command side of one aggregate type: owning its partitions (`own`) or only sending
+/// commands to their owners.
+async fn command_side<A>(
+    name: &str,
+    log: &LogConfig,
+    codec: Arc<dyn EventCodec<A::Event>>,
+    own: Option<String>,
+    keys: &SessionKeys,
+) -> anyhow::Result<Arc<CommandService<A>>>
+where
+    A: Forwardable,
+    A::Command: Serialize + DeserializeOwned,
+    A::Error: Serialize + DeserializeOwned,
+{
+    let topic = codec.topic().to_string();
+    let pipeline = Arc::new(CommandPipeline::<A>::start(log, codec)?);
+    let ownership = match own {
+        Some(url) => PartitionOwnership::join(log, &topic, url).await,
+        None => PartitionOwnership::observe(log, &topic).await,
+    }
+    .with_context(|| format!("Failed to follow the owners of {topic}"))?;
+    Ok(Arc::new(CommandService::new(name, pipeline, Some(Arc::new(ownership)), keys.clone())))
+}
+
+/// Readiness of one command side: caught up with the log, and (when owning) all owners known.
+trait CommandReadiness: Send + Sync {
+    fn checks(&self) -> Vec<(String, bool)>;
+    fn owners(&self) -> serde_json::Value;
+    fn pipeline_ready(&self) -> bool;
+}
+
+struct Side<A: Aggregate> {
+    name: &'static str,
+    service: Arc<CommandService<A>>,
+    owning: bool,
+}
+
+impl<A> CommandReadiness for Side<A>
+where
+    A: Forwardable,
+    A::Command: Serialize + DeserializeOwned,
+    A::Error: Serialize + DeserializeOwned,
+{
+    fn checks(&self) -> Vec<(String, bool)> {
+        let mut checks = vec![(format!("{}_commands", self.name), self.service.pipeline().is_ready())];
+        if let (true, Some(ownership)) = (self.owning, self.service.ownership()) {
+            checks.push((format!("{}_owners", self.name), ownership.is_complete()));
+        }
+        checks
+    }
+
+    fn owners(&self) -> serde_json::Value {
+        self.service.ownership().map_or(serde_json::Value::Null, |o| {
+            let directory: serde_json::Map<String, serde_json::Value> =
+                o.directory().into_iter().map(|(p, url)| (p.to_string(), url.into())).collect();
+            directory.into()
+        })
+    }
+
+    fn pipeline_ready(&self) -> bool {
+        self.service.pipeline().is_ready()
+    }
+}
+
 #[derive(Clone)]
 struct Readiness {
-    commands: Option<Arc<CommandService<Ticket>>>,
-    projector: Option<Arc<ProjectorHealth>>,
+    sides: Vec<Arc<dyn CommandReadiness>>,
+    projectors: Vec<(&'static str, Arc<ProjectorHealth>)>,
+    expiration: Option<Arc<ExpirationHealth>>,
     store: Option<Arc<dyn ReadStore>>,
     registry_url: String,
     http: reqwest::Client,
@@ -126,19 +277,21 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut owners = serde_json::Map::new();
-    if let Some(commands) = &readiness.commands {
-        checks.insert("tickets_commands".into(), commands.pipeline().is_ready().into());
-        if let Some(ownership) = commands.ownership() {
-            checks.insert("tickets_owners".into(), ownership.is_complete().into());
-            let directory: serde_json::Map<String, serde_json::Value> =
-                ownership.directory().into_iter().map(|(p, url)| (p.to_string(), url.into())).collect();
-            owners.insert("tickets".into(), directory.into());
+    for side in &readiness.sides {
+        for (name, ok) in side.checks() {
+            checks.insert(name, ok.into());
+        }
+        if let Some((name, _)) = side.checks().first() {
+            owners.insert(name.trim_end_matches("_commands").to_string(), side.owners());
         }
     }
-    if let Some(projector) = &readiness.projector {
-        checks.insert("tickets_projector".into(), projector.is_assigned().into());
+    for (name, projector) in &readiness.projectors {
+        checks.insert(format!("{name}_projector"), projector.is_assigned().into());
         let lag: i64 = projector.lag().values().sum();
-        checks.insert("tickets_projection_caught_up".into(), (lag <= readiness.max_lag).into());
+        checks.insert(format!("{name}_projection_caught_up"), (lag <= readiness.max_lag).into());
+    }
+    if let Some(expiration) = &readiness.expiration {
+        checks.insert("expiration_caught_up".into(), expiration.is_caught_up().into());
     }
     if let Some(store) = &readiness.store {
         checks.insert("read_store".into(), store.ping().await.is_ok().into());
@@ -161,9 +314,20 @@ pub struct Application {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
-    projector: Option<JoinHandle<()>>,
-    commands: Option<Arc<CommandService<Ticket>>>,
+    tasks: Vec<JoinHandle<()>>,
+    sides: Vec<Arc<dyn CommandReadiness>>,
     broker: Option<LocalBroker>,
+}
+
+fn spawn_logged<E: std::fmt::Display + Send + 'static>(
+    what: &'static str,
+    task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(error) = task.await {
+            tracing::error!(message = "A background component stopped.", component = what, %error);
+        }
+    })
 }
 
 impl Application {
@@ -177,66 +341,150 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {}", settings.addr))?;
         let addr = listener.local_addr()?;
-        let bundled_registry = settings.registry_url.is_none();
+        let url = settings.advertised_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let registry_url = settings.registry_url.clone().unwrap_or_else(|| format!("http://{addr}"));
 
         let mut router = Router::new();
-        if bundled_registry && has(Component::SchemaRegistry) {
+        if settings.registry_url.is_none() && has(Component::SchemaRegistry) {
             let registry = SchemaRegistry::open(&log).await.context("Failed to open the schema registry")?;
             router = router.merge(schemas::registry::router(registry));
         }
-
-        let codec = Arc::new(AvroCodec::<TicketEvent>::new(
-            log.topic(TicketEvent::TOPIC),
-            registry_settings(&registry_url)?,
-        ));
-        let needs_store = has(Component::ProjectorTickets) || has(Component::QueryApi);
-        let store = if needs_store { Some(open_store(&settings.store).await?) } else { None };
+        let codecs = Codecs::new(&log, &registry_url)?;
         let keys = SessionKeys::new(settings.jwt_key.as_bytes(), settings.session_ttl_seconds, settings.secure_cookie);
+        let needs_store = has(Component::ProjectorTickets) || has(Component::ProjectorOrders) || has(Component::QueryApi);
+        let store = if needs_store { Some(open_store(&settings.store).await?) } else { None };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut sides: Vec<Arc<dyn CommandReadiness>> = Vec::new();
+        let own = |c: Component| has(c).then(|| url.clone());
 
-        let commands = if has(Component::Tickets) {
-            let pipeline = Arc::new(CommandPipeline::<Ticket>::start(&log, codec.clone())?);
-            let url = settings.advertised_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-            let ownership = PartitionOwnership::join(&log, codec.topic(), url)
-                .await
-                .context("Failed to join the tickets command group")?;
-            let commands = Arc::new(CommandService::new("tickets", pipeline, Some(Arc::new(ownership)), keys.clone()));
-            router = router
-                .merge(tickets_command::http::router(TicketCommandState { commands: commands.clone() , keys: keys.clone() }))
-                .merge(commands.clone().internal_router());
-            Some(commands)
+        let users = if has(Component::Users) {
+            Some(command_side::<User>("users", &log, codecs.users.clone(), own(Component::Users), &keys).await?)
+        } else {
+            None
+        };
+        let tickets = if has(Component::Tickets) || has(Component::Orders) || has(Component::Payments) {
+            Some(command_side::<Ticket>("tickets", &log, codecs.tickets.clone(), own(Component::Tickets), &keys).await?)
+        } else {
+            None
+        };
+        let orders = if has(Component::Orders) || has(Component::Payments) || has(Component::Expiration) {
+            Some(command_side::<Order>("orders", &log, codecs.orders.clone(), own(Component::Orders), &keys).await?)
+        } else {
+            None
+        };
+        let payments = if has(Component::Payments) {
+            Some(command_side::<Payment>("payments", &log, codecs.payments.clone(), own(Component::Payments), &keys).await?)
         } else {
             None
         };
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut projector_health = None;
-        let mut projector = None;
-        if let (true, Some(store)) = (has(Component::ProjectorTickets), &store) {
-            let health = Arc::new(ProjectorHealth::default());
-            let projection = Arc::new(TicketProjector::new(codec.clone() as Arc<dyn EventCodec<TicketEvent>>));
-            let task = run_projector(
-                log.clone(),
-                projection,
-                ReadModels::new(store.clone()),
-                log.group("projector.tickets"),
-                health.clone(),
-                shutdown_rx.clone(),
-            );
-            projector = Some(tokio::spawn(async move {
-                if let Err(error) = task.await {
-                    tracing::error!(message = "The tickets projector stopped.", %error);
-                }
-            }));
-            projector_health = Some(health);
+        if let Some(users) = &users {
+            router = router
+                .merge(users_command::http::router(users_command::http::UserRoutesState {
+                    commands: users.clone(),
+                    keys: keys.clone(),
+                }))
+                .merge(users.clone().internal_router());
+            sides.push(Arc::new(Side { name: "users", service: users.clone(), owning: true }));
         }
-        if let (true, Some(store)) = (has(Component::QueryApi), &store) {
-            router = router.merge(query_api::router(query_api::QueryState { read_models: ReadModels::new(store.clone()) }));
+        if let Some(tickets) = &tickets {
+            if has(Component::Tickets) {
+                router = router
+                    .merge(tickets_command::http::router(tickets_command::http::TicketCommandState {
+                        commands: tickets.clone(),
+                        keys: keys.clone(),
+                    }))
+                    .merge(tickets.clone().internal_router());
+            }
+            sides.push(Arc::new(Side { name: "tickets", service: tickets.clone(), owning: has(Component::Tickets) }));
+        }
+        if let Some(orders) = &orders {
+            sides.push(Arc::new(Side { name: "orders", service: orders.clone(), owning: has(Component::Orders) }));
+        }
+        if let Some(payments) = &payments {
+            sides.push(Arc::new(Side { name: "payments", service: payments.clone(), owning: true }));
+        }
+        if let (true, Some(orders), Some(tickets)) = (has(Component::Orders), &orders, &tickets) {
+            router = router
+                .merge(orders_command::http::router(orders_command::http::OrderRoutesState {
+                    orders: orders.clone(),
+                    tickets: tickets.clone(),
+                    keys: keys.clone(),
+                    expiration_window_seconds: settings.expiration_window_seconds,
+                }))
+                .merge(orders.clone().internal_router());
+            let saga = OrderSaga {
+                orders_codec: codecs.orders.clone(),
+                payments_codec: codecs.payments.clone(),
+                tickets: tickets.clone(),
+                orders: orders.clone(),
+                dead_letters: DeadLetters::open(&log).await.context("Failed to open the dead-letter topic")?,
+            };
+            tasks.push(spawn_logged("order-saga", run_saga(log.clone(), saga, shutdown_rx.clone())));
+        }
+        if let (Some(payments), Some(orders), Some(tickets)) = (&payments, &orders, &tickets) {
+            let gateway: Arc<dyn PaymentGateway> = match &settings.stripe_secret_key {
+                Some(key) => Arc::new(StripeGateway::new(&settings.stripe_api_base, key)),
+                None => Arc::new(SandboxGateway),
+            };
+            router = router
+                .merge(payments_command::http::router(payments_command::http::PaymentRoutesState {
+                    payments: payments.clone(),
+                    orders: orders.clone(),
+                    tickets: tickets.clone(),
+                    gateway,
+                    keys: keys.clone(),
+                }))
+                .merge(payments.clone().internal_router());
+        }
+        let mut expiration = None;
+        if let (true, Some(orders)) = (has(Component::Expiration), &orders) {
+            let health = Arc::new(ExpirationHealth::default());
+            let codec: Arc<dyn EventCodec<OrderEvent>> = codecs.orders.clone();
+            tasks.push(spawn_logged(
+                "expiration",
+                run_expiration(log.clone(), codec, orders.clone(), health.clone(), shutdown_rx.clone()),
+            ));
+            expiration = Some(health);
+        }
+
+        let mut projectors = Vec::new();
+        if let Some(store) = &store {
+            let mut wanted: Vec<(&'static str, Arc<dyn Projection>)> = Vec::new();
+            if has(Component::ProjectorTickets) {
+                wanted.push(("tickets", Arc::new(TicketProjector::new(codecs.tickets.clone()))));
+            }
+            if has(Component::ProjectorOrders) {
+                wanted.push(("orders", Arc::new(OrderProjector::new(codecs.orders.clone()))));
+            }
+            for (name, projection) in wanted {
+                let health = Arc::new(ProjectorHealth::default());
+                tasks.push(spawn_logged(
+                    "projector",
+                    run_projector(
+                        log.clone(),
+                        projection,
+                        ReadModels::new(store.clone()),
+                        log.group(&format!("projector.{name}")),
+                        health.clone(),
+                        shutdown_rx.clone(),
+                    ),
+                ));
+                projectors.push((name, health));
+            }
+            if has(Component::QueryApi) {
+                router = router.merge(query_api::router(query_api::QueryState {
+                    read_models: ReadModels::new(store.clone()),
+                    keys: keys.clone(),
+                }));
+            }
         }
 
         let readiness = Readiness {
-            commands: commands.clone(),
-            projector: projector_health,
+            sides: sides.clone(),
+            projectors,
+            expiration,
             store: store.clone(),
             registry_url: registry_url.clone(),
             http: reqwest::Client::new(),
@@ -246,8 +494,8 @@ impl Application {
             .merge(
                 Router::new()
                     .route("/healthz", get(healthz))
-                    .route("/metrics", get(platform::metrics::metrics_handler))
                     .route("/readyz", get(readyz))
+                    .route("/metrics", get(platform::metrics::metrics_handler))
                     .with_state(readiness),
             )
             .fallback(not_found)
@@ -265,10 +513,11 @@ impl Application {
         });
         tracing::info!(message = "Listening.", %addr, ?components);
 
-        if has(Component::Tickets) || has(Component::ProjectorTickets) {
-            register_schemas(&codec).await?;
+        let writes_or_reads_events = components.iter().any(|c| *c != Component::QueryApi && *c != Component::SchemaRegistry);
+        if writes_or_reads_events {
+            codecs.register_all().await?;
         }
-        Ok(Self { addr, shutdown, server, projector, commands, broker })
+        Ok(Self { addr, shutdown, server, tasks, sides, broker })
     }
 
     /// The address the application listens on.
@@ -276,10 +525,10 @@ impl Application {
         self.addr
     }
 
-    /// Waits until the command side has caught up with the log.
+    /// Waits until every command side has caught up with the log.
     pub async fn wait_ready(&self) {
-        if let Some(commands) = &self.commands {
-            commands.pipeline().wait_ready().await;
+        while !self.sides.iter().all(|s| s.pipeline_ready()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -294,29 +543,14 @@ impl Application {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
-        if let Some(projector) = self.projector {
-            let _ = tokio::time::timeout(Duration::from_secs(10), projector).await;
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
-        drop(self.commands);
+        drop(self.sides);
         if let Some(broker) = self.broker {
             broker.stop().await?;
         }
         Ok(())
-    }
-}
-
-/// Registers every schema, waiting for a registry that is still starting.
-async fn register_schemas(codec: &AvroCodec<TicketEvent>) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match codec.register_all().await {
-            Ok(()) => return Ok(()),
-            Err(platform::codec::CodecError::RegistryUnavailable(reason)) if tokio::time::Instant::now() < deadline => {
-                tracing::info!(message = "Waiting for the schema registry.", %reason);
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            Err(error) => return Err(error).context("Failed to register the event schemas"),
-        }
     }
 }
 

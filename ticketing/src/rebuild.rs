@@ -1,23 +1,19 @@
 //! `ticketing rebuild <read-model>`: replay the log into a fresh namespace, then switch reads.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use platform::codec::EventCodec;
 use platform::projection::{Projection, ReadModels, RebuildReport, rebuild};
+use projectors::orders::OrderProjector;
 use projectors::tickets::TicketProjector;
-use schemas::codec::{AvroCodec, registry_settings};
-use schemas::events::AvroEvent;
 use schemas::registry::SchemaRegistry;
-use schemas::tickets::TicketEvent;
 
-use crate::app::{connect_log, open_store};
+use crate::app::{Codecs, connect_log, open_store};
 use crate::settings::Settings;
 
 /// The read models `rebuild` knows.
-pub const READ_MODELS: &[&str] = &["tickets"];
+pub const READ_MODELS: &[&str] = &["tickets", "orders"];
 
 /// Rebuilds `read_model`, drawing a progress bar on stderr.
 pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<RebuildReport> {
@@ -41,9 +37,11 @@ pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<Rebuil
     };
     let store = open_store(&settings.store).await?;
     let read_models = ReadModels::new(store);
-    let codec: Arc<dyn EventCodec<TicketEvent>> =
-        Arc::new(AvroCodec::<TicketEvent>::new(log.topic(TicketEvent::TOPIC), registry_settings(&registry_url)?));
-    let projection = TicketProjector::new(codec);
+    let codecs = Codecs::new(&log, &registry_url)?;
+    let projection: Box<dyn Projection> = match read_model {
+        "orders" => Box::new(OrderProjector::new(codecs.orders.clone())),
+        _ => Box::new(TicketProjector::new(codecs.tickets.clone())),
+    };
 
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -53,7 +51,7 @@ pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<Rebuil
     );
     bar.set_message(format!("rebuilding {}", projection.name()));
     let started = Instant::now();
-    let report = rebuild(&log, &projection, &read_models, |done, total| {
+    let report = rebuild(&log, projection.as_ref(), &read_models, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

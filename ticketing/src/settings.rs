@@ -56,6 +56,12 @@ pub struct Settings {
     pub session_ttl_seconds: i64,
     /// Mark the session cookie `Secure` (`COOKIE_SECURE=true`).
     pub secure_cookie: bool,
+    /// How long an order holds its ticket (`EXPIRATION_WINDOW_SECONDS`, default 900).
+    pub expiration_window_seconds: i64,
+    /// Stripe secret key (`STRIPE_SECRET_KEY`); unset: the sandbox gateway.
+    pub stripe_secret_key: Option<String>,
+    /// Stripe API base URL (`STRIPE_API_BASE`, default `https://api.stripe.com`).
+    pub stripe_api_base: String,
     /// `/readyz` fails while a projector is more records behind than this (`READY_MAX_LAG`,
     /// default 10000).
     pub ready_max_lag: i64,
@@ -71,6 +77,8 @@ impl std::fmt::Debug for Settings {
             .field("registry_url", &self.registry_url)
             .field("store", &self.store)
             .field("jwt_key", &"<redacted>")
+            .field("expiration_window_seconds", &self.expiration_window_seconds)
+            .field("stripe", &self.stripe_secret_key.as_ref().map(|_| &self.stripe_api_base))
             .finish()
     }
 }
@@ -119,6 +127,12 @@ impl Settings {
             jwt_key,
             session_ttl_seconds: env("SESSION_TTL_SECONDS").and_then(|s| s.parse().ok()).unwrap_or(86_400),
             secure_cookie: env("COOKIE_SECURE").is_some_and(|v| v == "true" || v == "1"),
+            expiration_window_seconds: env("EXPIRATION_WINDOW_SECONDS")
+                .map(|s| s.parse().context("EXPIRATION_WINDOW_SECONDS must be a number of seconds"))
+                .transpose()?
+                .unwrap_or(900),
+            stripe_secret_key: env("STRIPE_SECRET_KEY"),
+            stripe_api_base: env("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
             ready_max_lag: env("READY_MAX_LAG").and_then(|s| s.parse().ok()).unwrap_or(10_000),
         })
     }

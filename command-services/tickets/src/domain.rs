@@ -3,7 +3,7 @@
 use platform::aggregate::Aggregate;
 use serde::{Deserialize, Serialize};
 use platform::http::ErrorEntry;
-use schemas::tickets::{TicketCreated, TicketEvent, TicketUpdated};
+use schemas::tickets::{TicketCreated, TicketEvent, TicketReleased, TicketReserved, TicketSold, TicketUpdated};
 
 /// A validated, non-empty title.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +89,26 @@ pub enum TicketCommand {
         /// Who asks.
         user_id: String,
     },
+    /// Reserve the ticket for an order until `expires_at` (a reservation past its end, `now`
+    /// given, no longer holds).
+    ReserveTicket {
+        /// The ordering order.
+        order_id: String,
+        /// Decision time, ms since the epoch.
+        now: i64,
+        /// End of the reservation, ms since the epoch.
+        expires_at: i64,
+    },
+    /// End an order's reservation without a sale (a no-op unless that order holds it).
+    ReleaseTicket {
+        /// The order whose reservation ends.
+        order_id: String,
+    },
+    /// Sell the ticket to the order holding its reservation.
+    SellTicket {
+        /// The paid order.
+        order_id: String,
+    },
 }
 
 /// Why a ticket command was refused.
@@ -103,6 +123,24 @@ pub enum TicketError {
     /// Only the seller may edit a ticket.
     #[error("Not authorized")]
     NotOwner,
+    /// A reserved or sold ticket cannot be edited.
+    #[error("Cannot edit a reserved ticket")]
+    Reserved,
+    /// Another order holds the ticket, or it is sold.
+    #[error("Ticket is already reserved")]
+    AlreadyReserved,
+    /// Selling to an order that does not hold the reservation.
+    #[error("The ticket is not reserved by this order")]
+    NotReservedByOrder,
+}
+
+/// An order's hold on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The holding order.
+    pub order_id: String,
+    /// End of the hold, ms since the epoch.
+    pub expires_at: i64,
 }
 
 /// The state of one ticket.
@@ -116,6 +154,17 @@ pub struct Ticket {
     pub price_cents: i64,
     /// The seller.
     pub user_id: String,
+    /// The order holding the ticket, if any.
+    pub reservation: Option<Reservation>,
+    /// The order that bought the ticket, once sold.
+    pub sold_to: Option<String>,
+}
+
+impl Ticket {
+    /// The order the ticket is reserved by or sold to (the API's `orderId`).
+    pub fn order_id(&self) -> Option<&str> {
+        self.sold_to.as_deref().or(self.reservation.as_ref().map(|r| r.order_id.as_str()))
+    }
 }
 
 impl Aggregate for Ticket {
@@ -139,6 +188,9 @@ impl Aggregate for Ticket {
                 if !self.exists {
                     return Err(TicketError::NotFound);
                 }
+                if self.order_id().is_some() {
+                    return Err(TicketError::Reserved);
+                }
                 if &self.user_id != user_id {
                     return Err(TicketError::NotOwner);
                 }
@@ -147,6 +199,44 @@ impl Aggregate for Ticket {
                     price_cents: price.cents(),
                     user_id: self.user_id.clone(),
                 })])
+            }
+            TicketCommand::ReserveTicket { order_id, now, expires_at } => {
+                if !self.exists {
+                    return Err(TicketError::NotFound);
+                }
+                if self.sold_to.is_some() {
+                    return Err(TicketError::AlreadyReserved);
+                }
+                let mut events = Vec::new();
+                if let Some(held) = &self.reservation {
+                    if held.expires_at > *now {
+                        return Err(TicketError::AlreadyReserved);
+                    }
+                    // The expiration worker has not released it yet; the hold is over anyway.
+                    events.push(TicketEvent::Released(TicketReleased { order_id: held.order_id.clone() }));
+                }
+                events.push(TicketEvent::Reserved(TicketReserved {
+                    order_id: order_id.clone(),
+                    expires_at: *expires_at,
+                }));
+                Ok(events)
+            }
+            TicketCommand::ReleaseTicket { order_id } => match &self.reservation {
+                Some(held) if &held.order_id == order_id => {
+                    Ok(vec![TicketEvent::Released(TicketReleased { order_id: order_id.clone() })])
+                }
+                _ => Ok(vec![]),
+            },
+            TicketCommand::SellTicket { order_id } => {
+                if self.sold_to.as_ref() == Some(order_id) {
+                    return Ok(vec![]);
+                }
+                match &self.reservation {
+                    Some(held) if &held.order_id == order_id => {
+                        Ok(vec![TicketEvent::Sold(TicketSold { order_id: order_id.clone() })])
+                    }
+                    _ => Err(TicketError::NotReservedByOrder),
+                }
             }
         }
     }
@@ -158,8 +248,16 @@ impl Aggregate for Ticket {
                 title: e.title.clone(),
                 price_cents: e.price_cents,
                 user_id: e.user_id.clone(),
+                reservation: None,
+                sold_to: None,
             },
             TicketEvent::Updated(e) => Ticket { title: e.title.clone(), price_cents: e.price_cents, ..self },
+            TicketEvent::Reserved(e) => Ticket {
+                reservation: Some(Reservation { order_id: e.order_id.clone(), expires_at: e.expires_at }),
+                ..self
+            },
+            TicketEvent::Released(_) => Ticket { reservation: None, ..self },
+            TicketEvent::Sold(e) => Ticket { reservation: None, sold_to: Some(e.order_id.clone()), ..self },
         }
     }
 }
@@ -220,6 +318,58 @@ mod tests {
         given::<Ticket>(vec![])
             .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "bob".into() })
             .then_expect_error(TicketError::NotFound);
+    }
+
+    fn reserved(order: &str, until: i64) -> TicketEvent {
+        TicketEvent::Reserved(TicketReserved { order_id: order.into(), expires_at: until })
+    }
+
+    #[test]
+    fn a_reserved_ticket_cannot_be_edited() {
+        given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
+            .then_expect_error(TicketError::Reserved);
+    }
+
+    #[test]
+    fn a_held_ticket_cannot_be_reserved_again() {
+        given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), now: 50, expires_at: 200 })
+            .then_expect_error(TicketError::AlreadyReserved);
+    }
+
+    #[test]
+    fn a_lapsed_hold_is_released_by_the_next_reservation() {
+        given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), now: 100, expires_at: 200 })
+            .then_expect_events(vec![
+                TicketEvent::Released(TicketReleased { order_id: "o1".into() }),
+                reserved("o2", 200),
+            ]);
+    }
+
+    #[test]
+    fn only_the_holding_order_releases_or_buys() {
+        given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .when(TicketCommand::ReleaseTicket { order_id: "o2".into() })
+            .then_expect_events(vec![]);
+        given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .when(TicketCommand::SellTicket { order_id: "o2".into() })
+            .then_expect_error(TicketError::NotReservedByOrder);
+        given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .when(TicketCommand::SellTicket { order_id: "o1".into() })
+            .then_expect_events(vec![TicketEvent::Sold(TicketSold { order_id: "o1".into() })]);
+    }
+
+    #[test]
+    fn a_sold_ticket_can_be_neither_edited_nor_ordered() {
+        let history = vec![created("alice"), reserved("o1", 100), TicketEvent::Sold(TicketSold { order_id: "o1".into() })];
+        given::<Ticket>(history.clone())
+            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), now: 500, expires_at: 900 })
+            .then_expect_error(TicketError::AlreadyReserved);
+        given::<Ticket>(history)
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
+            .then_expect_error(TicketError::Reserved);
     }
 
     #[test]

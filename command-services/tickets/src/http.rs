@@ -58,23 +58,31 @@ fn validate(body: &serde_json::Value) -> Result<(Title, Price), ApiError> {
     }
 }
 
-fn domain_error(error: TicketError) -> ApiError {
+/// The answer to a refused ticket command.
+pub fn domain_error(error: TicketError) -> ApiError {
     match error {
         TicketError::NotFound => ApiError::NotFound,
         TicketError::NotOwner => ApiError::NotAuthorized,
-        TicketError::AlreadyExists => ApiError::BadRequest(error.to_string()),
+        TicketError::AlreadyExists
+        | TicketError::Reserved
+        | TicketError::AlreadyReserved
+        | TicketError::NotReservedByOrder => ApiError::BadRequest(error.to_string()),
     }
 }
 
 /// The ticket as the reference app shows it (its `version` starts at 0).
 pub fn ticket_json(id: &str, ticket: &Ticket, version: i64) -> serde_json::Value {
-    json!({
+    let mut body = json!({
         "id": id,
         "title": ticket.title,
         "price": ticket.price_cents as f64 / 100.0,
         "userId": ticket.user_id,
         "version": version - 1,
-    })
+    });
+    if let Some(order_id) = ticket.order_id() {
+        body["orderId"] = order_id.into();
+    }
+    body
 }
 
 fn answer(status: StatusCode, id: &str, outcome: &Outcome<Ticket>) -> Response {

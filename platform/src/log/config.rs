@@ -17,6 +17,11 @@ pub struct LogConfig {
     pub partitions: i32,
     /// Replication factor of topics this deployment creates (`KAFKA_REPLICATION_FACTOR`, default 1).
     pub replication_factor: i32,
+    /// Idempotent producers (`KAFKA_ENABLE_IDEMPOTENCE`, default true). The local Tansu broker
+    /// runs without: its SQLite engine panics on some idempotent produces (see README).
+    /// Correctness does not rest on it: the log arbiter ignores duplicated records, and with it
+    /// off a producer keeps one request in flight so retries cannot reorder.
+    pub idempotence: bool,
 }
 
 impl LogConfig {
@@ -28,6 +33,7 @@ impl LogConfig {
             extra: Vec::new(),
             partitions: 6,
             replication_factor: 1,
+            idempotence: true,
         }
     }
 
@@ -43,6 +49,7 @@ impl LogConfig {
             .collect();
         config.partitions = env_or("KAFKA_TOPIC_PARTITIONS", "6").parse().unwrap_or(6);
         config.replication_factor = env_or("KAFKA_REPLICATION_FACTOR", "1").parse().unwrap_or(1);
+        config.idempotence = env_or("KAFKA_ENABLE_IDEMPOTENCE", "true") != "false";
         Some(config)
     }
 

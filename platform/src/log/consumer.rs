@@ -8,7 +8,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{LogConfig, LogError, LogPosition, LogRecord, classify};
+use super::{LogConfig, LogError, LogPosition, LogRecord, blocking, classify};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -31,7 +31,7 @@ fn to_record(message: &BorrowedMessage<'_>) -> LogRecord {
 }
 
 fn partitions_of(consumer: &StreamConsumer, topic: &str) -> Result<Vec<i32>, LogError> {
-    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(classify)?;
+    let metadata = blocking(|| consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)).map_err(classify)?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -108,10 +108,8 @@ impl TopicReader {
     pub fn end_offsets(&self) -> Result<BTreeMap<i32, i64>, LogError> {
         let mut ends = BTreeMap::new();
         for p in &self.partitions {
-            let (_, high) = self
-                .consumer()
-                .fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)
-                .map_err(classify)?;
+            let (_, high) =
+                blocking(|| self.consumer().fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)).map_err(classify)?;
             ends.insert(*p, high);
         }
         Ok(ends)
@@ -141,10 +139,8 @@ impl TopicReader {
     pub fn remaining_before(&self, ends: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>, LogError> {
         let mut remaining = BTreeMap::new();
         for (p, end) in ends {
-            let (low, high) = self
-                .consumer()
-                .fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)
-                .map_err(classify)?;
+            let (low, high) =
+                blocking(|| self.consumer().fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)).map_err(classify)?;
             // Partitions whose earliest retained offset is already at the end have nothing to read.
             if *end > low && high > low {
                 remaining.insert(*p, *end);
@@ -226,7 +222,7 @@ impl GroupConsumer {
 
     /// Commits the stored offsets now (on shutdown).
     pub fn commit(&self) -> Result<(), LogError> {
-        match self.consumer().commit_consumer_state(CommitMode::Sync) {
+        match blocking(|| self.consumer().commit_consumer_state(CommitMode::Sync)) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit.
             Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
@@ -262,10 +258,8 @@ impl GroupConsumer {
 
     /// The offset one past the last record of a partition, as of now.
     pub fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, LogError> {
-        let (_, high) = self
-            .consumer()
-            .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
-            .map_err(classify)?;
+        let (_, high) =
+            blocking(|| self.consumer().fetch_watermarks(topic, partition, METADATA_TIMEOUT)).map_err(classify)?;
         Ok(high)
     }
 }

@@ -6,13 +6,16 @@ mod consumer;
 pub use config::LogConfig;
 pub use consumer::{GroupConsumer, TopicReader, shut_down_consumer};
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use rdkafka::ClientConfig;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 /// Failures of the log client.
@@ -69,27 +72,35 @@ pub struct TopicSpec {
 }
 
 /// Producer with `acks=all` and idempotence, so retries never duplicate or reorder records.
+///
+/// After a failed append the producer is replaced: librdkafka then bumps the idempotent
+/// producer's epoch on its own, and Tansu 0.6's SQLite engine crashes on the next produce with
+/// a bumped epoch. A fresh producer gets a fresh id instead.
 #[derive(Clone)]
 pub struct LogProducer {
-    inner: FutureProducer,
+    config: ClientConfig,
+    inner: Arc<RwLock<FutureProducer>>,
 }
 
 /// How long an append may take before the caller is told the log is unavailable.
-pub const APPEND_TIMEOUT: Duration = Duration::from_millis(4000);
+pub const APPEND_TIMEOUT: Duration = Duration::from_millis(3500);
 
 impl LogProducer {
     /// Creates the producer; it connects lazily.
     pub fn new(config: &LogConfig) -> Result<Self, LogError> {
-        let inner = config
-            .client_config()
+        let mut client = config.client_config();
+        client
             .set("acks", "all")
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", config.idempotence.to_string())
             .set("linger.ms", "1")
             // The Java client's partitioner, so ownership can compute partitions from keys.
             .set("partitioner", "murmur2_random")
-            .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string())
-            .create()?;
-        Ok(Self { inner })
+            .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string());
+        if !config.idempotence {
+            client.set("max.in.flight.requests.per.connection", "1");
+        }
+        let inner = client.create()?;
+        Ok(Self { config: client, inner: Arc::new(RwLock::new(inner)) })
     }
 
     /// Appends one record and returns where it landed once the broker has acknowledged it.
@@ -105,10 +116,42 @@ impl LogProducer {
             owned = owned.insert(Header { key: name, value: Some(*value) });
         }
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
-        match self.inner.send(record, Timeout::After(APPEND_TIMEOUT)).await {
+        let producer = self.inner.read().expect("producer lock").clone();
+        match producer.send(record, Timeout::After(APPEND_TIMEOUT)).await {
             Ok(delivery) => Ok(LogPosition { partition: delivery.partition, offset: delivery.offset }),
-            Err((error, _)) => Err(classify(error)),
+            Err((error, _)) => {
+                self.replace(&producer);
+                drop_off_runtime(producer);
+                Err(classify(error))
+            }
         }
+    }
+
+    fn replace(&self, failed: &FutureProducer) {
+        let mut current = self.inner.write().expect("producer lock");
+        // Another append may have replaced it already.
+        if std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
+            match self.config.create::<FutureProducer>() {
+                Ok(fresh) => drop_off_runtime(std::mem::replace(&mut *current, fresh)),
+                Err(error) => tracing::warn!(message = "Failed to recreate the producer.", %error),
+            }
+        }
+    }
+}
+
+/// Dropping a producer flushes it, which blocks while the broker is away: never on a runtime
+/// worker thread.
+fn drop_off_runtime(producer: FutureProducer) {
+    std::thread::spawn(move || drop(producer));
+}
+
+/// Runs a blocking librdkafka call without stalling the async runtime's worker thread.
+pub(crate) fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
     }
 }
 
@@ -160,4 +203,43 @@ pub async fn ensure_topics(config: &LogConfig, topics: &[TopicSpec]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Where consumers park records they can never process, with the reason, so they can go on.
+#[derive(Clone)]
+pub struct DeadLetters {
+    producer: LogProducer,
+    topic: String,
+}
+
+impl DeadLetters {
+    /// The deployment's dead-letter topic (`<namespace>.dead-letter`), created if missing.
+    pub async fn open(config: &LogConfig) -> Result<Self, LogError> {
+        let topic = config.topic("dead-letter");
+        ensure_topics(config, &[TopicSpec { name: topic.clone(), partitions: 1, compacted: false }]).await?;
+        Ok(Self { producer: LogProducer::new(config)?, topic })
+    }
+
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Parks `record` with `reason`; `consumer` names who gave up on it.
+    pub async fn park(&self, record: &LogRecord, consumer: &str, reason: &str) -> Result<LogPosition, LogError> {
+        let partition = record.position.partition.to_string();
+        let offset = record.position.offset.to_string();
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("dlq_reason", reason.as_bytes()),
+            ("dlq_consumer", consumer.as_bytes()),
+            ("dlq_topic", record.topic.as_bytes()),
+            ("dlq_partition", partition.as_bytes()),
+            ("dlq_offset", offset.as_bytes()),
+        ];
+        headers.extend(record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        let key = record.key.as_deref().unwrap_or_default();
+        let payload = record.payload.as_deref().unwrap_or_default();
+        tracing::warn!(message = "Parked a record in the dead-letter topic.", topic = %record.topic, partition = %partition, offset = %offset, %reason, %consumer);
+        self.producer.append(&self.topic, key, payload, &headers).await
+    }
 }

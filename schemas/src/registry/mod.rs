@@ -34,7 +34,8 @@ pub enum ServiceError {
     /// The request was refused (unknown subject, invalid or incompatible schema, …).
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// The change could not be stored in the log; nothing was changed.
+    /// The log did not acknowledge the change. It may still have landed: the registry reads
+    /// the log back before its next write, so a retry answers consistently.
     #[error("Failed to store the change in the schemas topic: {0}")]
     Store(#[source] LogError),
     /// The schemas topic could not be read back.
@@ -59,13 +60,13 @@ pub struct SchemaRegistry {
 struct Inner {
     config: LogConfig,
     topic: String,
-    producer: LogProducer,
     state: RwLock<RegistryState>,
     writer: tokio::sync::Mutex<Writer>,
 }
 
-/// What the single writer knows about the log.
+/// The single writer: its producer and what it knows about the log.
 struct Writer {
+    producer: LogProducer,
     /// Per partition, the offset the next record will get if nobody else writes.
     next_offsets: BTreeMap<i32, i64>,
     /// Set after an append whose outcome is unknown; the next write first catches up.
@@ -85,9 +86,9 @@ impl SchemaRegistry {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 topic: topic.clone(),
-                producer,
                 state: RwLock::new(RegistryState::default()),
                 writer: tokio::sync::Mutex::new(Writer {
+                    producer,
                     next_offsets: BTreeMap::new(),
                     stale: false,
                 }),
@@ -167,12 +168,12 @@ impl SchemaRegistry {
         record: &RegistryRecord,
     ) -> Result<(), ServiceError> {
         let (key, value) = record.encode();
-        let position = match self.inner.producer.append(&self.inner.topic, &key, &value, &[]).await
-        {
+        let position = match writer.producer.append(&self.inner.topic, &key, &value, &[]).await {
             Ok(position) => position,
             Err(error) => {
                 // The record may still have landed: read the log before deciding anything else.
                 writer.stale = true;
+                self.replace_producer(writer);
                 return Err(ServiceError::Store(error));
             }
         };
@@ -195,6 +196,23 @@ impl SchemaRegistry {
             return Err(ServiceError::Read(error));
         }
         Ok(())
+    }
+
+    /// Swaps in a fresh producer after a failed append. After a timeout librdkafka bumps the
+    /// idempotent producer's epoch on its own, and Tansu's SQLite engine panics on a produce
+    /// with an epoch it did not hand out (and then stops answering); a new producer gets a new
+    /// producer id from the broker instead.
+    fn replace_producer(&self, writer: &mut Writer) {
+        match LogProducer::new(&self.inner.config) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut writer.producer, fresh);
+                // Dropping a producer purges and flushes synchronously; keep that off the runtime.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(error) => {
+                tracing::warn!(message = "Failed to create a fresh schemas producer.", %error);
+            }
+        }
     }
 
     fn apply(&self, record: &RegistryRecord) {

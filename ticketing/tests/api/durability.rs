@@ -74,6 +74,7 @@ async fn rebuilding_after_dropping_the_store_gives_the_same_read_model() {
         .env("TICKETING_NAMESPACE", &deployment.namespace)
         .env("TICKETING_DATA_DIR", deployment.data.path())
         .env("JWT_KEY", JWT_KEY)
+        .env("KAFKA_ENABLE_IDEMPOTENCE", "false")
         .env_remove("SCHEMA_REGISTRY_URL")
         .env_remove("SCYLLA_URI")
         .output()

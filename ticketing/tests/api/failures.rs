@@ -29,5 +29,25 @@ async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half
     broker.restart().await;
     let events = read_ticket_log(&deployment.log(), &app.registry_url()).await;
     assert_eq!(events.len(), 1, "only the ticket created before the outage is in the log: {events:?}");
+
+    // The service recovers by itself once the broker is back.
+    let mut recovered = None;
+    for _ in 0..16 {
+        let reply = app
+            .request(Method::POST, "/api/tickets", Some("alice"), Some(json!({"title": "after", "price": 5})))
+            .await;
+        if reply.status == StatusCode::CREATED {
+            recovered = Some(reply);
+            break;
+        }
+        eprintln!("DEBUG {:?} {:?} {}", std::time::Instant::now(), reply.status, reply.body);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if recovered.is_none() {
+        eprintln!("DEBUG broker log: {}", std::fs::read_to_string(broker.dir.path().join("tansu.log")).unwrap_or_default());
+    }
+    let recovered = recovered.expect("commands succeed again after the broker restarts");
+    let shown = app.get_after(&format!("/api/tickets/{}", recovered.id()), &recovered).await;
+    assert_eq!(shown.body["title"], "after");
     app.stop().await;
 }

@@ -64,6 +64,7 @@ pub struct Deployment {
     pub namespace: String,
     pub data: TempDir,
     pub bootstrap_servers: String,
+    pub expiration_window_seconds: i64,
 }
 
 impl Deployment {
@@ -72,12 +73,15 @@ impl Deployment {
             namespace: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             data: tempfile::tempdir().unwrap(),
             bootstrap_servers: broker.bootstrap_servers(),
+            expiration_window_seconds: 900,
         }
     }
 
     pub fn log(&self) -> LogConfig {
         let mut log = LogConfig::new(self.bootstrap_servers.clone(), self.namespace.clone());
         log.partitions = 3;
+        // As `ticketing up` does with its local Tansu broker.
+        log.idempotence = false;
         log
     }
 
@@ -99,6 +103,9 @@ impl Deployment {
             session_ttl_seconds: 3600,
             secure_cookie: false,
             ready_max_lag: 10_000,
+            expiration_window_seconds: self.expiration_window_seconds,
+            stripe_secret_key: None,
+            stripe_api_base: "http://127.0.0.1:9".into(),
         }
     }
 
@@ -149,6 +156,24 @@ impl TestApp {
         self.base.clone()
     }
 
+    /// A browser-like client of this app: it keeps the session cookie the app sets.
+    pub fn browser(&self) -> Browser<'_> {
+        Browser { app: self, cookie: None }
+    }
+
+    /// Polls `path` until `check` holds (for effects of process managers and workers).
+    pub async fn eventually(&self, path: &str, user: Option<&str>, limit: Duration, check: impl Fn(&Reply) -> bool) -> Reply {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let reply = self.request(Method::GET, path, user, None).await;
+            if check(&reply) {
+                return reply;
+            }
+            assert!(std::time::Instant::now() < deadline, "{path} never reached the expected state: {reply:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn request(&self, method: Method, path: &str, user: Option<&str>, body: Option<Value>) -> Reply {
         self.send(method, path, user, body, &[]).await
     }
@@ -184,8 +209,46 @@ impl TestApp {
 
     /// GET with the consistency token of an earlier command answer.
     pub async fn get_after(&self, path: &str, after: &Reply) -> Reply {
+        self.get_after_as(path, None, after).await
+    }
+
+    /// GET as `user` with the consistency token of an earlier command answer.
+    pub async fn get_after_as(&self, path: &str, user: Option<&str>, after: &Reply) -> Reply {
         let token = after.consistency_token.clone().expect("the command answer has a token");
-        self.send(Method::GET, path, None, None, &[("x-consistency-token", token)]).await
+        self.send(Method::GET, path, user, None, &[("x-consistency-token", token)]).await
+    }
+}
+
+/// Sends only the cookies the app set, like a browser.
+pub struct Browser<'a> {
+    app: &'a TestApp,
+    pub cookie: Option<String>,
+}
+
+impl Browser<'_> {
+    pub async fn send(&mut self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(cookie) = &self.cookie {
+            headers.push(("cookie", cookie.clone()));
+        }
+        let mut request = self.app.client.request(method, format!("{}{}", self.app.base, path));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let reply = Reply::from(request.send().await.unwrap()).await;
+        if let Some(set) = reply.headers.get("set-cookie").and_then(|v| v.to_str().ok()) {
+            let pair = set.split(';').next().unwrap_or_default().trim().to_string();
+            let cleared = pair.ends_with('=') || set.contains("Max-Age=0");
+            self.cookie = if cleared { None } else { Some(pair) };
+        }
+        reply
+    }
+
+    pub async fn signup(&mut self, email: &str, password: &str) -> Reply {
+        self.send(Method::POST, "/api/users/signup", Some(serde_json::json!({"email": email, "password": password}))).await
     }
 }
 

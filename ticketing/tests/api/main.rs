@@ -7,4 +7,7 @@ mod concurrency;
 mod durability;
 mod failures;
 mod helpers;
+mod orders;
+mod payments;
 mod tickets;
+mod users;

@@ -1,0 +1,281 @@
+//! The Order aggregate: pure `decide` and `evolve`.
+
+use platform::aggregate::Aggregate;
+use schemas::orders::{OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
+use serde::{Deserialize, Serialize};
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderStatus {
+    /// Ticket reserved, waiting for payment.
+    #[default]
+    Created,
+    /// Cancelled by its user or expired; the ticket is released.
+    Cancelled,
+    /// A payment is being taken (reserved for a two-step payment flow).
+    AwaitingPayment,
+    /// Paid; the ticket is sold.
+    Complete,
+}
+
+impl OrderStatus {
+    /// The status as the API shows it.
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "created",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::AwaitingPayment => "awaiting:payment",
+            OrderStatus::Complete => "complete",
+        }
+    }
+}
+
+/// The ticket as it was when ordered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketSnapshot {
+    /// Ticket id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Price in cents.
+    pub price_cents: i64,
+}
+
+/// What may be asked of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderCommand {
+    /// Record a new order for a ticket already reserved for it.
+    CreateOrder {
+        /// The buyer.
+        user_id: String,
+        /// The reserved ticket.
+        ticket: TicketSnapshot,
+        /// Payment deadline, ms since the epoch.
+        expires_at: i64,
+    },
+    /// Cancel on the user's request.
+    CancelOrder {
+        /// Who asks.
+        user_id: String,
+    },
+    /// Cancel because the deadline passed (sent by the expiration worker).
+    ExpireOrder {
+        /// Decision time, ms since the epoch.
+        now: i64,
+    },
+    /// Mark the order paid.
+    CompleteOrder {
+        /// The payment.
+        payment_id: String,
+        /// Decision time, ms since the epoch.
+        now: i64,
+    },
+}
+
+/// Why an order command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum OrderError {
+    /// The order id is taken.
+    #[error("Order already exists")]
+    AlreadyExists,
+    /// No such order.
+    #[error("Not Found")]
+    NotFound,
+    /// Not the order's user.
+    #[error("Not authorized")]
+    NotOwner,
+    /// A paid order stays paid.
+    #[error("Cannot cancel a completed order")]
+    CannotCancelComplete,
+    /// Cancelled or past its deadline (the reference app's wording).
+    #[error("Cannot pay for an cancelled order")]
+    NotPayable,
+    /// Paid already, by another payment.
+    #[error("Order has already been paid for")]
+    AlreadyPaid,
+}
+
+/// The state of one order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// False until created.
+    pub exists: bool,
+    /// The buyer.
+    pub user_id: String,
+    /// The ticket.
+    pub ticket: TicketSnapshot,
+    /// Status.
+    pub status: OrderStatus,
+    /// Payment deadline, ms since the epoch.
+    pub expires_at: i64,
+    /// The payment, once complete.
+    pub payment_id: Option<String>,
+}
+
+impl Order {
+    /// True while the order can still be paid at `now`.
+    pub fn is_payable(&self, now: i64) -> bool {
+        self.exists && self.status == OrderStatus::Created && now < self.expires_at
+    }
+}
+
+impl Aggregate for Order {
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Error = OrderError;
+
+    fn decide(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+        match command {
+            OrderCommand::CreateOrder { user_id, ticket, expires_at } => {
+                if self.exists {
+                    return Err(OrderError::AlreadyExists);
+                }
+                Ok(vec![OrderEvent::Created(OrderCreated {
+                    user_id: user_id.clone(),
+                    ticket_id: ticket.id.clone(),
+                    ticket_title: ticket.title.clone(),
+                    ticket_price_cents: ticket.price_cents,
+                    expires_at: *expires_at,
+                })])
+            }
+            OrderCommand::CancelOrder { user_id } => {
+                if !self.exists {
+                    return Err(OrderError::NotFound);
+                }
+                if &self.user_id != user_id {
+                    return Err(OrderError::NotOwner);
+                }
+                match self.status {
+                    OrderStatus::Complete => Err(OrderError::CannotCancelComplete),
+                    OrderStatus::Cancelled => Ok(vec![]),
+                    OrderStatus::Created | OrderStatus::AwaitingPayment => Ok(vec![self.cancelled("cancelled")]),
+                }
+            }
+            OrderCommand::ExpireOrder { now } => {
+                let lapsed = self.exists && self.status == OrderStatus::Created && *now >= self.expires_at;
+                Ok(if lapsed { vec![self.cancelled("expired")] } else { vec![] })
+            }
+            OrderCommand::CompleteOrder { payment_id, now } => {
+                if !self.exists {
+                    return Err(OrderError::NotFound);
+                }
+                if self.status == OrderStatus::Complete {
+                    return if self.payment_id.as_ref() == Some(payment_id) {
+                        Ok(vec![])
+                    } else {
+                        Err(OrderError::AlreadyPaid)
+                    };
+                }
+                if !self.is_payable(*now) {
+                    return Err(OrderError::NotPayable);
+                }
+                Ok(vec![OrderEvent::Completed(OrderCompleted {
+                    ticket_id: self.ticket.id.clone(),
+                    payment_id: payment_id.clone(),
+                })])
+            }
+        }
+    }
+
+    fn evolve(self, event: &OrderEvent) -> Self {
+        match event {
+            OrderEvent::Created(e) => Order {
+                exists: true,
+                user_id: e.user_id.clone(),
+                ticket: TicketSnapshot {
+                    id: e.ticket_id.clone(),
+                    title: e.ticket_title.clone(),
+                    price_cents: e.ticket_price_cents,
+                },
+                status: OrderStatus::Created,
+                expires_at: e.expires_at,
+                payment_id: None,
+            },
+            OrderEvent::Cancelled(_) => Order { status: OrderStatus::Cancelled, ..self },
+            OrderEvent::Completed(e) => {
+                Order { status: OrderStatus::Complete, payment_id: Some(e.payment_id.clone()), ..self }
+            }
+        }
+    }
+}
+
+impl Order {
+    fn cancelled(&self, reason: &str) -> OrderEvent {
+        OrderEvent::Cancelled(OrderCancelled { ticket_id: self.ticket.id.clone(), reason: reason.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::aggregate::testing::given;
+
+    fn created() -> OrderEvent {
+        OrderEvent::Created(OrderCreated {
+            user_id: "bob".into(),
+            ticket_id: "t1".into(),
+            ticket_title: "concert".into(),
+            ticket_price_cents: 2000,
+            expires_at: 1000,
+        })
+    }
+
+    fn cancelled(reason: &str) -> OrderEvent {
+        OrderEvent::Cancelled(OrderCancelled { ticket_id: "t1".into(), reason: reason.into() })
+    }
+
+    fn completed() -> OrderEvent {
+        OrderEvent::Completed(OrderCompleted { ticket_id: "t1".into(), payment_id: "p1".into() })
+    }
+
+    #[test]
+    fn its_user_cancels_an_order() {
+        given::<Order>(vec![created()])
+            .when(OrderCommand::CancelOrder { user_id: "bob".into() })
+            .then_expect_events(vec![cancelled("cancelled")]);
+        given::<Order>(vec![created()])
+            .when(OrderCommand::CancelOrder { user_id: "eve".into() })
+            .then_expect_error(OrderError::NotOwner);
+    }
+
+    #[test]
+    fn a_complete_order_cannot_be_cancelled_or_expire() {
+        given::<Order>(vec![created(), completed()])
+            .when(OrderCommand::CancelOrder { user_id: "bob".into() })
+            .then_expect_error(OrderError::CannotCancelComplete);
+        given::<Order>(vec![created(), completed()])
+            .when(OrderCommand::ExpireOrder { now: 5000 })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_order_expires_only_after_its_deadline() {
+        given::<Order>(vec![created()]).when(OrderCommand::ExpireOrder { now: 999 }).then_expect_events(vec![]);
+        given::<Order>(vec![created()])
+            .when(OrderCommand::ExpireOrder { now: 1000 })
+            .then_expect_events(vec![cancelled("expired")]);
+    }
+
+    #[test]
+    fn cancelled_or_lapsed_orders_cannot_be_paid() {
+        given::<Order>(vec![created(), cancelled("expired")])
+            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 10 })
+            .then_expect_error(OrderError::NotPayable);
+        given::<Order>(vec![created()])
+            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 1000 })
+            .then_expect_error(OrderError::NotPayable);
+        given::<Order>(vec![created()])
+            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 10 })
+            .then_expect_events(vec![completed()]);
+    }
+
+    #[test]
+    fn paying_twice_with_the_same_payment_changes_nothing() {
+        given::<Order>(vec![created(), completed()])
+            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 10 })
+            .then_expect_events(vec![]);
+        given::<Order>(vec![created(), completed()])
+            .when(OrderCommand::CompleteOrder { payment_id: "p2".into(), now: 10 })
+            .then_expect_error(OrderError::AlreadyPaid);
+    }
+}

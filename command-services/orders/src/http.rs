@@ -1,0 +1,193 @@
+//! HTTP command endpoints of orders: `POST /api/orders` and `DELETE /api/orders/{id}`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use chrono::{SecondsFormat, TimeZone, Utc};
+use platform::command::{CommandRequest, Outcome};
+use platform::forwarding::CommandService;
+use platform::http::{
+    ApiError, CONSISTENCY_HEADER, ConsistencyToken, ErrorEntry, JsonBody, command_error, idempotency_key,
+};
+use platform::session::{CurrentUser, SessionKeys};
+use serde_json::json;
+use tickets_command::domain::{Ticket, TicketCommand, TicketError};
+use uuid::Uuid;
+
+use crate::domain::{Order, OrderCommand, OrderError, TicketSnapshot};
+use crate::saga::{release_command_id, reserve_command_id};
+
+/// Ids of orders placed with an `Idempotency-Key` derive from it and the user.
+const ORDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2b9e_77c1_0f4a_4e8d_b6a3_5c1d_9e07_a4f2);
+
+/// What the order command routes need.
+#[derive(Clone)]
+pub struct OrderRoutesState {
+    /// The command side of orders.
+    pub orders: Arc<CommandService<Order>>,
+    /// The command side of tickets, which owns reservations.
+    pub tickets: Arc<CommandService<Ticket>>,
+    /// Session verification.
+    pub keys: SessionKeys,
+    /// How long an order holds its ticket (`EXPIRATION_WINDOW_SECONDS`).
+    pub expiration_window_seconds: i64,
+}
+
+impl FromRef<OrderRoutesState> for SessionKeys {
+    fn from_ref(state: &OrderRoutesState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// The routes, with their state.
+pub fn router(state: OrderRoutesState) -> Router {
+    Router::new()
+        .route("/api/orders", post(create_order))
+        .route("/api/orders/{id}", delete(cancel_order))
+        .with_state(state)
+}
+
+/// `expiresAt` as the reference app shows it (JavaScript's `toISOString`).
+pub fn iso_millis(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms).single().map_or_else(String::new, |t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// The order as the reference app shows it (its `version` starts at 0).
+pub fn order_json(id: &str, order: &Order, version: i64) -> serde_json::Value {
+    json!({
+        "id": id,
+        "userId": order.user_id,
+        "status": order.status.as_api_str(),
+        "expiresAt": iso_millis(order.expires_at),
+        "ticket": {
+            "id": order.ticket.id,
+            "title": order.ticket.title,
+            "price": order.ticket.price_cents as f64 / 100.0,
+        },
+        "version": version - 1,
+    })
+}
+
+fn with_token(mut response: Response, outcome: &Outcome<Order>) -> Response {
+    if let Some(position) = outcome.position {
+        let token = ConsistencyToken { topic: "orders".into(), partition: position.partition, offset: position.offset };
+        if let Ok(value) = HeaderValue::from_str(&token.to_string()) {
+            response.headers_mut().insert(CONSISTENCY_HEADER, value);
+        }
+    }
+    response
+}
+
+/// A ticket id as the API accepts it.
+fn parse_ticket_id(body: &serde_json::Value) -> Result<String, ApiError> {
+    match body.get("ticketId").and_then(serde_json::Value::as_str).map(str::trim) {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 100
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(id.to_string())
+        }
+        _ => Err(ApiError::Validation(vec![ErrorEntry::field("ticketId", "TicketId must be provided")])),
+    }
+}
+
+fn order_error(error: OrderError) -> ApiError {
+    match error {
+        OrderError::NotFound => ApiError::NotFound,
+        OrderError::NotOwner => ApiError::NotAuthorized,
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
+
+fn request<C>(aggregate_id: &str, command_id: String, command: C) -> CommandRequest<C> {
+    CommandRequest {
+        aggregate_id: aggregate_id.to_string(),
+        command_id,
+        expected_version: None,
+        correlation_id: Uuid::new_v4().to_string(),
+        causation_id: None,
+        occurred_at: Utc::now().timestamp_millis(),
+        command,
+    }
+}
+
+#[tracing::instrument(name = "POST /api/orders", skip_all)]
+async fn create_order(
+    State(state): State<OrderRoutesState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let user = user.ok_or(ApiError::NotAuthorized)?;
+    let ticket_id = parse_ticket_id(&body)?;
+    let order_id = match idempotency_key(&headers)? {
+        Some(key) => Uuid::new_v5(&ORDER_ID_NAMESPACE, format!("{}:{key}", user.id).as_bytes()).to_string(),
+        None => Uuid::new_v4().to_string(),
+    };
+    let now = Utc::now().timestamp_millis();
+    let expires_at = now + state.expiration_window_seconds * 1000;
+
+    // The ticket's owner decides the reservation, synchronously.
+    let reserve = TicketCommand::ReserveTicket { order_id: order_id.clone(), now, expires_at };
+    let reserved = state
+        .tickets
+        .execute(request(&ticket_id, reserve_command_id(&order_id), reserve))
+        .await
+        .map_err(|e| {
+            command_error(e, |error| match error {
+                TicketError::NotFound => ApiError::NotFound,
+                other => ApiError::BadRequest(other.to_string()),
+            })
+        })?;
+    let ticket = &reserved.state;
+    let held_until = ticket
+        .reservation
+        .as_ref()
+        .filter(|r| r.order_id == order_id)
+        .map_or(expires_at, |r| r.expires_at);
+
+    let create = OrderCommand::CreateOrder {
+        user_id: user.id,
+        ticket: TicketSnapshot { id: ticket_id, title: ticket.title.clone(), price_cents: ticket.price_cents },
+        expires_at: held_until,
+    };
+    let created = state
+        .orders
+        .execute(request(&order_id, format!("create:{order_id}"), create))
+        .await
+        .map_err(|e| command_error(e, order_error))?;
+    let body = order_json(&order_id, &created.state, created.version);
+    Ok(with_token((StatusCode::CREATED, Json(body)).into_response(), &created))
+}
+
+#[tracing::instrument(name = "DELETE /api/orders/{id}", skip_all, fields(order_id = %id))]
+async fn cancel_order(
+    State(state): State<OrderRoutesState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let user = user.ok_or(ApiError::NotAuthorized)?;
+    let command_id = idempotency_key(&headers)?
+        .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("{}:{key}", user.id));
+    let cancelled = state
+        .orders
+        .execute(request(&id, command_id, OrderCommand::CancelOrder { user_id: user.id }))
+        .await
+        .map_err(|e| command_error(e, order_error))?;
+    // Release at once; the process manager does the same (same command id) should this fail.
+    let release = TicketCommand::ReleaseTicket { order_id: id.clone() };
+    if let Err(error) = state
+        .tickets
+        .execute(request(&cancelled.state.ticket.id, release_command_id(&id), release))
+        .await
+    {
+        tracing::warn!(message = "Failed to release the ticket; the process manager will.", %error);
+    }
+    Ok(with_token(StatusCode::NO_CONTENT.into_response(), &cancelled))
+}

@@ -1,0 +1,6 @@
+//! The payments command service: the `PaymentGateway` port with its sandbox and Stripe
+//! adapters, the Payment aggregate, and `POST /api/payments`.
+
+pub mod domain;
+pub mod gateway;
+pub mod http;

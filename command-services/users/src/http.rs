@@ -1,0 +1,143 @@
+//! The users routes: signup, signin, signout, currentuser.
+
+use std::sync::Arc;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use platform::command::CommandRequest;
+use platform::forwarding::CommandService;
+use platform::http::{ApiError, ErrorEntry, JsonBody, command_error, idempotency_key};
+use platform::session::{CurrentUser, SessionKeys};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::{Email, NewPassword, User, UserCommand, UserError};
+
+/// A hash to verify against when the email is unknown, so that both failures take as long.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2m2x6kz0b0Jt4dP7rJgq2bq0f1p9dYk8m7qk0oQ3f8E";
+
+/// What the users routes need.
+#[derive(Clone)]
+pub struct UserRoutesState {
+    /// The command side of the User aggregate.
+    pub commands: Arc<CommandService<User>>,
+    /// Session signing.
+    pub keys: SessionKeys,
+}
+
+impl FromRef<UserRoutesState> for SessionKeys {
+    fn from_ref(state: &UserRoutesState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// The routes, with their state.
+pub fn router(state: UserRoutesState) -> Router {
+    Router::new()
+        .route("/api/users/signup", post(sign_up))
+        .route("/api/users/signin", post(sign_in))
+        .route("/api/users/signout", post(sign_out))
+        .route("/api/users/currentuser", get(current_user))
+        .with_state(state)
+}
+
+fn signed_in(keys: &SessionKeys, status: StatusCode, user: &User) -> Response {
+    let token = keys.mint(&user.user_id, &user.email, chrono::Utc::now().timestamp());
+    let mut response = (status, Json(json!({ "id": user.user_id, "email": user.email }))).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&keys.session_cookie(&token)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn collect<T>(results: [Result<T, ErrorEntry>; 2]) -> Result<(), ApiError> {
+    let errors: Vec<ErrorEntry> = results.into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Unexpected(e.into()))
+}
+
+#[tracing::instrument(name = "POST /api/users/signup", skip_all)]
+async fn sign_up(
+    State(state): State<UserRoutesState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let email = Email::parse(body.get("email"));
+    let password = NewPassword::parse(body.get("password"));
+    let (email, password) = match (email, password) {
+        (Ok(e), Ok(p)) => (e, p),
+        (e, p) => return Err(collect([e.map(|_| ()), p.map(|_| ())]).unwrap_err()),
+    };
+    let password_hash = blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_str().as_bytes(), &SaltString::generate(&mut OsRng))
+            .map(|h| h.to_string())
+    })
+    .await?
+    .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("Failed to hash a password: {e}")))?;
+    let command_id = idempotency_key(&headers)?
+        .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("signup:{}:{key}", email.as_str()));
+    let request = CommandRequest {
+        aggregate_id: email.as_str().to_string(),
+        command_id,
+        expected_version: None,
+        correlation_id: Uuid::new_v4().to_string(),
+        causation_id: None,
+        occurred_at: chrono::Utc::now().timestamp_millis(),
+        command: UserCommand::SignUp { user_id: Uuid::new_v4().to_string(), email, password_hash },
+    };
+    let outcome = state.commands.execute(request).await.map_err(|e| {
+        command_error(e, |error| match error {
+            UserError::EmailInUse => ApiError::BadRequest(error.to_string()),
+        })
+    })?;
+    Ok(signed_in(&state.keys, StatusCode::CREATED, &outcome.state))
+}
+
+#[tracing::instrument(name = "POST /api/users/signin", skip_all)]
+async fn sign_in(State(state): State<UserRoutesState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let email = Email::parse(body.get("email"));
+    let password = match body.get("password").and_then(serde_json::Value::as_str) {
+        Some(p) if !p.trim().is_empty() => Ok(p.trim().to_string()),
+        _ => Err(ErrorEntry::field("password", "You must supply a password")),
+    };
+    let (email, password) = match (email, password) {
+        (Ok(e), Ok(p)) => (e, p),
+        (e, p) => return Err(collect([e.map(|_| ()), p.map(|_| ())]).unwrap_err()),
+    };
+    let (user, _) = state.commands.pipeline().state(email.as_str());
+    let hash = if user.exists { user.password_hash.clone() } else { DUMMY_HASH.to_string() };
+    let matches = blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await?;
+    if !(user.exists && matches) {
+        return Err(ApiError::BadRequest("Invalid credentials".into()));
+    }
+    Ok(signed_in(&state.keys, StatusCode::OK, &user))
+}
+
+async fn sign_out(State(state): State<UserRoutesState>) -> Response {
+    let mut response = Json(json!({})).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&state.keys.cleared_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn current_user(CurrentUser(user): CurrentUser) -> Json<serde_json::Value> {
+    Json(json!({
+        "currentUser": user.map(|u| json!({ "id": u.id, "email": u.email, "iat": u.iat })),
+    }))
+}

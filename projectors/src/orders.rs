@@ -1,0 +1,146 @@
+//! The orders read model: one row per order, and each user's orders, with the ticket
+//! populated from the events (which carry the ticket as ordered).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::arbiter::{Verdict, judge};
+use platform::codec::{CodecError, EventCodec};
+use platform::log::LogRecord;
+use platform::projection::{Applied, Projection, ProjectionError};
+use platform::store::{CellKey, ReadStore, StoreError};
+use schemas::orders::OrderEvent;
+use serde::{Deserialize, Serialize};
+
+/// Table of order rows, partitioned by order id.
+pub const ORDERS_TABLE: &str = "orders";
+/// Table of each user's orders: partitioned by user id, clustered by creation time then id.
+pub const ORDERS_BY_USER_TABLE: &str = "orders_by_user";
+
+/// The ticket of an order, as ordered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTicket {
+    /// Ticket id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Price in cents.
+    pub price_cents: i64,
+}
+
+/// An order as the read side keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRow {
+    /// Order id.
+    pub id: String,
+    /// Buyer.
+    pub user_id: String,
+    /// `created`, `cancelled`, `awaiting:payment` or `complete`.
+    pub status: String,
+    /// Payment deadline, ms since the epoch.
+    pub expires_at: i64,
+    /// The ticket.
+    pub ticket: OrderTicket,
+    /// Aggregate version (1-based, as in the log).
+    pub version: i64,
+    /// Clustering key in the user's list (creation time, then id).
+    pub list_key: String,
+}
+
+impl OrderRow {
+    /// The order as the reference app shows it (its `version` starts at 0).
+    pub fn to_api_json(&self) -> serde_json::Value {
+        let expires_at = chrono::DateTime::from_timestamp_millis(self.expires_at)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        serde_json::json!({
+            "id": self.id,
+            "userId": self.user_id,
+            "status": self.status,
+            "expiresAt": expires_at,
+            "ticket": {
+                "id": self.ticket.id,
+                "title": self.ticket.title,
+                "price": self.ticket.price_cents as f64 / 100.0,
+            },
+            "version": self.version - 1,
+        })
+    }
+}
+
+/// Reads one order row.
+pub async fn get_order(store: &dyn ReadStore, namespace: &str, id: &str) -> Result<Option<OrderRow>, StoreError> {
+    let key = CellKey { namespace, table: ORDERS_TABLE, partition: id, clustering: "" };
+    match store.get(key).await? {
+        Some(cell) => serde_json::from_slice(&cell.value)
+            .map(Some)
+            .map_err(|e| StoreError::Engine(format!("corrupt order row {id}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Folds the orders topic.
+pub struct OrderProjector {
+    codec: Arc<dyn EventCodec<OrderEvent>>,
+}
+
+impl OrderProjector {
+    /// A projector decoding with `codec`.
+    pub fn new(codec: Arc<dyn EventCodec<OrderEvent>>) -> Self {
+        Self { codec }
+    }
+}
+
+#[async_trait]
+impl Projection for OrderProjector {
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    fn topic(&self) -> &str {
+        self.codec.topic()
+    }
+
+    async fn apply(
+        &self,
+        store: &dyn ReadStore,
+        namespace: &str,
+        record: &LogRecord,
+    ) -> Result<Applied, ProjectionError> {
+        let bytes = record.payload.as_deref().ok_or_else(|| ProjectionError::Poison("no value".into()))?;
+        let envelope = self.codec.decode(bytes).await.map_err(|e| match e {
+            CodecError::RegistryUnavailable(reason) => ProjectionError::Transient(reason),
+            other => ProjectionError::Poison(other.to_string()),
+        })?;
+        let meta = &envelope.metadata;
+        let current = get_order(store, namespace, &meta.aggregate_id).await?;
+        if judge(current.as_ref().map_or(0, |row| row.version), meta.aggregate_version) != Verdict::Valid {
+            return Ok(Applied::Ignored);
+        }
+        let version = meta.aggregate_version;
+        let row = match (&envelope.event, current) {
+            (OrderEvent::Created(e), _) => OrderRow {
+                id: meta.aggregate_id.clone(),
+                user_id: e.user_id.clone(),
+                status: "created".into(),
+                expires_at: e.expires_at,
+                ticket: OrderTicket {
+                    id: e.ticket_id.clone(),
+                    title: e.ticket_title.clone(),
+                    price_cents: e.ticket_price_cents,
+                },
+                version,
+                list_key: format!("{:016}:{}", meta.occurred_at.max(0), meta.aggregate_id),
+            },
+            (OrderEvent::Cancelled(_), Some(row)) => OrderRow { status: "cancelled".into(), version, ..row },
+            (OrderEvent::Completed(_), Some(row)) => OrderRow { status: "complete".into(), version, ..row },
+            (_, None) => return Ok(Applied::Ignored),
+        };
+        let value = serde_json::to_vec(&row).map_err(|e| ProjectionError::Poison(e.to_string()))?;
+        let by_user = CellKey { namespace, table: ORDERS_BY_USER_TABLE, partition: &row.user_id, clustering: &row.list_key };
+        store.put(by_user, &value, version).await?;
+        let by_id = CellKey { namespace, table: ORDERS_TABLE, partition: &row.id, clustering: "" };
+        store.put(by_id, &value, version).await?;
+        Ok(Applied::Changed)
+    }
+}

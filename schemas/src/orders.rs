@@ -1,0 +1,119 @@
+//! Events of the `orders` topic.
+
+use apache_avro::types::Value;
+use platform::codec::CodecError;
+
+use crate::events::{AvroEvent, EventSchema, RecordFields};
+
+/// A user ordered a ticket; it is reserved until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderCreated {
+    /// The buyer.
+    pub user_id: String,
+    /// The ordered ticket.
+    pub ticket_id: String,
+    /// Its title when ordered.
+    pub ticket_title: String,
+    /// Its price in cents when ordered.
+    pub ticket_price_cents: i64,
+    /// Payment deadline, in milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// The order was cancelled by its user (`cancelled`) or its deadline passed (`expired`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderCancelled {
+    /// The ticket to release.
+    pub ticket_id: String,
+    /// `cancelled` or `expired`.
+    pub reason: String,
+}
+
+/// The order was paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderCompleted {
+    /// The sold ticket.
+    pub ticket_id: String,
+    /// The payment.
+    pub payment_id: String,
+}
+
+/// Every event of the `orders` topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEvent {
+    /// See [`OrderCreated`].
+    Created(OrderCreated),
+    /// See [`OrderCancelled`].
+    Cancelled(OrderCancelled),
+    /// See [`OrderCompleted`].
+    Completed(OrderCompleted),
+}
+
+static SCHEMAS: [EventSchema; 3] = [
+    EventSchema { full_name: "ticketing.orders.OrderCreated", avsc: include_str!("../avro/orders/OrderCreated.avsc") },
+    EventSchema {
+        full_name: "ticketing.orders.OrderCancelled",
+        avsc: include_str!("../avro/orders/OrderCancelled.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.orders.OrderCompleted",
+        avsc: include_str!("../avro/orders/OrderCompleted.avsc"),
+    },
+];
+
+impl AvroEvent for OrderEvent {
+    const TOPIC: &'static str = "orders";
+
+    fn schemas() -> &'static [EventSchema] {
+        &SCHEMAS
+    }
+
+    fn schema(&self) -> &'static EventSchema {
+        match self {
+            OrderEvent::Created(_) => &SCHEMAS[0],
+            OrderEvent::Cancelled(_) => &SCHEMAS[1],
+            OrderEvent::Completed(_) => &SCHEMAS[2],
+        }
+    }
+
+    fn payload_fields(&self) -> Vec<(&'static str, Value)> {
+        match self {
+            OrderEvent::Created(e) => vec![
+                ("user_id", Value::String(e.user_id.clone())),
+                ("ticket_id", Value::String(e.ticket_id.clone())),
+                ("ticket_title", Value::String(e.ticket_title.clone())),
+                ("ticket_price_cents", Value::Long(e.ticket_price_cents)),
+                ("expires_at", Value::TimestampMillis(e.expires_at)),
+            ],
+            OrderEvent::Cancelled(e) => vec![
+                ("ticket_id", Value::String(e.ticket_id.clone())),
+                ("reason", Value::String(e.reason.clone())),
+            ],
+            OrderEvent::Completed(e) => vec![
+                ("ticket_id", Value::String(e.ticket_id.clone())),
+                ("payment_id", Value::String(e.payment_id.clone())),
+            ],
+        }
+    }
+
+    fn from_record(full_name: &str, fields: &RecordFields) -> Result<Self, CodecError> {
+        match full_name {
+            "ticketing.orders.OrderCreated" => Ok(OrderEvent::Created(OrderCreated {
+                user_id: fields.string("user_id")?,
+                ticket_id: fields.string("ticket_id")?,
+                ticket_title: fields.string("ticket_title")?,
+                ticket_price_cents: fields.long("ticket_price_cents")?,
+                expires_at: fields.long("expires_at")?,
+            })),
+            "ticketing.orders.OrderCancelled" => Ok(OrderEvent::Cancelled(OrderCancelled {
+                ticket_id: fields.string("ticket_id")?,
+                reason: fields.string("reason")?,
+            })),
+            "ticketing.orders.OrderCompleted" => Ok(OrderEvent::Completed(OrderCompleted {
+                ticket_id: fields.string("ticket_id")?,
+                payment_id: fields.string("payment_id")?,
+            })),
+            other => Err(CodecError::Undecodable(format!("unknown event type {other}"))),
+        }
+    }
+}
