@@ -32,7 +32,7 @@ async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half
 
     // The service recovers by itself once the broker is back.
     let mut recovered = None;
-    for _ in 0..16 {
+    for _ in 0..40 {
         let reply = app
             .request(Method::POST, "/api/tickets", Some("alice"), Some(json!({"title": "after", "price": 5})))
             .await;
@@ -40,14 +40,11 @@ async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half
             recovered = Some(reply);
             break;
         }
-        eprintln!("DEBUG {:?} {:?} {}", std::time::Instant::now(), reply.status, reply.body);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    if recovered.is_none() {
-        eprintln!("DEBUG broker log: {}", std::fs::read_to_string(broker.dir.path().join("tansu.log")).unwrap_or_default());
-    }
     let recovered = recovered.expect("commands succeed again after the broker restarts");
-    let shown = app.get_after(&format!("/api/tickets/{}", recovered.id()), &recovered).await;
-    assert_eq!(shown.body["title"], "after");
+    // The projector rejoins its group after the outage and catches up.
+    let path = format!("/api/tickets/{}", recovered.id());
+    app.eventually(&path, None, Duration::from_secs(45), |r| r.body["title"] == "after").await;
     app.stop().await;
 }
