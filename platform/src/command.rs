@@ -45,6 +45,27 @@ pub struct CommandRequest<C> {
     pub command: C,
 }
 
+impl<C> CommandRequest<C> {
+    /// A command a client sent now: a fresh correlation id, no cause, no expected version.
+    pub fn from_client(aggregate_id: &str, command_id: String, command: C) -> Self {
+        Self {
+            aggregate_id: aggregate_id.to_string(),
+            command_id,
+            expected_version: None,
+            correlation_id: Uuid::new_v4().to_string(),
+            causation_id: None,
+            occurred_at: chrono::Utc::now().timestamp_millis(),
+            command,
+        }
+    }
+
+    /// Refuse unless the aggregate is at `version`.
+    pub fn expecting(mut self, version: Option<i64>) -> Self {
+        self.expected_version = version;
+        self
+    }
+}
+
 /// The result of an applied command.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Outcome<A> {

@@ -57,6 +57,34 @@ pub trait Projection: Send + Sync + 'static {
     ) -> Result<Applied, ProjectionError>;
 }
 
+/// Decodes a record for a projection: a registry outage is transient, anything else poison.
+pub async fn decode_record<E: Send + 'static>(
+    codec: &dyn crate::codec::EventCodec<E>,
+    record: &LogRecord,
+) -> Result<crate::aggregate::Envelope<E>, ProjectionError> {
+    let bytes = record.payload.as_deref().ok_or_else(|| ProjectionError::Poison("no value".into()))?;
+    codec.decode(bytes).await.map_err(|e| match e {
+        crate::codec::CodecError::RegistryUnavailable(reason) => ProjectionError::Transient(reason),
+        other => ProjectionError::Poison(other.to_string()),
+    })
+}
+
+/// Reads a JSON row stored at `(table, partition)` with an empty clustering key.
+pub async fn read_row<T: serde::de::DeserializeOwned>(
+    store: &dyn ReadStore,
+    namespace: &str,
+    table: &str,
+    partition: &str,
+) -> Result<Option<T>, StoreError> {
+    let key = CellKey { namespace, table, partition, clustering: "" };
+    match store.get(key).await? {
+        Some(cell) => serde_json::from_slice(&cell.value)
+            .map(Some)
+            .map_err(|e| StoreError::Engine(format!("corrupt row {table}/{partition}: {e}"))),
+        None => Ok(None),
+    }
+}
+
 const CATALOG_NAMESPACE: &str = "catalog";
 const PROGRESS_TABLE: &str = "progress";
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use platform::arbiter::{Verdict, judge};
-use platform::codec::{CodecError, EventCodec};
+use platform::codec::EventCodec;
 use platform::log::LogRecord;
-use platform::projection::{Applied, Projection, ProjectionError};
+use platform::projection::{Applied, Projection, ProjectionError, decode_record, read_row};
 use platform::store::{CellKey, ReadStore, StoreError};
 use schemas::orders::OrderEvent;
 use serde::{Deserialize, Serialize};
@@ -70,13 +70,7 @@ impl OrderRow {
 
 /// Reads one order row.
 pub async fn get_order(store: &dyn ReadStore, namespace: &str, id: &str) -> Result<Option<OrderRow>, StoreError> {
-    let key = CellKey { namespace, table: ORDERS_TABLE, partition: id, clustering: "" };
-    match store.get(key).await? {
-        Some(cell) => serde_json::from_slice(&cell.value)
-            .map(Some)
-            .map_err(|e| StoreError::Engine(format!("corrupt order row {id}: {e}"))),
-        None => Ok(None),
-    }
+    read_row(store, namespace, ORDERS_TABLE, id).await
 }
 
 /// Folds the orders topic.
@@ -107,11 +101,7 @@ impl Projection for OrderProjector {
         namespace: &str,
         record: &LogRecord,
     ) -> Result<Applied, ProjectionError> {
-        let bytes = record.payload.as_deref().ok_or_else(|| ProjectionError::Poison("no value".into()))?;
-        let envelope = self.codec.decode(bytes).await.map_err(|e| match e {
-            CodecError::RegistryUnavailable(reason) => ProjectionError::Transient(reason),
-            other => ProjectionError::Poison(other.to_string()),
-        })?;
+        let envelope = decode_record(self.codec.as_ref(), record).await?;
         let meta = &envelope.metadata;
         let current = get_order(store, namespace, &meta.aggregate_id).await?;
         if judge(current.as_ref().map_or(0, |row| row.version), meta.aggregate_version) != Verdict::Valid {

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use platform::arbiter::{Verdict, judge};
-use platform::codec::{CodecError, EventCodec};
+use platform::codec::EventCodec;
 use platform::log::LogRecord;
-use platform::projection::{Applied, Projection, ProjectionError};
+use platform::projection::{Applied, Projection, ProjectionError, decode_record, read_row};
 use platform::store::{CellKey, ReadStore, StoreError};
 use schemas::tickets::TicketEvent;
 use serde::{Deserialize, Serialize};
@@ -64,13 +64,7 @@ impl TicketRow {
 
 /// Reads one ticket row.
 pub async fn get_ticket(store: &dyn ReadStore, namespace: &str, id: &str) -> Result<Option<TicketRow>, StoreError> {
-    let key = CellKey { namespace, table: TICKETS_TABLE, partition: id, clustering: "" };
-    match store.get(key).await? {
-        Some(cell) => serde_json::from_slice(&cell.value)
-            .map(Some)
-            .map_err(|e| StoreError::Engine(format!("corrupt ticket row {id}: {e}"))),
-        None => Ok(None),
-    }
+    read_row(store, namespace, TICKETS_TABLE, id).await
 }
 
 /// Folds the tickets topic.
@@ -101,11 +95,7 @@ impl Projection for TicketProjector {
         namespace: &str,
         record: &LogRecord,
     ) -> Result<Applied, ProjectionError> {
-        let bytes = record.payload.as_deref().ok_or_else(|| ProjectionError::Poison("no value".into()))?;
-        let envelope = self.codec.decode(bytes).await.map_err(|e| match e {
-            CodecError::RegistryUnavailable(reason) => ProjectionError::Transient(reason),
-            other => ProjectionError::Poison(other.to_string()),
-        })?;
+        let envelope = decode_record(self.codec.as_ref(), record).await?;
         let meta = &envelope.metadata;
         let current = get_ticket(store, namespace, &meta.aggregate_id).await?;
         let last = current.as_ref().map_or(0, |row| row.version);

@@ -104,18 +104,6 @@ fn order_error(error: OrderError) -> ApiError {
     }
 }
 
-fn request<C>(aggregate_id: &str, command_id: String, command: C) -> CommandRequest<C> {
-    CommandRequest {
-        aggregate_id: aggregate_id.to_string(),
-        command_id,
-        expected_version: None,
-        correlation_id: Uuid::new_v4().to_string(),
-        causation_id: None,
-        occurred_at: Utc::now().timestamp_millis(),
-        command,
-    }
-}
-
 #[tracing::instrument(name = "POST /api/orders", skip_all)]
 async fn create_order(
     State(state): State<OrderRoutesState>,
@@ -136,7 +124,7 @@ async fn create_order(
     let reserve = TicketCommand::ReserveTicket { order_id: order_id.clone(), now, expires_at };
     let reserved = state
         .tickets
-        .execute(request(&ticket_id, reserve_command_id(&order_id), reserve))
+        .execute(CommandRequest::from_client(&ticket_id, reserve_command_id(&order_id), reserve))
         .await
         .map_err(|e| {
             command_error(e, |error| match error {
@@ -158,7 +146,7 @@ async fn create_order(
     };
     let created = state
         .orders
-        .execute(request(&order_id, format!("create:{order_id}"), create))
+        .execute(CommandRequest::from_client(&order_id, format!("create:{order_id}"), create))
         .await
         .map_err(|e| command_error(e, order_error))?;
     let body = order_json(&order_id, &created.state, created.version);
@@ -177,14 +165,14 @@ async fn cancel_order(
         .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("{}:{key}", user.id));
     let cancelled = state
         .orders
-        .execute(request(&id, command_id, OrderCommand::CancelOrder { user_id: user.id }))
+        .execute(CommandRequest::from_client(&id, command_id, OrderCommand::CancelOrder { user_id: user.id }))
         .await
         .map_err(|e| command_error(e, order_error))?;
     // Release at once; the process manager does the same (same command id) should this fail.
     let release = TicketCommand::ReleaseTicket { order_id: id.clone() };
     if let Err(error) = state
         .tickets
-        .execute(request(&cancelled.state.ticket.id, release_command_id(&id), release))
+        .execute(CommandRequest::from_client(&cancelled.state.ticket.id, release_command_id(&id), release))
         .await
     {
         tracing::warn!(message = "Failed to release the ticket; the process manager will.", %error);

@@ -53,18 +53,6 @@ fn non_empty(body: &serde_json::Value, field: &str, message: &str) -> Result<Str
     }
 }
 
-fn request<C>(aggregate_id: &str, command_id: String, command: C) -> CommandRequest<C> {
-    CommandRequest {
-        aggregate_id: aggregate_id.to_string(),
-        command_id,
-        expected_version: None,
-        correlation_id: uuid::Uuid::new_v4().to_string(),
-        causation_id: None,
-        occurred_at: chrono::Utc::now().timestamp_millis(),
-        command,
-    }
-}
-
 #[tracing::instrument(name = "POST /api/payments", skip_all)]
 async fn create_payment(
     State(state): State<PaymentRoutesState>,
@@ -113,7 +101,7 @@ async fn create_payment(
     };
     state
         .payments
-        .execute(request(&payment_id, format!("payment:{order_id}"), record))
+        .execute(CommandRequest::from_client(&payment_id, format!("payment:{order_id}"), record))
         .await
         .map_err(|e| command_error(e, |error| ApiError::BadRequest(error.to_string())))?;
 
@@ -122,7 +110,7 @@ async fn create_payment(
     let complete = OrderCommand::CompleteOrder { payment_id: payment_id.clone(), now };
     let completed = state
         .orders
-        .execute(request(&order_id, complete_command_id(&order_id), complete))
+        .execute(CommandRequest::from_client(&order_id, complete_command_id(&order_id), complete))
         .await
         .map_err(|e| {
             command_error(e, |error| {
@@ -133,7 +121,7 @@ async fn create_payment(
     let sell = TicketCommand::SellTicket { order_id: order_id.clone() };
     if let Err(error) = state
         .tickets
-        .execute(request(&completed.state.ticket.id, sell_command_id(&order_id), sell))
+        .execute(CommandRequest::from_client(&completed.state.ticket.id, sell_command_id(&order_id), sell))
         .await
     {
         tracing::warn!(message = "Failed to sell the ticket; the process manager will.", %error);

@@ -96,23 +96,6 @@ fn answer(status: StatusCode, id: &str, outcome: &Outcome<Ticket>) -> Response {
     response
 }
 
-fn request(
-    aggregate_id: String,
-    command_id: String,
-    expected_version: Option<i64>,
-    command: TicketCommand,
-) -> CommandRequest<TicketCommand> {
-    CommandRequest {
-        aggregate_id,
-        command_id,
-        expected_version,
-        correlation_id: Uuid::new_v4().to_string(),
-        causation_id: None,
-        occurred_at: chrono::Utc::now().timestamp_millis(),
-        command,
-    }
-}
-
 #[tracing::instrument(name = "POST /api/tickets", skip_all)]
 async fn create_ticket(
     State(state): State<TicketCommandState>,
@@ -133,7 +116,7 @@ async fn create_ticket(
     let command = TicketCommand::CreateTicket { title, price, user_id: user.id };
     let outcome = state
         .commands
-        .execute(request(id.clone(), command_id, None, command))
+        .execute(CommandRequest::from_client(&id, command_id, command))
         .await
         .map_err(|e| command_error(e, domain_error))?;
     Ok(answer(StatusCode::CREATED, &id, &outcome))
@@ -158,7 +141,7 @@ async fn update_ticket(
     let command = TicketCommand::UpdateTicket { title, price, user_id: user.id };
     let outcome = state
         .commands
-        .execute(request(id.clone(), command_id, expected, command))
+        .execute(CommandRequest::from_client(&id, command_id, command).expecting(expected))
         .await
         .map_err(|e| command_error(e, domain_error))?;
     Ok(answer(StatusCode::OK, &id, &outcome))

@@ -86,15 +86,8 @@ async fn sign_up(
     .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("Failed to hash a password: {e}")))?;
     let command_id = idempotency_key(&headers)?
         .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("signup:{}:{key}", email.as_str()));
-    let request = CommandRequest {
-        aggregate_id: email.as_str().to_string(),
-        command_id,
-        expected_version: None,
-        correlation_id: Uuid::new_v4().to_string(),
-        causation_id: None,
-        occurred_at: chrono::Utc::now().timestamp_millis(),
-        command: UserCommand::SignUp { user_id: Uuid::new_v4().to_string(), email, password_hash },
-    };
+    let command = UserCommand::SignUp { user_id: Uuid::new_v4().to_string(), email: email.clone(), password_hash };
+    let request = CommandRequest::from_client(email.as_str(), command_id, command);
     let outcome = state.commands.execute(request).await.map_err(|e| {
         command_error(e, |error| match error {
             UserError::EmailInUse => ApiError::BadRequest(error.to_string()),
