@@ -16,7 +16,7 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
-ARG CARGO_FEATURES="schemas/registry-tls"
+ARG CARGO_FEATURES="registry-tls kafka-tls"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         g++ make perl pkg-config cmake libssl-dev ca-certificates \

@@ -54,5 +54,40 @@ async fn one_trace_covers_the_command_its_append_and_the_projector_write() {
     for hop in ["http", "POST /api/tickets", "append", "project"] {
         assert!(names.iter().any(|n| n == hop), "no {hop:?} span in the client's trace: {names:?}");
     }
+
+    // A cancelled order: the process manager's reaction (and its command) joins the trace.
+    let order = app
+        .request(Method::POST, "/api/orders", Some("bob"), Some(json!({"ticketId": created.id()})))
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED);
+    let cancel_trace = "0af7651916cd43dd8448eb211c80319c";
+    let cancelled = app
+        .send(
+            Method::DELETE,
+            &format!("/api/orders/{}", order.id()),
+            Some("bob"),
+            None,
+            &[("traceparent", format!("00-{cancel_trace}-b7ad6b7169203331-01"))],
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::NO_CONTENT);
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        let _ = provider.force_flush();
+        names = exporter
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .filter(|span| span.span_context.trace_id().to_string() == cancel_trace)
+            .map(|span| span.name.to_string())
+            .collect();
+        if names.iter().any(|n| n == "order_saga") && names.iter().filter(|n| *n == "append").count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for hop in ["DELETE /api/orders/{id}", "append", "order_saga"] {
+        assert!(names.iter().any(|n| n == hop), "no {hop:?} span in the cancellation's trace: {names:?}");
+    }
     app.stop().await;
 }

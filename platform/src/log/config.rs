@@ -22,6 +22,22 @@ pub struct LogConfig {
     /// Correctness does not rest on it: the log arbiter ignores duplicated records, and with it
     /// off a producer keeps one request in flight so retries cannot reorder.
     pub idempotence: bool,
+    /// Configs of event topics this deployment creates (`KAFKA_TOPIC_CONFIG`,
+    /// `key=value,…`; the chart sets `retention.ms=-1,retention.bytes=-1`: the log is the
+    /// source of truth and must never expire).
+    pub topic_config: Vec<(String, String)>,
+    /// Configs of compacted topics it creates (`KAFKA_SCHEMAS_TOPIC_CONFIG`), besides
+    /// `cleanup.policy=compact`.
+    pub compacted_topic_config: Vec<(String, String)>,
+}
+
+/// Parses `key=value,key=value`, skipping malformed pairs.
+fn parse_pairs(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
 }
 
 impl LogConfig {
@@ -34,6 +50,8 @@ impl LogConfig {
             partitions: 6,
             replication_factor: 1,
             idempotence: true,
+            topic_config: Vec::new(),
+            compacted_topic_config: Vec::new(),
         }
     }
 
@@ -50,6 +68,8 @@ impl LogConfig {
         config.partitions = env_or("KAFKA_TOPIC_PARTITIONS", "6").parse().unwrap_or(6);
         config.replication_factor = env_or("KAFKA_REPLICATION_FACTOR", "1").parse().unwrap_or(1);
         config.idempotence = env_or("KAFKA_ENABLE_IDEMPOTENCE", "true") != "false";
+        config.topic_config = parse_pairs(&env_or("KAFKA_TOPIC_CONFIG", ""));
+        config.compacted_topic_config = parse_pairs(&env_or("KAFKA_SCHEMAS_TOPIC_CONFIG", ""));
         Some(config)
     }
 

@@ -178,11 +178,17 @@ pub async fn ensure_topics(config: &LogConfig, topics: &[TopicSpec]) -> Result<(
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            let topic = NewTopic::new(
+            let mut topic = NewTopic::new(
                 &t.name,
                 t.partitions,
                 TopicReplication::Fixed(config.replication_factor),
             );
+            let extra = if t.compacted { &config.compacted_topic_config } else { &config.topic_config };
+            for (key, value) in extra {
+                if !(t.compacted && key == "cleanup.policy") {
+                    topic = topic.set(key, value);
+                }
+            }
             if t.compacted { topic.set("cleanup.policy", "compact") } else { topic }
         })
         .collect();
