@@ -20,7 +20,8 @@ async fn paying_completes_the_order_and_sells_the_ticket() {
     let broker = TestBroker::start().await;
     let app = Deployment::new(&broker).spawn().await;
     let ticket_id = app.create_ticket("seller", "paid", 12.5).await.id();
-    let order_id = order(&app, &ticket_id, "buyer").await.id();
+    let placed = order(&app, &ticket_id, "buyer").await;
+    let order_id = placed.id();
     let pay = |token: &'static str, user: &'static str| {
         app.request(Method::POST, "/api/payments", Some(user), Some(json!({"token": token, "orderId": order_id})))
     };
@@ -28,7 +29,7 @@ async fn paying_completes_the_order_and_sells_the_ticket() {
     let declined = pay("tok_chargeDeclined", "buyer").await;
     assert_eq!(declined.status, StatusCode::BAD_REQUEST);
     assert_eq!(declined.body["errors"][0]["message"], "Your card was declined.");
-    let still = app.request(Method::GET, &format!("/api/orders/{order_id}"), Some("buyer"), None).await;
+    let still = app.get_after_as(&format!("/api/orders/{order_id}"), Some("buyer"), &placed).await;
     assert_eq!(still.body["status"], "created", "a declined charge leaves the order payable");
 
     assert_eq!(pay("tok_visa", "other").await.status, StatusCode::UNAUTHORIZED);
