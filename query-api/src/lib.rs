@@ -37,9 +37,17 @@ pub fn router(state: QueryState) -> Router {
     Router::new()
         .route("/api/tickets", get(list_tickets))
         .route("/api/tickets/{id}", get(show_ticket))
+        .route("/api/openapi.json", get(openapi))
         .route("/api/orders", get(list_orders))
         .route("/api/orders/{id}", get(show_order))
         .with_state(state)
+}
+
+/// The OpenAPI description of the whole public API.
+pub const OPENAPI: &str = include_str!("../openapi/openapi.json");
+
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 fn unavailable(error: impl std::fmt::Display) -> ApiError {

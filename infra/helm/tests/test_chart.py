@@ -615,6 +615,7 @@ def test_ingress_alternative_routes_each_prefix_to_one_component():
         paths[entry["path"]] = entry["backend"]["service"]["name"]
     # Methods cannot be matched: the shared prefixes go to the query API (see the README).
     assert paths == {
+        "/api/openapi.json": PREFIX + "query-api",
         "/api/orders": PREFIX + "query-api",
         "/api/payments": PREFIX + "payments",
         "/api/tickets": PREFIX + "query-api",

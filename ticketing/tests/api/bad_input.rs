@@ -72,6 +72,14 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_never_a_5xx() {
     let long_id = app.request(Method::GET, &format!("/api/tickets/{}", "x".repeat(5000)), None, None).await;
     assert!(long_id.status.is_client_error(), "{long_id:?}");
 
+    // The API describes itself: every route of the reference app is in the document.
+    let openapi = app.request(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(openapi.status, StatusCode::OK);
+    for path in ["/api/users/signup", "/api/users/signin", "/api/users/signout", "/api/users/currentuser",
+                 "/api/tickets", "/api/tickets/{id}", "/api/orders", "/api/orders/{id}", "/api/payments"] {
+        assert!(openapi.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+
     // The service is still alive and the ticket untouched.
     let shown = app.request(Method::GET, &ticket, None, None).await;
     assert_eq!(shown.body["title"], "concert");
