@@ -220,9 +220,10 @@ impl GroupConsumer {
             .map_err(classify)
     }
 
-    /// Commits the stored offsets now (on shutdown).
+    /// Commits the stored offsets now (on shutdown). Asynchronous: librdkafka's synchronous
+    /// commit waits without a bound and hangs forever when the broker is gone.
     pub fn commit(&self) -> Result<(), LogError> {
-        match blocking(|| self.consumer().commit_consumer_state(CommitMode::Sync)) {
+        match self.consumer().commit_consumer_state(CommitMode::Async) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit.
             Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
@@ -267,7 +268,8 @@ impl GroupConsumer {
 impl Drop for GroupConsumer {
     fn drop(&mut self) {
         if let Some(consumer) = self.consumer.take() {
-            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+            // Never a synchronous commit here: it has no timeout (see `commit`).
+            let _ = consumer.commit_consumer_state(CommitMode::Async);
             consumer.unsubscribe();
             shut_down_consumer(consumer);
         }

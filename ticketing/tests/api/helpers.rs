@@ -124,7 +124,9 @@ pub struct TestApp {
 impl TestApp {
     pub async fn start(settings: Settings, components: &[Component]) -> Self {
         let app = Application::build(settings, components).await.expect("the application starts");
-        app.wait_ready().await;
+        tokio::time::timeout(Duration::from_secs(60), app.wait_ready())
+            .await
+            .expect("the command sides catch up with the log within a minute");
         let base = format!("http://{}", app.addr());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
         let this = Self { app: Some(app), base, client };
