@@ -149,6 +149,18 @@ impl ConsistencyToken {
     }
 }
 
+impl ConsistencyToken {
+    /// Puts the token of a command's write (at `position` of topic `topic`) on its answer;
+    /// a command that wrote nothing gets none.
+    pub fn attach(response: &mut axum::response::Response, topic: &str, position: Option<crate::log::LogPosition>) {
+        let Some(position) = position else { return };
+        let token = ConsistencyToken { topic: topic.to_string(), partition: position.partition, offset: position.offset };
+        if let Ok(value) = axum::http::HeaderValue::from_str(&token.to_string()) {
+            response.headers_mut().insert(CONSISTENCY_HEADER, value);
+        }
+    }
+}
+
 impl std::fmt::Display for ConsistencyToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}:{}", self.topic, self.partition, self.offset)

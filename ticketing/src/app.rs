@@ -278,11 +278,12 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut owners = serde_json::Map::new();
     for side in &readiness.sides {
-        for (name, ok) in side.checks() {
-            checks.insert(name, ok.into());
-        }
-        if let Some((name, _)) = side.checks().first() {
+        let side_checks = side.checks();
+        if let Some((name, _)) = side_checks.first() {
             owners.insert(name.trim_end_matches("_commands").to_string(), side.owners());
+        }
+        for (name, ok) in side_checks {
+            checks.insert(name, ok.into());
         }
     }
     for (name, projector) in &readiness.projectors {

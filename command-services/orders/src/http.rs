@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
@@ -11,7 +11,7 @@ use chrono::{SecondsFormat, TimeZone, Utc};
 use platform::command::{CommandRequest, Outcome};
 use platform::forwarding::CommandService;
 use platform::http::{
-    ApiError, CONSISTENCY_HEADER, ConsistencyToken, ErrorEntry, JsonBody, command_error, idempotency_key,
+    ApiError, ConsistencyToken, ErrorEntry, JsonBody, command_error, idempotency_key,
 };
 use platform::session::{CurrentUser, SessionKeys};
 use serde_json::json;
@@ -73,12 +73,7 @@ pub fn order_json(id: &str, order: &Order, version: i64) -> serde_json::Value {
 }
 
 fn with_token(mut response: Response, outcome: &Outcome<Order>) -> Response {
-    if let Some(position) = outcome.position {
-        let token = ConsistencyToken { topic: "orders".into(), partition: position.partition, offset: position.offset };
-        if let Ok(value) = HeaderValue::from_str(&token.to_string()) {
-            response.headers_mut().insert(CONSISTENCY_HEADER, value);
-        }
-    }
+    ConsistencyToken::attach(&mut response, "orders", outcome.position);
     response
 }
 

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use platform::command::{CommandRequest, Outcome};
 use platform::forwarding::CommandService;
 use platform::http::{
-    ApiError, CONSISTENCY_HEADER, ConsistencyToken, ErrorEntry, JsonBody, command_error, expected_version,
+    ApiError, ConsistencyToken, ErrorEntry, JsonBody, command_error, expected_version,
     idempotency_key,
 };
 use platform::session::{CurrentUser, SessionKeys};
@@ -87,12 +87,7 @@ pub fn ticket_json(id: &str, ticket: &Ticket, version: i64) -> serde_json::Value
 
 fn answer(status: StatusCode, id: &str, outcome: &Outcome<Ticket>) -> Response {
     let mut response = (status, Json(ticket_json(id, &outcome.state, outcome.version))).into_response();
-    if let Some(position) = outcome.position {
-        let token = ConsistencyToken { topic: "tickets".into(), partition: position.partition, offset: position.offset };
-        if let Ok(value) = HeaderValue::from_str(&token.to_string()) {
-            response.headers_mut().insert(CONSISTENCY_HEADER, value);
-        }
-    }
+    ConsistencyToken::attach(&mut response, "tickets", outcome.position);
     response
 }
 

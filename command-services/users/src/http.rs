@@ -56,11 +56,6 @@ fn signed_in(keys: &SessionKeys, status: StatusCode, user: &User) -> Response {
     response
 }
 
-fn collect<T>(results: [Result<T, ErrorEntry>; 2]) -> Result<(), ApiError> {
-    let errors: Vec<ErrorEntry> = results.into_iter().filter_map(Result::err).collect();
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
-}
-
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Unexpected(e.into()))
 }
@@ -75,7 +70,7 @@ async fn sign_up(
     let password = NewPassword::parse(body.get("password"));
     let (email, password) = match (email, password) {
         (Ok(e), Ok(p)) => (e, p),
-        (e, p) => return Err(collect([e.map(|_| ()), p.map(|_| ())]).unwrap_err()),
+        (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
     };
     let password_hash = blocking(move || {
         Argon2::default()
@@ -105,7 +100,7 @@ async fn sign_in(State(state): State<UserRoutesState>, JsonBody(body): JsonBody)
     };
     let (email, password) = match (email, password) {
         (Ok(e), Ok(p)) => (e, p),
-        (e, p) => return Err(collect([e.map(|_| ()), p.map(|_| ())]).unwrap_err()),
+        (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
     };
     let (user, _) = state.commands.pipeline().state(email.as_str());
     let hash = if user.exists { user.password_hash.clone() } else { DUMMY_HASH.to_string() };
