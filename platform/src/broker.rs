@@ -44,12 +44,21 @@ impl LocalBroker {
             .with_context(|| format!("Failed to start {}", binary.display()))?;
         let mut broker = Self { child: Some(child), addr, data_dir: data_dir.to_path_buf() };
         broker.wait_until_listening(Duration::from_secs(20)).await?;
+        let db = data_dir.join("tansu.db");
+        tokio::task::spawn_blocking(move || index_record_headers(&db))
+            .await
+            .context("The header index task failed")??;
         Ok(broker)
     }
 
     /// `host:port` to give clients as bootstrap servers.
     pub fn bootstrap_servers(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// Process id of the broker, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Where the broker keeps its log.
@@ -88,6 +97,28 @@ impl LocalBroker {
                 bail!("The broker did not listen on {} within {limit:?}", self.addr);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Adds the index Tansu 0.6's SQLite schema lacks on `header (topition, offset_id)`.
+///
+/// Without it the broker scans every header it holds for each record it serves, so reading
+/// records with headers (all of ours: `event_type`, trace context) slows down as the log grows,
+/// until fetches outlast the client's socket timeout and consumers stall (30,000 records were
+/// enough). SQLite uses the index for Tansu's own queries; Tansu never drops it.
+fn index_record_headers(db: &Path) -> anyhow::Result<()> {
+    let connection = rusqlite::Connection::open(db).with_context(|| format!("Failed to open {}", db.display()))?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    let started = Instant::now();
+    // Tansu creates its schema as it starts; give it a moment on a fresh data dir.
+    loop {
+        match connection.execute("CREATE INDEX IF NOT EXISTS header_record ON header (topition, offset_id)", []) {
+            Ok(_) => return Ok(()),
+            Err(error) if error.to_string().contains("no such table") && started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => return Err(error).with_context(|| format!("Failed to index the broker's record headers in {}", db.display())),
         }
     }
 }

@@ -63,6 +63,8 @@ async fn namespace_after_token(
 ) -> Result<(String, bool), ApiError> {
     let token = headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()).and_then(ConsistencyToken::parse);
     let deadline = Instant::now() + CONSISTENCY_WAIT;
+    // Short first pauses: a projector is usually a few milliseconds behind.
+    let mut pause = Duration::from_millis(1);
     loop {
         let namespace = state.read_models.current(read_model).await.map_err(unavailable)?;
         let Some(token) = token.as_ref().filter(|t| t.topic == read_model) else {
@@ -75,7 +77,8 @@ async fn namespace_after_token(
         if Instant::now() >= deadline {
             return Ok((namespace, true));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 

@@ -15,11 +15,11 @@ enum Command {
     /// Run every component in one process behind one port (starts a local broker when
     /// KAFKA_BOOTSTRAP_SERVERS is unset).
     Up,
-    /// Run one component.
+    /// Run one component, or several in one process behind one port.
     Serve {
-        /// Which component.
-        #[arg(value_enum)]
-        component: Component,
+        /// Which components.
+        #[arg(value_enum, required = true, num_args = 1..)]
+        components: Vec<Component>,
     },
     /// Create the topics, the registry topic and the store's schema, then exit (for install
     /// hooks).
@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     match cli.command {
         Command::Up => Application::build(settings, &Component::ALL).await?.run_until_stopped().await,
-        Command::Serve { component } => Application::build(settings, &[component]).await?.run_until_stopped().await,
+        Command::Serve { components } => Application::build(settings, &components).await?.run_until_stopped().await,
         Command::Init => ticketing::app::init(&settings).await,
         Command::Rebuild { read_model } => ticketing::rebuild::run(&settings, &read_model).await.map(|_| ()),
     }

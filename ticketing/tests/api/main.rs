@@ -7,6 +7,7 @@ mod concurrency;
 mod durability;
 mod failures;
 mod helpers;
+mod load;
 mod orders;
 mod payments;
 mod tickets;

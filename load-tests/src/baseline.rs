@@ -1,0 +1,241 @@
+//! Raw baselines: what the log and the store do on their own on this machine, measured with
+//! their client libraries directly, with no marketplace code in the way.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use platform::log::{LogConfig, TopicSpec, ensure_topics};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::recorder::{Latencies, LatencySummary};
+
+/// A rate measured over a count of operations.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Throughput {
+    /// Operations done.
+    pub operations: u64,
+    /// Seconds they took.
+    pub seconds: f64,
+    /// Operations per second.
+    pub per_second: f64,
+    /// Latency of one operation, when measured one by one.
+    pub latency: Option<LatencySummary>,
+}
+
+impl Throughput {
+    /// `operations` over `elapsed`.
+    pub fn new(operations: u64, elapsed: Duration, latency: Option<LatencySummary>) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        Self { operations, seconds, per_second: operations as f64 / seconds.max(1e-9), latency }
+    }
+}
+
+/// Size of a raw record value: about an encoded ticket event with its envelope.
+pub const RECORD_BYTES: usize = 200;
+/// Size of a raw store value: about a ticket row as JSON.
+pub const ROW_BYTES: usize = 220;
+/// Distinct keys, as if that many aggregates wrote.
+const KEYS: u64 = 10_000;
+
+/// Keyed produce with the command path's producer settings (`acks=all`, the murmur2
+/// partitioner, `linger.ms=1`; idempotence as the log config says), `window` records in
+/// flight. Latency is per record, from send to acknowledgement.
+pub async fn kafka_produce(config: &LogConfig, topic: &str, records: u64, window: usize) -> anyhow::Result<Throughput> {
+    ensure_topics(config, &[TopicSpec { name: topic.to_string(), partitions: config.partitions, compacted: false }])
+        .await
+        .context("Failed to create the baseline topic")?;
+    let mut client = config.client_config();
+    client
+        .set("acks", "all")
+        .set("enable.idempotence", config.idempotence.to_string())
+        .set("linger.ms", "1")
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", "30000");
+    if !config.idempotence {
+        client.set("max.in.flight.requests.per.connection", "1");
+    }
+    let producer: FutureProducer = client.create()?;
+    let payload = vec![b'x'; RECORD_BYTES];
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("aggregate-{k}")).collect();
+    // One record first, so connecting is not measured.
+    producer
+        .send(FutureRecord::to(topic).key("warm-up").payload(&payload), Timeout::After(Duration::from_secs(30)))
+        .await
+        .map_err(|(e, _)| e)
+        .context("Failed to produce to the baseline topic")?;
+
+    let mut latencies = Latencies::default();
+    let mut pending = FuturesUnordered::new();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut failed = 0u64;
+    while sent < records || !pending.is_empty() {
+        while sent < records && pending.len() < window {
+            let record = FutureRecord::to(topic).key(&keys[(sent % KEYS) as usize]).payload(&payload);
+            let send = producer.send(record, Timeout::After(Duration::from_secs(30)));
+            let at = Instant::now();
+            pending.push(async move { (send.await, at) });
+            sent += 1;
+        }
+        if let Some((result, at)) = pending.next().await {
+            match result {
+                Ok(_) => latencies.record(at.elapsed()),
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    anyhow::ensure!(failed == 0, "{failed} of {records} baseline records were not acknowledged");
+    Ok(Throughput::new(records, elapsed, Some(latencies.summary())))
+}
+
+/// Reads every record of `topic` from the beginning with a plain consumer (no group), as a
+/// replay does.
+pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> anyhow::Result<Throughput> {
+    let config = config.clone();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut client = config.client_config();
+        client
+            .set("group.id", format!("baseline-{}", uuid::Uuid::new_v4().simple()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        let consumer: BaseConsumer = client.create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions as i32 {
+            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        let started = Instant::now();
+        let mut read = 0u64;
+        let mut bytes = 0usize;
+        let give_up = Instant::now() + Duration::from_secs(600);
+        while read < expected {
+            anyhow::ensure!(Instant::now() < give_up, "read {read} of {expected} records in 10 minutes");
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                let message = message?;
+                bytes += message.payload().map(<[u8]>::len).unwrap_or(0);
+                read += 1;
+            }
+        }
+        let elapsed = started.elapsed();
+        std::hint::black_box(bytes);
+        Ok(Throughput::new(read, elapsed, None))
+    })
+    .await?
+}
+
+/// Store baselines: writes (one thread, as one projector writes) and point reads (one thread
+/// per core, as the query API reads).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreBaseline {
+    /// Which engine.
+    pub engine: String,
+    /// Writes.
+    pub writes: Throughput,
+    /// Point reads of existing keys.
+    pub point_reads: Throughput,
+}
+
+fn cell_key(i: u64) -> String {
+    format!("tickets\u{0}{:036}\u{0}row", i)
+}
+
+/// fjall directly, configured as the embedded store configures it (journal written to the OS
+/// on every write, no fsync per write).
+pub async fn fjall(dir: &Path, rows: u64, reads: u64) -> anyhow::Result<StoreBaseline> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let keyspace = fjall::Config::new(&dir).open().context("Failed to open a fjall keyspace")?;
+        let partition = keyspace.open_partition("cells", fjall::PartitionCreateOptions::default())?;
+        let value = vec![b'v'; ROW_BYTES];
+        let started = Instant::now();
+        for i in 0..rows {
+            partition.insert(cell_key(i), &value)?;
+        }
+        let writes = Throughput::new(rows, started.elapsed(), None);
+
+        let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1) as u64;
+        let partition = Arc::new(partition);
+        let started = Instant::now();
+        let found: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let partition = partition.clone();
+                    scope.spawn(move || {
+                        let mut rng = fastrand::Rng::with_seed(t);
+                        let share = reads / threads + u64::from(t < reads % threads);
+                        (0..share)
+                            .filter(|_| matches!(partition.get(cell_key(rng.u64(..rows))), Ok(Some(_))))
+                            .count() as u64
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("reader thread")).sum()
+        });
+        let point_reads = Throughput::new(found, started.elapsed(), None);
+        anyhow::ensure!(found == reads, "fjall lost rows: found {found} of {reads}");
+        Ok(StoreBaseline { engine: "fjall (embedded)".into(), writes, point_reads })
+    })
+    .await?
+}
+
+/// ScyllaDB directly: prepared inserts and selects, `concurrency` in flight.
+pub async fn scylla(uri: &str, rows: u64, reads: u64, concurrency: usize) -> anyhow::Result<StoreBaseline> {
+    use scylla::client::session_builder::SessionBuilder;
+    let nodes: Vec<&str> = uri.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    let mut builder = SessionBuilder::new().known_nodes(&nodes);
+    if let (Ok(user), Ok(password)) = (std::env::var("SCYLLA_USERNAME"), std::env::var("SCYLLA_PASSWORD")) {
+        builder = builder.user(user, password);
+    }
+    let session = builder.build().await.with_context(|| format!("Failed to connect to ScyllaDB at {uri}"))?;
+    session
+        .query_unpaged(
+            "CREATE KEYSPACE IF NOT EXISTS bench_raw WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            (),
+        )
+        .await?;
+    session
+        .query_unpaged("CREATE TABLE IF NOT EXISTS bench_raw.cells (p text, c text, v blob, PRIMARY KEY (p, c))", ())
+        .await?;
+    let insert = session.prepare("INSERT INTO bench_raw.cells (p, c, v) VALUES (?, ?, ?)").await?;
+    let select = session.prepare("SELECT v FROM bench_raw.cells WHERE p = ? AND c = ?").await?;
+    let value = vec![b'v'; ROW_BYTES];
+
+    let started = Instant::now();
+    let mut written = futures::stream::iter(0..rows)
+        .map(|i| {
+            let (session, insert, value) = (&session, &insert, &value);
+            async move { session.execute_unpaged(insert, (format!("{i:036}"), "row", value.as_slice())).await }
+        })
+        .buffer_unordered(concurrency);
+    while let Some(result) = written.next().await {
+        result.context("A baseline insert failed")?;
+    }
+    drop(written);
+    let writes = Throughput::new(rows, started.elapsed(), None);
+
+    let started = Instant::now();
+    let mut read = futures::stream::iter(0..reads)
+        .map(|i| {
+            let (session, select) = (&session, &select);
+            async move { session.execute_unpaged(select, (format!("{:036}", (i * 7919) % rows), "row")).await }
+        })
+        .buffer_unordered(concurrency);
+    while let Some(result) = read.next().await {
+        result.context("A baseline select failed")?;
+    }
+    drop(read);
+    let point_reads = Throughput::new(reads, started.elapsed(), None);
+    Ok(StoreBaseline { engine: "ScyllaDB".into(), writes, point_reads })
+}

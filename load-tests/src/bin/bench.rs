@@ -1,0 +1,267 @@
+//! `bench`: raw baselines and the marketplace measured in one run on one machine, with the
+//! issue's targets beside the ratios. Writes `report.json` and `report.md`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use load_tests::backlog;
+use load_tests::baseline::{self, Throughput};
+use load_tests::client::ApiClient;
+use load_tests::mix::{DEFAULT_MIX, Mix, Operation};
+use load_tests::report::{BenchReport, Machine, Saturation, target_checks};
+use load_tests::run::{Schedule, run_open_model};
+use load_tests::scenario::{Marketplace, saturate};
+use load_tests::system::{System, Topology, sample_memory};
+use load_tests::{format_progress, progress_line};
+use platform::broker::LocalBroker;
+use platform::log::{LogConfig, TopicReader};
+use schemas::events::AvroEvent;
+use schemas::tickets::TicketEvent;
+
+/// Measures raw baselines and the marketplace on this machine and reports them side by side.
+#[derive(Parser)]
+#[command(name = "bench", version)]
+struct Args {
+    /// Requests per second of the mixed run.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Seconds of the mixed run.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Mix of the mixed run.
+    #[arg(long, default_value = DEFAULT_MIX)]
+    mix: Mix,
+    /// Ticket commands per second of the end-to-end run.
+    #[arg(long, default_value_t = 1000.0)]
+    command_rate: f64,
+    /// Seconds of the end-to-end run.
+    #[arg(long, default_value_t = 20.0)]
+    command_duration: f64,
+    /// Seconds of each closed-loop (highest throughput) run.
+    #[arg(long, default_value_t = 15.0)]
+    saturation_duration: f64,
+    /// Connections of the closed-loop runs.
+    #[arg(long, default_value_t = 32)]
+    workers: usize,
+    /// Ticket events appended for the projector and the replay (0 skips both).
+    #[arg(long, default_value_t = 1_000_000)]
+    replay_events: u64,
+    /// Records of the raw produce and consume baselines.
+    #[arg(long, default_value_t = 200_000)]
+    baseline_records: u64,
+    /// Rows of the raw store baselines (point reads: 5 times as many).
+    #[arg(long, default_value_t = 500_000)]
+    baseline_rows: u64,
+    /// One process per component, or everything in `ticketing up`.
+    #[arg(long, value_enum, default_value_t = Topology::Split)]
+    topology: Topology,
+    /// The `ticketing` binary (default: next to this one).
+    #[arg(long)]
+    ticketing_bin: Option<PathBuf>,
+    /// Where `report.json` and `report.md` go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Keep the broker log, store and component logs (under `<out>/work`) instead of a
+    /// temporary directory.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn say(line: impl AsRef<str>) {
+    progress_line(&format!("bench: {}", line.as_ref()));
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.rate > 0.0 && args.command_rate > 0.0, "rates must be positive");
+    let binary = match &args.ticketing_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("ticketing"),
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("Failed to create {}", args.out.display()))?;
+    let temporary = tempfile::tempdir()?;
+    let work_dir = if args.keep { args.out.join("work") } else { temporary.path().to_path_buf() };
+    if args.keep {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    std::fs::create_dir_all(&work_dir)?;
+
+    let broker = LocalBroker::start(&work_dir.join("broker"), 0).await.context("Failed to start the Tansu broker")?;
+    let namespace = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let mut log = LogConfig::new(broker.bootstrap_servers(), namespace.clone());
+    // Tansu 0.6's SQLite engine crashes on some idempotent produces (see README).
+    log.idempotence = std::env::var("KAFKA_ENABLE_IDEMPOTENCE").is_ok_and(|v| v == "true");
+    say(format!("broker on {}, namespace {namespace}, work dir {}", broker.bootstrap_servers(), work_dir.display()));
+
+    // Raw baselines first, on an idle machine, as the system's ceiling.
+    let raw_topic = log.topic("raw-baseline");
+    say(format!("raw keyed produce: {} records …", args.baseline_records));
+    let kafka_produce = baseline::kafka_produce(&log, &raw_topic, args.baseline_records, 10_000).await?;
+    say(format!("  {:.0} records/s", kafka_produce.per_second));
+    say("raw consume from the beginning …");
+    let kafka_consume = baseline::kafka_consume(&log, &raw_topic, args.baseline_records + 1).await?;
+    say(format!("  {:.0} records/s", kafka_consume.per_second));
+    say(format!("raw fjall: {} writes, {} point reads …", args.baseline_rows, args.baseline_rows * 5));
+    let mut stores = vec![baseline::fjall(&work_dir.join("fjall-baseline"), args.baseline_rows, args.baseline_rows * 5).await?];
+    if let Ok(uri) = std::env::var("SCYLLA_URI") {
+        say(format!("raw ScyllaDB at {uri} …"));
+        stores.push(baseline::scylla(&uri, args.baseline_rows / 5, args.baseline_rows, 256).await?);
+    } else {
+        say("SCYLLA_URI is not set: no ScyllaDB baseline");
+    }
+    for store in &stores {
+        say(format!("  {}: {:.0} writes/s, {:.0} point reads/s", store.engine, store.writes.per_second, store.point_reads.per_second));
+    }
+
+    say(format!("starting the marketplace ({:?} topology) from {} …", args.topology, binary.display()));
+    let mut system = System::start(&binary, args.topology, &broker.bootstrap_servers(), log.idempotence, &namespace, &work_dir).await?;
+    let client = ApiClient::new(system.targets(), Duration::from_secs(10))?;
+
+    // The mixed run, with memory sampled throughout.
+    let mixed_schedule = Schedule { rate: args.rate, duration: Duration::from_secs_f64(args.duration) };
+    let command_schedule = Schedule { rate: args.command_rate, duration: Duration::from_secs_f64(args.command_duration) };
+    let orders = mixed_schedule.arrivals() as f64 * args.mix.fraction(Operation::Order);
+    let tickets = (orders * 1.2).ceil() as usize + 200;
+    let marketplace = Arc::new(Marketplace::new(client.clone()));
+    say(format!("seeding 100 users and {tickets} tickets …"));
+    marketplace.seed(100, tickets, 16).await?;
+    say(format!("mixed run: {} requests/s for {} s, mix {} …", args.rate, args.duration, args.mix));
+    let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
+    let mut pids = system.pids();
+    pids.extend(broker.pid().map(|pid| ("tansu-broker".to_string(), pid)));
+    let sampler = tokio::spawn(sample_memory(pids, sampling));
+    let mixed = run_open_model(marketplace.clone(), mixed_schedule, &args.mix, |p| progress_line(&format_progress(&p))).await;
+    stop_sampling.send(true)?;
+    let memory = sampler.await?;
+
+    let command_mix: Mix = "write=1".parse()?;
+    say(format!("ticket commands: {} /s for {} s, each read back with its consistency token …", args.command_rate, args.command_duration));
+    let command_rate = run_open_model(marketplace.clone(), command_schedule, &command_mix, |p| progress_line(&format_progress(&p))).await;
+
+    let saturation_duration = Duration::from_secs_f64(args.saturation_duration);
+    let mut quiet = Marketplace::new(client.clone());
+    quiet.measure_visibility = false;
+    quiet.seed(20, 500, 16).await?;
+    say(format!("highest throughput of POST /api/tickets: {} connections for {} s …", args.workers, args.saturation_duration));
+    let command_saturation = saturation(&quiet, Operation::CreateTicket, args.workers, saturation_duration).await;
+    say(format!("  {:.0} /s, p99 {:.1} ms", command_saturation.per_second, command_saturation.latency.p99_ms));
+    say(format!("highest throughput of GET /api/tickets/:id: {} connections for {} s …", args.workers, args.saturation_duration));
+    let query_saturation = saturation(&quiet, Operation::Show, args.workers, saturation_duration).await;
+    say(format!("  {:.0} /s, p99 {:.1} ms", query_saturation.per_second, query_saturation.latency.p99_ms));
+
+    let (projection, replay) = if args.replay_events > 0 {
+        let (projection, replay) = projection_and_replay(&mut system, &log, args.replay_events).await?;
+        (Some(projection), Some(replay))
+    } else {
+        (None, None)
+    };
+    system.stop().await?;
+    broker.stop().await?;
+
+    let mut report = BenchReport {
+        machine: Machine::describe(),
+        topology: args.topology,
+        idempotent_producers: log.idempotence,
+        kafka_produce,
+        kafka_consume,
+        stores,
+        mixed,
+        command_rate,
+        command_saturation,
+        query_saturation,
+        projection,
+        replay,
+        memory,
+        targets: Vec::new(),
+    };
+    report.targets = target_checks(&report);
+    let markdown = report.to_markdown();
+    std::fs::write(args.out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(args.out.join("report.md"), &markdown)?;
+    print!("{markdown}");
+    say(format!("wrote {} and {}", args.out.join("report.md").display(), args.out.join("report.json").display()));
+    Ok(())
+}
+
+async fn saturation(marketplace: &Marketplace, operation: Operation, workers: usize, duration: Duration) -> Saturation {
+    let (per_second, recorder) = saturate(marketplace, operation, workers, duration).await;
+    let (routes, _, _) = recorder.snapshot();
+    let stats = routes.get(&operation).cloned().unwrap_or_default();
+    Saturation {
+        route: operation.route().to_string(),
+        workers,
+        per_second,
+        latency: stats.latencies.summary(),
+        errors: stats.rejected + stats.failed + stats.transport_errors,
+    }
+}
+
+/// Appends a backlog of ticket events while the read side is stopped, times the live
+/// projector catching up with it, then times `ticketing rebuild tickets` over the whole topic.
+async fn projection_and_replay(system: &mut System, log: &LogConfig, events: u64) -> anyhow::Result<(Throughput, Throughput)> {
+    say(format!("encoding {events} ticket events …"));
+    let encoded = backlog::encode_ticket_events(log, &system.registry_url(), events, |n| {
+        if n > 0 {
+            say(format!("  encoded {n}"));
+        }
+    })
+    .await?;
+    let read_side = system.topology().read_side();
+    // Nothing tails the topic meanwhile: Tansu 0.6 starves appends while a consumer fetches,
+    // and the command services would replay the backlog while the projector is timed.
+    system.stop_all_but_registry().await?;
+    say(format!("appending {events} events to {} with the components stopped …", log.topic(TicketEvent::TOPIC)));
+    let appended = backlog::append(log, &encoded, |n| say(format!("  appended {n}"))).await?;
+    drop(encoded);
+    say(format!("  {:.0} events/s", events as f64 / appended.as_secs_f64()));
+
+    say("starting the read side; timing the tickets projector through the backlog …");
+    let started = Instant::now();
+    system.start_component(read_side).await?;
+    let metrics_url = format!("{}/metrics", system.url(read_side).context("read side has a port")?);
+    let http = reqwest::Client::new();
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last_say = Instant::now();
+    let projection = loop {
+        let text = http.get(&metrics_url).send().await?.text().await?;
+        let applied = projected(&text, "tickets");
+        let now = Instant::now();
+        if first.is_none() && applied > 0 {
+            first = Some((now, applied));
+        }
+        if applied >= events {
+            let (since, base) = first.unwrap_or((started, 0));
+            break Throughput::new(applied - base, now - since, None);
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "the projector did not catch up in 30 minutes");
+        if last_say.elapsed() >= Duration::from_secs(5) {
+            last_say = now;
+            say(format!("  projected {applied} of {events}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    say(format!("  {:.0} events/s", projection.per_second));
+
+    system.stop_component(read_side).await?;
+    let total: i64 = TopicReader::from_beginning(log, &log.topic(TicketEvent::TOPIC))?.end_offsets()?.values().sum();
+    say(format!("ticketing rebuild tickets over {total} events …"));
+    let started = Instant::now();
+    system.run_tool(&["rebuild", "tickets"]).await?;
+    let replay = Throughput::new(total as u64, started.elapsed(), None);
+    say(format!("  {:.0} events/s", replay.per_second));
+    Ok((projection, replay))
+}
+
+/// Events a projection has handled (applied, ignored or poison), from `/metrics` text.
+fn projected(metrics: &str, projection: &str) -> u64 {
+    let label = format!("projection=\"{projection}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("projection_events_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

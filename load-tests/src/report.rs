@@ -1,0 +1,270 @@
+//! The benchmark report: every figure beside its raw baseline, the ratio, and the target.
+
+use crate::baseline::{StoreBaseline, Throughput};
+use crate::recorder::LatencySummary;
+use crate::run::{LoadReport, markdown_table};
+use crate::system::{ProcessMemory, Topology};
+
+/// Where and when the figures were taken.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Machine {
+    /// UTC time of the run.
+    pub date: String,
+    /// CPU model.
+    pub cpu: String,
+    /// Cores the OS offers.
+    pub cores: usize,
+    /// Memory in GiB.
+    pub memory_gib: f64,
+    /// `uname -sr`.
+    pub kernel: String,
+    /// Commit of the code measured.
+    pub commit: String,
+}
+
+impl Machine {
+    /// Reads the machine's description off `/proc` and git.
+    pub fn describe() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_gib = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map(|kib| kib / 1024.0 / 1024.0)
+            .unwrap_or(0.0);
+        let run = |program: &str, args: &[&str]| {
+            std::process::Command::new(program)
+                .args(args)
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        Self {
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            cpu,
+            cores: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            memory_gib,
+            kernel: run("uname", &["-sr"]),
+            commit: run("git", &["rev-parse", "--short", "HEAD"]),
+        }
+    }
+}
+
+/// A closed-loop run of one route at its highest throughput.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Saturation {
+    /// Method and path.
+    pub route: String,
+    /// Concurrent connections.
+    pub workers: usize,
+    /// Answers per second.
+    pub per_second: f64,
+    /// Latency per request.
+    pub latency: LatencySummary,
+    /// Non-2xx answers and failures.
+    pub errors: u64,
+}
+
+/// Everything one `bench` run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    /// The machine.
+    pub machine: Machine,
+    /// How the components were spread over processes.
+    pub topology: Topology,
+    /// Whether producers were idempotent.
+    pub idempotent_producers: bool,
+    /// Raw keyed produce.
+    pub kafka_produce: Throughput,
+    /// Raw consume from the beginning.
+    pub kafka_consume: Throughput,
+    /// Raw store figures (fjall, and ScyllaDB when `SCYLLA_URI` is set).
+    pub stores: Vec<StoreBaseline>,
+    /// The mixed open-model run.
+    pub mixed: LoadReport,
+    /// Ticket commands only, at the end-to-end target's command rate.
+    pub command_rate: LoadReport,
+    /// `POST /api/tickets` at its highest throughput.
+    pub command_saturation: Saturation,
+    /// `GET /api/tickets/:id` at its highest throughput.
+    pub query_saturation: Saturation,
+    /// The live projector catching up with a backlog of ticket events.
+    pub projection: Option<Throughput>,
+    /// `ticketing rebuild tickets` over the whole tickets topic.
+    pub replay: Option<Throughput>,
+    /// Resident memory of each process during the mixed run.
+    pub memory: Vec<ProcessMemory>,
+    /// Targets and how the run compares.
+    pub targets: Vec<TargetCheck>,
+}
+
+/// One target of the issue beside what was measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetCheck {
+    /// What is compared.
+    pub name: String,
+    /// The measured figure.
+    pub measured: String,
+    /// The raw baseline it is divided by.
+    pub baseline: String,
+    /// Measured ÷ baseline, for ratio targets.
+    pub ratio: Option<f64>,
+    /// The target.
+    pub target: String,
+    /// Whether the run meets it.
+    pub met: bool,
+}
+
+/// Builds the issue's five target checks.
+pub fn target_checks(report: &BenchReport) -> Vec<TargetCheck> {
+    let mut checks = Vec::new();
+    let ratio_check = |name: &str, measured: f64, unit: &str, baseline: f64, baseline_name: &str, target: f64| TargetCheck {
+        name: name.to_string(),
+        measured: format!("{measured:.0} {unit}"),
+        baseline: format!("{baseline:.0} {unit} ({baseline_name})"),
+        ratio: Some(measured / baseline.max(1e-9)),
+        target: format!("≥ {:.0}%", target * 100.0),
+        met: measured / baseline.max(1e-9) >= target,
+    };
+    let command = &report.command_saturation;
+    let mut throughput = ratio_check(
+        "Command path (`POST /api/tickets`, closed loop)",
+        command.per_second,
+        "/s",
+        report.kafka_produce.per_second,
+        "raw keyed produce",
+        0.5,
+    );
+    throughput.target = "≥ 50% with p99 ≤ 25 ms".into();
+    throughput.measured = format!("{:.0} /s, p99 {:.1} ms", command.per_second, command.latency.p99_ms);
+    throughput.met = throughput.met && command.latency.p99_ms <= 25.0;
+    checks.push(throughput);
+    let fjall = report.stores.first();
+    if let (Some(projection), Some(store)) = (&report.projection, fjall) {
+        checks.push(ratio_check(
+            "Projection (live projector catching up)",
+            projection.per_second,
+            "events/s",
+            store.writes.per_second,
+            &format!("raw {} writes", store.engine),
+            0.5,
+        ));
+    }
+    if let Some(store) = fjall {
+        checks.push(ratio_check(
+            "Query API (`GET /api/tickets/:id`, closed loop)",
+            report.query_saturation.per_second,
+            "/s",
+            store.point_reads.per_second,
+            &format!("raw {} point reads", store.engine),
+            0.7,
+        ));
+    }
+    let visibility = &report.command_rate.visibility;
+    let achieved: f64 = report.command_rate.routes.iter().filter(|r| r.command).map(|r| r.throughput).sum();
+    checks.push(TargetCheck {
+        name: format!("End to end (command answered → visible) at {:.0} commands/s offered", report.command_rate.rate),
+        measured: format!("p99 {:.1} ms ({achieved:.0} commands/s answered, {} reads timed out)", visibility.p99_ms, report.command_rate.stale_reads),
+        baseline: "—".into(),
+        ratio: None,
+        target: "p99 ≤ 100 ms at 1,000 commands/s".into(),
+        met: visibility.p99_ms <= 100.0 && report.command_rate.rate >= 1000.0 && achieved >= 0.99 * report.command_rate.rate,
+    });
+    if let Some(replay) = &report.replay {
+        checks.push(ratio_check(
+            "Replay (`ticketing rebuild tickets`)",
+            replay.per_second,
+            "events/s",
+            report.kafka_consume.per_second,
+            "raw consume",
+            0.5,
+        ));
+    }
+    checks
+}
+
+fn rate(t: &Throughput) -> String {
+    format!("{:.0} /s ({} in {:.1} s)", t.per_second, t.operations, t.seconds)
+}
+
+impl BenchReport {
+    /// The report as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let m = &self.machine;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "Measured {} on {} ({} cores, {:.0} GiB, {}), commit `{}`, topology `{:?}`, {} producers.\n\n",
+            m.date,
+            m.cpu,
+            m.cores,
+            m.memory_gib,
+            m.kernel,
+            m.commit,
+            self.topology,
+            if self.idempotent_producers { "idempotent" } else { "non-idempotent" }
+        ));
+        out.push_str("### Targets\n\n| what | measured | raw baseline | ratio | target | met |\n|---|---|---|---:|---|---|\n");
+        for check in &self.targets {
+            let ratio = check.ratio.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "—".into());
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                check.name,
+                check.measured,
+                check.baseline,
+                ratio,
+                check.target,
+                if check.met { "yes" } else { "**no**" }
+            ));
+        }
+        out.push_str("\n### Raw baselines (same machine, same run)\n\n| baseline | rate | latency p50 / p99 |\n|---|---|---|\n");
+        let latency = |l: &Option<LatencySummary>| {
+            l.map(|l| format!("{:.2} / {:.2} ms", l.p50_ms, l.p99_ms)).unwrap_or_else(|| "—".into())
+        };
+        out.push_str(&format!("| Kafka keyed produce (acks=all) | {} | {} |\n", rate(&self.kafka_produce), latency(&self.kafka_produce.latency)));
+        out.push_str(&format!("| Kafka consume from the beginning | {} | — |\n", rate(&self.kafka_consume)));
+        for store in &self.stores {
+            out.push_str(&format!("| {} writes | {} | — |\n", store.engine, rate(&store.writes)));
+            out.push_str(&format!("| {} point reads | {} | — |\n", store.engine, rate(&store.point_reads)));
+        }
+        out.push_str(&format!(
+            "\n### Mixed load (open model, {:.0} requests/s offered for {:.0} s; mix {})\n\n",
+            self.mixed.rate, self.mixed.duration_s, self.mixed.mix
+        ));
+        out.push_str(&markdown_table(&self.mixed));
+        out.push_str(&format!(
+            "\n### Ticket commands at {:.0}/s (open model, {:.0} s; create/update)\n\n",
+            self.command_rate.rate, self.command_rate.duration_s
+        ));
+        out.push_str(&markdown_table(&self.command_rate));
+        out.push_str("\n### Highest throughput (closed loop)\n\n| route | connections | answers/s | p50 ms | p99 ms | max ms | errors |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        for s in [&self.command_saturation, &self.query_saturation] {
+            out.push_str(&format!(
+                "| `{}` | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n",
+                s.route, s.workers, s.per_second, s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms, s.errors
+            ));
+        }
+        out.push_str("\n### Projection and replay\n\n");
+        match &self.projection {
+            Some(p) => out.push_str(&format!("- Live projector catching up with a backlog: {}\n", rate(p))),
+            None => out.push_str("- Live projector: not measured (`--replay-events 0`)\n"),
+        }
+        match &self.replay {
+            Some(r) => out.push_str(&format!("- `ticketing rebuild tickets` (whole topic): {}\n", rate(r))),
+            None => out.push_str("- Replay: not measured (`--replay-events 0`)\n"),
+        }
+        out.push_str("\n### Resident memory during the mixed run\n\n| process | median MiB | max MiB |\n|---|---:|---:|\n");
+        for p in &self.memory {
+            out.push_str(&format!("| {} | {:.1} | {:.1} |\n", p.name, p.median_mib, p.max_mib));
+        }
+        out
+    }
+}
