@@ -81,6 +81,10 @@ pub struct BenchReport {
     pub machine: Machine,
     /// How the components were spread over processes.
     pub topology: Topology,
+    /// Partitions of every topic.
+    pub partitions: i32,
+    /// The consumers' `fetch.wait.max.ms`.
+    pub fetch_wait_ms: u32,
     /// Whether producers were idempotent.
     pub idempotent_producers: bool,
     /// Raw keyed produce.
@@ -202,7 +206,7 @@ impl BenchReport {
         let m = &self.machine;
         let mut out = String::new();
         out.push_str(&format!(
-            "Measured {} on {} ({} cores, {:.0} GiB, {}), commit `{}`, topology `{:?}`, {} producers.\n\n",
+            "Measured {} on {} ({} cores, {:.0} GiB, {}), commit `{}`, topology `{:?}`, {} partitions per topic, `fetch.wait.max.ms` {}, {} producers.\n\n",
             m.date,
             m.cpu,
             m.cores,
@@ -210,6 +214,8 @@ impl BenchReport {
             m.kernel,
             m.commit,
             self.topology,
+            self.partitions,
+            self.fetch_wait_ms,
             if self.idempotent_producers { "idempotent" } else { "non-idempotent" }
         ));
         out.push_str("### Targets\n\n| what | measured | raw baseline | ratio | target | met |\n|---|---|---|---:|---|---|\n");

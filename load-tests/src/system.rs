@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use platform::broker::free_port;
+use platform::log::LogConfig;
 use tokio::process::{Child, Command};
 
 use crate::client::{RouteGroup, Targets};
@@ -86,22 +87,22 @@ pub struct ProcessMemory {
 }
 
 impl System {
-    /// Starts the topology's processes from `binary` against the broker at `bootstrap`, with
-    /// state and logs under `work_dir`, and waits until each answers `/readyz`.
+    /// Starts the topology's processes from `binary` against the log of `log` (brokers,
+    /// namespace, partitions, fetch wait, idempotence), with state and logs under `work_dir`, and waits until each answers `/readyz`.
     pub async fn start(
         binary: &Path,
         topology: Topology,
-        bootstrap: &str,
-        idempotence: bool,
-        namespace: &str,
+        log: &LogConfig,
         work_dir: &Path,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(binary.is_file(), "{} not found: build it with `cargo build --release -p ticketing`", binary.display());
         let jwt_key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let mut env = vec![
-            ("KAFKA_BOOTSTRAP_SERVERS".to_string(), bootstrap.to_string()),
-            ("KAFKA_ENABLE_IDEMPOTENCE".to_string(), idempotence.to_string()),
-            ("TICKETING_NAMESPACE".to_string(), namespace.to_string()),
+            ("KAFKA_BOOTSTRAP_SERVERS".to_string(), log.bootstrap_servers.clone()),
+            ("KAFKA_ENABLE_IDEMPOTENCE".to_string(), log.idempotence.to_string()),
+            ("KAFKA_TOPIC_PARTITIONS".to_string(), log.partitions.to_string()),
+            ("KAFKA_FETCH_WAIT_MAX_MS".to_string(), log.fetch_wait_ms.to_string()),
+            ("TICKETING_NAMESPACE".to_string(), log.namespace.clone()),
             ("JWT_KEY".to_string(), jwt_key),
             ("TICKETING_DATA_DIR".to_string(), work_dir.join("state").display().to_string()),
             ("RUST_LOG".to_string(), std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into())),

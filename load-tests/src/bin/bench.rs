@@ -55,6 +55,12 @@ struct Args {
     /// Rows of the raw store baselines (point reads: 5 times as many).
     #[arg(long, default_value_t = 500_000)]
     baseline_rows: u64,
+    /// Partitions of every topic (the system's `KAFKA_TOPIC_PARTITIONS`).
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// The consumers' `fetch.wait.max.ms` (the system's `KAFKA_FETCH_WAIT_MAX_MS`).
+    #[arg(long, default_value_t = 20)]
+    fetch_wait_ms: u32,
     /// One process per component, or everything in `ticketing up`.
     #[arg(long, value_enum, default_value_t = Topology::Split)]
     topology: Topology,
@@ -95,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
     let mut log = LogConfig::new(broker.bootstrap_servers(), namespace.clone());
     // Tansu 0.6's SQLite engine crashes on some idempotent produces (see README).
     log.idempotence = std::env::var("KAFKA_ENABLE_IDEMPOTENCE").is_ok_and(|v| v == "true");
+    log.partitions = args.partitions;
+    log.fetch_wait_ms = args.fetch_wait_ms;
     say(format!("broker on {}, namespace {namespace}, work dir {}", broker.bootstrap_servers(), work_dir.display()));
 
     // Raw baselines first, on an idle machine, as the system's ceiling.
@@ -118,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     say(format!("starting the marketplace ({:?} topology) from {} …", args.topology, binary.display()));
-    let mut system = System::start(&binary, args.topology, &broker.bootstrap_servers(), log.idempotence, &namespace, &work_dir).await?;
+    let mut system = System::start(&binary, args.topology, &log, &work_dir).await?;
     let client = ApiClient::new(system.targets(), Duration::from_secs(10))?;
 
     // The mixed run, with memory sampled throughout.
@@ -165,6 +173,8 @@ async fn main() -> anyhow::Result<()> {
     let mut report = BenchReport {
         machine: Machine::describe(),
         topology: args.topology,
+        partitions: args.partitions,
+        fetch_wait_ms: args.fetch_wait_ms,
         idempotent_producers: log.idempotence,
         kafka_produce,
         kafka_consume,
@@ -261,7 +271,7 @@ fn projected(metrics: &str, projection: &str) -> u64 {
     let label = format!("projection=\"{projection}\"");
     metrics
         .lines()
-        .filter(|l| l.starts_with("projection_events_total{") && l.contains(&label))
+        .filter(|l| l.contains("projection_events_total{") && l.contains(&label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }

@@ -29,6 +29,10 @@ pub struct LogConfig {
     /// Configs of compacted topics it creates (`KAFKA_SCHEMAS_TOPIC_CONFIG`), besides
     /// `cleanup.policy=compact`.
     pub compacted_topic_config: Vec<(String, String)>,
+    /// How long the broker may hold a fetch that found nothing (`KAFKA_FETCH_WAIT_MAX_MS`,
+    /// default 20). Tansu 0.6 holds every fetch this long, records or not, so it is the floor
+    /// of a command's echo and of projection lag; lower costs broker CPU (see BENCHMARKS.md).
+    pub fetch_wait_ms: u32,
 }
 
 /// Parses `key=value,key=value`, skipping malformed pairs.
@@ -52,6 +56,7 @@ impl LogConfig {
             idempotence: true,
             topic_config: Vec::new(),
             compacted_topic_config: Vec::new(),
+            fetch_wait_ms: 20,
         }
     }
 
@@ -70,6 +75,7 @@ impl LogConfig {
         config.idempotence = env_or("KAFKA_ENABLE_IDEMPOTENCE", "true") != "false";
         config.topic_config = parse_pairs(&env_or("KAFKA_TOPIC_CONFIG", ""));
         config.compacted_topic_config = parse_pairs(&env_or("KAFKA_SCHEMAS_TOPIC_CONFIG", ""));
+        config.fetch_wait_ms = env_or("KAFKA_FETCH_WAIT_MAX_MS", "20").parse().unwrap_or(20);
         Some(config)
     }
 

@@ -83,7 +83,7 @@ impl TopicReader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
             .create()?;
         let partitions = partitions_of(&consumer, topic)?;
         let mut assignment = TopicPartitionList::new();
@@ -195,7 +195,7 @@ impl GroupConsumer {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .create()?;

@@ -164,6 +164,20 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Engine(format!("Embedded store task failed: {e}")))?
     }
 
+    /// Runs a cell operation on `namespace`: inline when the namespace is open, else (it may
+    /// have to be created, with an fsync) on a blocking thread.
+    ///
+    /// Point operations on an open namespace take microseconds (memtable, block cache, the
+    /// journal write handed to the OS); handing each to a blocking thread and back cost more
+    /// than the work and dominated projection and replay (see BENCHMARKS.md).
+    async fn cell_operation<T, F>(&self, namespace: &str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.inner.is_open(namespace) { work(&self.inner) } else { self.blocking(work).await }
+    }
+
     /// Applies a write (`Some`) or a delete (`None`) under the last-write-wins rule.
     async fn apply(
         &self,
@@ -176,7 +190,7 @@ impl EmbeddedStore {
         let namespace = key.namespace.to_string();
         let cell_key = encode_key(key.table, key.partition, key.clustering)?;
         let incoming = value.map(<[u8]>::to_vec);
-        self.blocking(move |inner| {
+        self.cell_operation(key.namespace, move |inner| {
             inner.with_namespace(&namespace, true, |partition| {
                 let Some(partition) = partition else {
                     return Err(StoreError::Engine(format!(
@@ -203,6 +217,11 @@ impl EmbeddedStore {
 }
 
 impl Inner {
+    /// Whether `namespace` exists and is open.
+    fn is_open(&self, namespace: &str) -> bool {
+        self.namespaces.read().unwrap_or_else(PoisonError::into_inner).open.contains_key(namespace)
+    }
+
     /// Runs `work` with the namespace's partition (`None` if it does not exist and `create` is
     /// false) while holding the namespace lock.
     fn with_namespace<T>(
@@ -319,7 +338,7 @@ impl ReadStore for EmbeddedStore {
         let namespace = key.namespace.to_string();
         let clustering_key = key.clustering.to_string();
         let cell_key = encode_key(key.table, key.partition, key.clustering)?;
-        self.blocking(move |inner| {
+        self.cell_operation(key.namespace, move |inner| {
             inner.with_namespace(&namespace, false, |partition| {
                 let Some(partition) = partition else {
                     return Ok(None);
@@ -363,7 +382,7 @@ impl ReadStore for EmbeddedStore {
             None => Bound::Included(prefix.clone()),
             Some(after) => Bound::Excluded(encode_key(table, partition, after)?),
         };
-        self.blocking(move |inner| {
+        self.cell_operation(&namespace.clone(), move |inner| {
             inner.with_namespace(&namespace, false, |handle| {
                 let Some(handle) = handle else {
                     return Ok(Page {
