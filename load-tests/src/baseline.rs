@@ -97,8 +97,8 @@ pub async fn kafka_produce(config: &LogConfig, topic: &str, records: u64, window
     Ok(Throughput::new(records, elapsed, Some(latencies.summary())))
 }
 
-/// Reads every record of `topic` from the beginning with a plain consumer (no group), as a
-/// replay does.
+/// Reads every record of `topic` from the beginning with a plain consumer (no group, the
+/// system's `fetch.wait.max.ms`), as a replay does.
 pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> anyhow::Result<Throughput> {
     let config = config.clone();
     let topic = topic.to_string();
@@ -107,7 +107,9 @@ pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> an
         client
             .set("group.id", format!("baseline-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // As the system's readers: Tansu holds every fetch this long, records or not.
+            .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string());
         let consumer: BaseConsumer = client.create()?;
         let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
         let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
@@ -238,4 +240,42 @@ pub async fn scylla(uri: &str, rows: u64, reads: u64, concurrency: usize) -> any
     drop(read);
     let point_reads = Throughput::new(reads, started.elapsed(), None);
     Ok(StoreBaseline { engine: "ScyllaDB".into(), writes, point_reads })
+}
+
+/// Bare HTTP on this machine: an axum server on loopback answering every `GET` with the same
+/// ticket-sized JSON (no store, no middleware), driven by the load generator's client with
+/// `workers` connections back to back for `duration`.
+pub async fn http(workers: usize, duration: Duration) -> anyhow::Result<Throughput> {
+    const BODY: &str = r#"{"id":"3f1c2a8e-5b7d-4e0f-9a6c-1d2e3f4a5b6c","title":"concert","price":20,"userId":"0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0","version":1}"#;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/tickets/x", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/api/tickets/{id}",
+        axum::routing::get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], BODY) }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::builder().pool_max_idle_per_host(workers).tcp_nodelay(true).build()?;
+    let mut latencies = Latencies::default();
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let per_worker = futures::future::join_all((0..workers).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut latencies = Latencies::default();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = client.get(&url).send().await?;
+                response.bytes().await?;
+                latencies.record(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    server.abort();
+    for worker in per_worker {
+        latencies.add(&worker?);
+    }
+    Ok(Throughput::new(latencies.count(), elapsed, Some(latencies.summary())))
 }

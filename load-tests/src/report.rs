@@ -93,6 +93,8 @@ pub struct BenchReport {
     pub kafka_consume: Throughput,
     /// Raw store figures (fjall, and ScyllaDB when `SCYLLA_URI` is set).
     pub stores: Vec<StoreBaseline>,
+    /// Bare HTTP: axum answering fixed JSON on loopback, closed loop.
+    pub http: Throughput,
     /// The mixed open-model run.
     pub mixed: LoadReport,
     /// Ticket commands only, at the end-to-end target's command rate.
@@ -173,6 +175,14 @@ pub fn target_checks(report: &BenchReport) -> Vec<TargetCheck> {
             0.7,
         ));
     }
+    checks.push(ratio_check(
+        "Query API (`GET /api/tickets/:id`) against bare HTTP",
+        report.query_saturation.per_second,
+        "/s",
+        report.http.per_second,
+        "axum answering fixed JSON, same client and connections",
+        0.7,
+    ));
     let visibility = &report.command_rate.visibility;
     let achieved: f64 = report.command_rate.routes.iter().filter(|r| r.command).map(|r| r.throughput).sum();
     checks.push(TargetCheck {
@@ -237,6 +247,7 @@ impl BenchReport {
         };
         out.push_str(&format!("| Kafka keyed produce (acks=all) | {} | {} |\n", rate(&self.kafka_produce), latency(&self.kafka_produce.latency)));
         out.push_str(&format!("| Kafka consume from the beginning | {} | — |\n", rate(&self.kafka_consume)));
+        out.push_str(&format!("| Bare HTTP (axum, fixed JSON, loopback) | {} | {} |\n", rate(&self.http), latency(&self.http.latency)));
         for store in &self.stores {
             out.push_str(&format!("| {} writes | {} | — |\n", store.engine, rate(&store.writes)));
             out.push_str(&format!("| {} point reads | {} | — |\n", store.engine, rate(&store.point_reads)));

@@ -56,7 +56,16 @@ fn signed_in(keys: &SessionKeys, status: StatusCode, user: &User) -> Response {
     response
 }
 
+/// Runs password hashing off the runtime, at most one hash per core at a time.
+///
+/// Each Argon2id hash takes 19 MiB and tens of milliseconds of one core; unbounded, a burst of
+/// sign-ups ran dozens at once, which finished none sooner and kept the users service at 1.3 GiB
+/// resident (see BENCHMARKS.md). Queued requests wait for a permit instead.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map(usize::from).unwrap_or(1))
+    });
+    let _permit = HASHING.acquire().await.map_err(|e| ApiError::Unexpected(e.into()))?;
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Unexpected(e.into()))
 }
 

@@ -125,6 +125,10 @@ async fn main() -> anyhow::Result<()> {
         say(format!("  {}: {:.0} writes/s, {:.0} point reads/s", store.engine, store.writes.per_second, store.point_reads.per_second));
     }
 
+    say(format!("bare HTTP (axum on loopback, fixed JSON): {} connections for {} s …", args.workers, args.saturation_duration));
+    let http = baseline::http(args.workers, Duration::from_secs_f64(args.saturation_duration)).await?;
+    say(format!("  {:.0} requests/s", http.per_second));
+
     say(format!("starting the marketplace ({:?} topology) from {} …", args.topology, binary.display()));
     let mut system = System::start(&binary, args.topology, &log, &work_dir).await?;
     let client = ApiClient::new(system.targets(), Duration::from_secs(10))?;
@@ -179,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
         kafka_produce,
         kafka_consume,
         stores,
+        http,
         mixed,
         command_rate,
         command_saturation,
