@@ -107,7 +107,8 @@ pub async fn connect_log(settings: &Settings) -> anyhow::Result<(LogConfig, Opti
                 .await
                 .context("Failed to start the local broker")?;
             tracing::info!(message = "Started the local broker.", addr = %broker.bootstrap_servers(), dir = %dir.display());
-            let mut config = LogConfig::new(broker.bootstrap_servers(), settings.namespace.clone());
+            // Partitions, fetch wait and topic configs from the environment still apply.
+            let mut config = LogConfig::new(broker.bootstrap_servers(), settings.namespace.clone()).with_env_settings();
             config.idempotence = false;
             Ok((config, Some(broker)))
         }

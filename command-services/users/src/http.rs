@@ -56,17 +56,52 @@ fn signed_in(keys: &SessionKeys, status: StatusCode, user: &User) -> Response {
     response
 }
 
-/// Runs password hashing off the runtime, at most one hash per core at a time.
+/// A password-hashing job for [`HASHERS`].
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// A few long-lived threads, one per core, that hash and verify passwords.
 ///
-/// Each Argon2id hash takes 19 MiB and tens of milliseconds of one core; unbounded, a burst of
-/// sign-ups ran dozens at once, which finished none sooner and kept the users service at 1.3 GiB
-/// resident (see BENCHMARKS.md). Queued requests wait for a permit instead.
+/// Each Argon2id hash takes 19 MiB and tens of milliseconds of a core. On tokio's blocking
+/// threads, which come and go, a burst of sign-ups ran dozens of hashes at once (finishing none
+/// sooner) and glibc kept their blocks cached in up to 16 arenas: the users service sat at
+/// 0.8–1.3 GiB resident (see BENCHMARKS.md). These threads queue the work and reuse their memory.
+static HASHERS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<HashJob>>> = std::sync::LazyLock::new(|| {
+    let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+    for n in 0..std::thread::available_parallelism().map(usize::from).unwrap_or(1) {
+        let queue = queue.clone();
+        let spawned = std::thread::Builder::new().name(format!("password-hasher-{n}")).spawn(move || {
+            loop {
+                let job = match queue.lock() {
+                    Ok(queue) => queue.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    // A panicking job drops its answer channel (the request fails); the thread lives on.
+                    Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+                    Err(_) => return,
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::error!(message = "Failed to start a password hashing thread.", %error);
+        }
+    }
+    std::sync::Mutex::new(jobs)
+});
+
+/// Runs password hashing or verification on [`HASHERS`].
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map(usize::from).unwrap_or(1))
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = answer.send(work());
     });
-    let _permit = HASHING.acquire().await.map_err(|e| ApiError::Unexpected(e.into()))?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Unexpected(e.into()))
+    HASHERS
+        .lock()
+        .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("the password hashers are gone")))?
+        .send(job)
+        .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("the password hashers are gone")))?;
+    answered.await.map_err(|_| ApiError::Unexpected(anyhow::anyhow!("password hashing failed")))
 }
 
 #[tracing::instrument(name = "POST /api/users/signup", skip_all)]

@@ -63,20 +63,26 @@ impl LogConfig {
     /// Reads the config from the environment; `None` when `KAFKA_BOOTSTRAP_SERVERS` is unset.
     pub fn from_env() -> Option<Self> {
         let servers = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok()?;
-        let mut config = Self::new(servers, env_or("TICKETING_NAMESPACE", "ticketing"));
-        config.extra = std::env::vars()
+        Some(Self::new(servers, env_or("TICKETING_NAMESPACE", "ticketing")).with_env_settings())
+    }
+
+    /// Applies the optional settings of the environment (`KAFKA_PROPERTY_*`,
+    /// `KAFKA_TOPIC_PARTITIONS`, `KAFKA_FETCH_WAIT_MAX_MS`, …) to a config whose brokers are
+    /// known otherwise, such as the local broker's.
+    pub fn with_env_settings(mut self) -> Self {
+        self.extra = std::env::vars()
             .filter_map(|(k, v)| {
                 k.strip_prefix("KAFKA_PROPERTY_")
                     .map(|name| (name.to_ascii_lowercase().replace('_', "."), v))
             })
             .collect();
-        config.partitions = env_or("KAFKA_TOPIC_PARTITIONS", "6").parse().unwrap_or(6);
-        config.replication_factor = env_or("KAFKA_REPLICATION_FACTOR", "1").parse().unwrap_or(1);
-        config.idempotence = env_or("KAFKA_ENABLE_IDEMPOTENCE", "true") != "false";
-        config.topic_config = parse_pairs(&env_or("KAFKA_TOPIC_CONFIG", ""));
-        config.compacted_topic_config = parse_pairs(&env_or("KAFKA_SCHEMAS_TOPIC_CONFIG", ""));
-        config.fetch_wait_ms = env_or("KAFKA_FETCH_WAIT_MAX_MS", "20").parse().unwrap_or(20);
-        Some(config)
+        self.partitions = env_or("KAFKA_TOPIC_PARTITIONS", "6").parse().unwrap_or(6);
+        self.replication_factor = env_or("KAFKA_REPLICATION_FACTOR", "1").parse().unwrap_or(1);
+        self.idempotence = env_or("KAFKA_ENABLE_IDEMPOTENCE", "true") != "false";
+        self.topic_config = parse_pairs(&env_or("KAFKA_TOPIC_CONFIG", ""));
+        self.compacted_topic_config = parse_pairs(&env_or("KAFKA_SCHEMAS_TOPIC_CONFIG", ""));
+        self.fetch_wait_ms = env_or("KAFKA_FETCH_WAIT_MAX_MS", "20").parse().unwrap_or(20);
+        self
     }
 
     /// The full name of a topic of this deployment: `<namespace>.<name>`.
