@@ -75,20 +75,13 @@ pub async fn append(
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Duration> {
     let topic = config.topic(TicketEvent::TOPIC);
-    let mut client = config.client_config();
+    let mut client = config.producer_config();
     client
-        .set("acks", "all")
-        .set("enable.idempotence", config.idempotence.to_string())
         // Batches of librdkafka's default size: Tansu 0.6 leaves multi-megabyte produce
         // requests unanswered.
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
-        .set("partitioner", "murmur2_random")
         .set("message.timeout.ms", "120000");
-    if !config.idempotence {
-        // Keeps each aggregate's events in order without idempotence.
-        client.set("max.in.flight.requests.per.connection", "1");
-    }
     let producer: FutureProducer = client.create()?;
     let started = Instant::now();
     let mut next_progress = Duration::from_secs(1);

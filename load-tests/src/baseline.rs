@@ -52,16 +52,8 @@ pub async fn kafka_produce(config: &LogConfig, topic: &str, records: u64, window
     ensure_topics(config, &[TopicSpec { name: topic.to_string(), partitions: config.partitions, compacted: false }])
         .await
         .context("Failed to create the baseline topic")?;
-    let mut client = config.client_config();
-    client
-        .set("acks", "all")
-        .set("enable.idempotence", config.idempotence.to_string())
-        .set("linger.ms", "1")
-        .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", "30000");
-    if !config.idempotence {
-        client.set("max.in.flight.requests.per.connection", "1");
-    }
+    let mut client = config.producer_config();
+    client.set("linger.ms", "1").set("message.timeout.ms", "30000");
     let producer: FutureProducer = client.create()?;
     let payload = vec![b'x'; RECORD_BYTES];
     let keys: Vec<String> = (0..KEYS).map(|k| format!("aggregate-{k}")).collect();

@@ -212,13 +212,6 @@ impl ApiClient {
         let body = json!({ "token": "tok_visa", "orderId": order_id });
         Self::send(self.request(Method::POST, RouteGroup::Payments, "/api/payments", Some(session)).json(&body)).await
     }
-
-    /// `GET <base>/<path>` of a component (health, metrics), as text.
-    pub async fn get_text(&self, url: &str) -> reqwest::Result<(u16, String)> {
-        let response = self.http.get(url).send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.text().await?))
-    }
 }
 
 #[cfg(test)]

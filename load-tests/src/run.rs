@@ -114,6 +114,12 @@ pub async fn run_open_model(
     let total = schedule.arrivals();
     let mut generator_lag = Duration::ZERO;
     let mut next_progress = Duration::from_secs(1);
+    let figures = |sent: u64| Progress {
+        elapsed: started.elapsed(),
+        sent,
+        in_flight: in_flight.load(Ordering::Relaxed),
+        window: recorder.take_window(),
+    };
     for n in 0..total {
         let due = schedule.due(n);
         tokio::time::sleep_until(start + due).await;
@@ -128,12 +134,7 @@ pub async fn run_open_model(
         });
         if due >= next_progress {
             next_progress += Duration::from_secs(1);
-            progress(Progress {
-                elapsed: started.elapsed(),
-                sent: n + 1,
-                in_flight: in_flight.load(Ordering::Relaxed),
-                window: recorder.take_window(),
-            });
+            progress(figures(n + 1));
         }
     }
     // Drain: requests time out on their own (the client's timeout), so this ends.
@@ -141,12 +142,7 @@ pub async fn run_open_model(
         tokio::time::sleep(Duration::from_millis(100)).await;
         if started.elapsed() >= next_progress {
             next_progress += Duration::from_secs(1);
-            progress(Progress {
-                elapsed: started.elapsed(),
-                sent: total,
-                in_flight: in_flight.load(Ordering::Relaxed),
-                window: recorder.take_window(),
-            });
+            progress(figures(total));
         }
     }
     let elapsed = started.elapsed().as_secs_f64().max(schedule.duration.as_secs_f64());

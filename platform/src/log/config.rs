@@ -95,6 +95,22 @@ impl LogConfig {
         format!("{}.{}", self.namespace, name)
     }
 
+    /// A producer config as every producer of the system needs it: `acks=all`, idempotence as
+    /// configured (without it, one request in flight so retries cannot reorder), and the Java
+    /// client's murmur2 partitioner so ownership can compute partitions from keys. Callers add
+    /// batching and timeouts.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut client = self.client_config();
+        client
+            .set("acks", "all")
+            .set("enable.idempotence", self.idempotence.to_string())
+            .set("partitioner", "murmur2_random");
+        if !self.idempotence {
+            client.set("max.in.flight.requests.per.connection", "1");
+        }
+        client
+    }
+
     /// A librdkafka config with the brokers and the extra properties set.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();

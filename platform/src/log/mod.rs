@@ -88,17 +88,8 @@ pub const APPEND_TIMEOUT: Duration = Duration::from_millis(3500);
 impl LogProducer {
     /// Creates the producer; it connects lazily.
     pub fn new(config: &LogConfig) -> Result<Self, LogError> {
-        let mut client = config.client_config();
-        client
-            .set("acks", "all")
-            .set("enable.idempotence", config.idempotence.to_string())
-            .set("linger.ms", "1")
-            // The Java client's partitioner, so ownership can compute partitions from keys.
-            .set("partitioner", "murmur2_random")
-            .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string());
-        if !config.idempotence {
-            client.set("max.in.flight.requests.per.connection", "1");
-        }
+        let mut client = config.producer_config();
+        client.set("linger.ms", "1").set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string());
         let inner = client.create()?;
         Ok(Self { config: client, inner: Arc::new(RwLock::new(inner)) })
     }
