@@ -2,7 +2,7 @@
 //! `{"errors":[{"message":…,"field":…}]}`.
 
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -89,7 +89,13 @@ impl IntoResponse for ApiError {
             }
             other => vec![ErrorEntry { message: other.to_string(), field: None }],
         };
-        (status, axum::Json(ErrorBody { errors })).into_response()
+        let mut response = (status, axum::Json(ErrorBody { errors })).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is left unread, so the connection cannot carry another
+            // request: say so, or a keep-alive client sends its next request into a closing socket.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -208,5 +214,19 @@ pub fn command_error<E: std::error::Error + 'static>(
         CommandError::Conflict { .. } => ApiError::Conflict(error.to_string()),
         CommandError::Unavailable(reason) => ApiError::Unavailable(reason),
         CommandError::NotReady => ApiError::Unavailable("catching up with the log".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_over_the_limit_closes_the_connection() {
+        let response = ApiError::PayloadTooLarge.into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let response = ApiError::NotFound.into_response();
+        assert!(response.headers().get(header::CONNECTION).is_none(), "other errors keep the connection");
     }
 }
