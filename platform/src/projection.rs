@@ -167,9 +167,13 @@ impl ProjectorHealth {
         !self.assigned.lock().expect("health lock").is_empty()
     }
 
-    /// Records behind the end of each assigned partition, as last measured.
-    pub fn lag(&self) -> BTreeMap<i32, i64> {
-        self.lag.lock().expect("health lock").clone()
+    /// True when every assigned partition has been measured and together they are at most
+    /// `max_lag` records behind. A partition not fetched yet has no known end, so a projector
+    /// that has just joined is not taken as caught up.
+    pub fn caught_up(&self, max_lag: i64) -> bool {
+        let assigned = self.assigned.lock().expect("health lock").clone();
+        let lag = self.lag.lock().expect("health lock");
+        assigned.iter().all(|p| lag.contains_key(p)) && lag.values().sum::<i64>() <= max_lag
     }
 }
 
@@ -281,7 +285,7 @@ async fn update_health(
     let mut lag = BTreeMap::new();
     if let Ok(namespace) = read_models.current(projection.name()).await {
         for partition in &assigned {
-            if let (Ok(end), Ok(done)) = (
+            if let (Some(end), Ok(done)) = (
                 consumer.end_offset(projection.topic(), *partition),
                 read_models.progress(&namespace, *partition).await,
             ) {
@@ -355,4 +359,21 @@ pub async fn rebuild(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(assigned: &[i32], lag: &[(i32, i64)]) -> ProjectorHealth {
+        ProjectorHealth { assigned: Mutex::new(assigned.to_vec()), lag: Mutex::new(lag.iter().copied().collect()) }
+    }
+
+    #[test]
+    fn a_projector_is_caught_up_only_when_every_assigned_partition_is_measured_and_close() {
+        assert!(!health(&[0, 1], &[(0, 0)]).caught_up(10), "partition 1 not fetched yet");
+        assert!(health(&[0, 1], &[(0, 0), (1, 5)]).caught_up(10));
+        assert!(!health(&[0, 1], &[(0, 6), (1, 5)]).caught_up(10), "11 records behind in all");
+        assert!(health(&[], &[]).caught_up(0), "nothing assigned, nothing behind");
+    }
 }

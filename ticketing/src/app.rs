@@ -289,8 +289,7 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     }
     for (name, projector) in &readiness.projectors {
         checks.insert(format!("{name}_projector"), projector.is_assigned().into());
-        let lag: i64 = projector.lag().values().sum();
-        checks.insert(format!("{name}_projection_caught_up"), (lag <= readiness.max_lag).into());
+        checks.insert(format!("{name}_projection_caught_up"), projector.caught_up(readiness.max_lag).into());
     }
     if let Some(expiration) = &readiness.expiration {
         checks.insert("expiration_caught_up".into(), expiration.is_caught_up().into());

@@ -2,9 +2,12 @@
 //! for projectors.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::statistics::Statistics;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -178,15 +181,43 @@ impl Drop for TopicReader {
     }
 }
 
+/// How often librdkafka reports statistics, and so how fresh [`GroupConsumer::end_offset`] is.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
+/// Keeps the high watermarks that librdkafka reports in its statistics (it learns them from
+/// every fetch answer), so a member knows how far behind it is without asking the broker.
+/// Asking (ListOffsets, one round trip per partition) blocked projectors for hundreds of
+/// milliseconds a second on a busy broker.
+#[derive(Default)]
+pub struct WatermarkContext {
+    high: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+impl ClientContext for WatermarkContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut high = self.high.lock().expect("watermarks lock");
+        for (topic, stats) in statistics.topics {
+            // Partition -1 is librdkafka's internal one; a negative offset means not known yet.
+            for (partition, stats) in stats.partitions {
+                if partition >= 0 && stats.hi_offset >= 0 {
+                    high.insert((topic.clone(), partition), stats.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for WatermarkContext {}
+
 /// A consumer-group member with offsets stored only after the caller's write succeeded.
 pub struct GroupConsumer {
-    consumer: Option<StreamConsumer>,
+    consumer: Option<StreamConsumer<WatermarkContext>>,
 }
 
 impl GroupConsumer {
     /// Joins `group` and subscribes to `topics`; a new group starts at the beginning.
     pub fn subscribe(config: &LogConfig, group: &str, topics: &[&str]) -> Result<Self, LogError> {
-        let consumer: StreamConsumer = config
+        let consumer: StreamConsumer<WatermarkContext> = config
             .client_config()
             .set("group.id", group)
             .set("enable.auto.commit", "true")
@@ -198,12 +229,13 @@ impl GroupConsumer {
             .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create()?;
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(WatermarkContext::default())?;
         consumer.subscribe(topics)?;
         Ok(Self { consumer: Some(consumer) })
     }
 
-    fn consumer(&self) -> &StreamConsumer {
+    fn consumer(&self) -> &StreamConsumer<WatermarkContext> {
         self.consumer.as_ref().expect("consumer is present until drop")
     }
 
@@ -257,11 +289,12 @@ impl GroupConsumer {
         }
     }
 
-    /// The offset one past the last record of a partition, as of now.
-    pub fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, LogError> {
-        let (_, high) =
-            blocking(|| self.consumer().fetch_watermarks(topic, partition, METADATA_TIMEOUT)).map_err(classify)?;
-        Ok(high)
+    /// The offset one past the last record of an assigned partition, as of the latest fetch
+    /// answer (at most about a second old); `None` until the partition has been fetched.
+    /// Never waits for the broker.
+    pub fn end_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let high = self.consumer().context().high.lock().expect("watermarks lock");
+        high.get(&(topic.to_string(), partition)).copied()
     }
 }
 
