@@ -3,7 +3,7 @@
 use crate::baseline::{StoreBaseline, Throughput};
 use crate::recorder::LatencySummary;
 use crate::run::{LoadReport, markdown_table};
-use crate::system::{ProcessMemory, Topology};
+use crate::system::{ProcessCpu, ProcessMemory, Topology};
 
 /// Where and when the figures were taken.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -93,8 +93,12 @@ pub struct BenchReport {
     pub kafka_consume: Throughput,
     /// Raw store figures (fjall, and ScyllaDB when `SCYLLA_URI` is set).
     pub stores: Vec<StoreBaseline>,
-    /// Bare HTTP: axum answering fixed JSON on loopback, closed loop.
+    /// Bare HTTP: axum answering fixed JSON on loopback, closed loop, on the idle machine.
     pub http: Throughput,
+    /// Bare HTTP again while the system runs with no load: the CPU its idle consumers leave.
+    pub http_beside_system: Throughput,
+    /// CPU of each process while the system runs with no load.
+    pub idle_cpu: Vec<ProcessCpu>,
     /// The mixed open-model run.
     pub mixed: LoadReport,
     /// Ticket commands only, at the end-to-end target's command rate.
@@ -183,6 +187,14 @@ pub fn target_checks(report: &BenchReport) -> Vec<TargetCheck> {
         "axum answering fixed JSON, same client and connections",
         0.7,
     ));
+    checks.push(ratio_check(
+        "Query API (`GET /api/tickets/:id`) against bare HTTP beside the running system",
+        report.query_saturation.per_second,
+        "/s",
+        report.http_beside_system.per_second,
+        "axum answering fixed JSON while the idle system runs",
+        0.7,
+    ));
     let visibility = &report.command_rate.visibility;
     let achieved: f64 = report.command_rate.routes.iter().filter(|r| r.command).map(|r| r.throughput).sum();
     checks.push(TargetCheck {
@@ -248,6 +260,11 @@ impl BenchReport {
         out.push_str(&format!("| Kafka keyed produce (acks=all) | {} | {} |\n", rate(&self.kafka_produce), latency(&self.kafka_produce.latency)));
         out.push_str(&format!("| Kafka consume from the beginning | {} | — |\n", rate(&self.kafka_consume)));
         out.push_str(&format!("| Bare HTTP (axum, fixed JSON, loopback) | {} | {} |\n", rate(&self.http), latency(&self.http.latency)));
+        out.push_str(&format!(
+            "| Bare HTTP beside the running system (no load on it) | {} | {} |\n",
+            rate(&self.http_beside_system),
+            latency(&self.http_beside_system.latency)
+        ));
         for store in &self.stores {
             out.push_str(&format!("| {} writes | {} | — |\n", store.engine, rate(&store.writes)));
             out.push_str(&format!("| {} point reads | {} | — |\n", store.engine, rate(&store.point_reads)));
@@ -281,6 +298,12 @@ impl BenchReport {
         out.push_str("\n### Resident memory during the mixed run\n\n| process | median MiB | max MiB |\n|---|---:|---:|\n");
         for p in &self.memory {
             out.push_str(&format!("| {} | {:.1} | {:.1} |\n", p.name, p.median_mib, p.max_mib));
+        }
+        out.push_str("\n### CPU with the system running and no load
+
+| process | cores |\n|---|---:|\n");
+        for p in &self.idle_cpu {
+            out.push_str(&format!("| {} | {:.2} |\n", p.name, p.cores));
         }
         out
     }

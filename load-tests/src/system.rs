@@ -289,6 +289,39 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // /proc counts in USER_HZ, 100 on every Linux ABI.
+    Some(ticks / 100.0)
+}
+
+/// CPU used by one process over a window, in cores (1.0 = one core busy throughout).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProcessCpu {
+    /// Component name.
+    pub name: String,
+    /// Average cores busy over the window.
+    pub cores: f64,
+}
+
+/// Average CPU of each of `pids` over `window`.
+pub async fn sample_cpu(pids: &[(String, u32)], window: Duration) -> Vec<ProcessCpu> {
+    let before: Vec<Option<f64>> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    tokio::time::sleep(window).await;
+    pids.iter()
+        .zip(before)
+        .filter_map(|((name, pid), before)| {
+            let used = cpu_seconds(*pid)? - before?;
+            Some(ProcessCpu { name: name.clone(), cores: used / window.as_secs_f64() })
+        })
+        .collect()
+}
+
 /// Samples the resident memory of `pids` once a second until `stop` turns true.
 pub async fn sample_memory(pids: Vec<(String, u32)>, mut stop: tokio::sync::watch::Receiver<bool>) -> Vec<ProcessMemory> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); pids.len()];
@@ -324,6 +357,18 @@ mod tests {
         for group in [RouteGroup::Users, RouteGroup::Tickets, RouteGroup::Orders, RouteGroup::Payments, RouteGroup::Query] {
             assert_eq!(names.iter().filter(|g| **g == group).count(), 1, "{group:?}");
         }
+    }
+
+    #[test]
+    fn reads_this_process_s_cpu_time() {
+        let start = cpu_seconds(std::process::id()).expect("own /proc stat");
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let used = cpu_seconds(std::process::id()).unwrap() - start;
+        assert!(used >= 0.1, "300 ms of spinning counted as {used} s");
     }
 
     #[test]

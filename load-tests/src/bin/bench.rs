@@ -14,7 +14,7 @@ use load_tests::mix::{DEFAULT_MIX, Mix, Operation};
 use load_tests::report::{BenchReport, Machine, Saturation, target_checks};
 use load_tests::run::{Schedule, run_open_model};
 use load_tests::scenario::{Marketplace, saturate};
-use load_tests::system::{System, Topology, sample_memory};
+use load_tests::system::{System, Topology, sample_cpu, sample_memory};
 use load_tests::{format_progress, progress_line};
 use platform::broker::LocalBroker;
 use platform::log::{LogConfig, TopicReader};
@@ -132,6 +132,19 @@ async fn main() -> anyhow::Result<()> {
     say(format!("starting the marketplace ({:?} topology) from {} …", args.topology, binary.display()));
     let mut system = System::start(&binary, args.topology, &log, &work_dir).await?;
     let client = ApiClient::new(system.targets(), Duration::from_secs(10))?;
+    let mut pids = system.pids();
+    pids.extend(broker.pid().map(|pid| ("tansu-broker".to_string(), pid)));
+
+    // What the running system costs with no load, and the HTTP ceiling that leaves: the query
+    // API is measured beside the system's idle consumers, not on an idle machine.
+    say("CPU of each process with the system idle (5 s) …");
+    let idle_cpu = sample_cpu(&pids, Duration::from_secs(5)).await;
+    for p in &idle_cpu {
+        say(format!("  {}: {:.2} cores", p.name, p.cores));
+    }
+    say(format!("bare HTTP beside the running system: {} connections for {} s …", args.workers, args.saturation_duration));
+    let http_beside_system = baseline::http(args.workers, Duration::from_secs_f64(args.saturation_duration)).await?;
+    say(format!("  {:.0} requests/s", http_beside_system.per_second));
 
     // The mixed run, with memory sampled throughout.
     let mixed_schedule = Schedule { rate: args.rate, duration: Duration::from_secs_f64(args.duration) };
@@ -143,8 +156,6 @@ async fn main() -> anyhow::Result<()> {
     marketplace.seed(100, tickets, 16).await?;
     say(format!("mixed run: {} requests/s for {} s, mix {} …", args.rate, args.duration, args.mix));
     let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
-    let mut pids = system.pids();
-    pids.extend(broker.pid().map(|pid| ("tansu-broker".to_string(), pid)));
     let sampler = tokio::spawn(sample_memory(pids, sampling));
     let mixed = run_open_model(marketplace.clone(), mixed_schedule, &args.mix, |p| progress_line(&format_progress(&p))).await;
     stop_sampling.send(true)?;
@@ -184,6 +195,8 @@ async fn main() -> anyhow::Result<()> {
         kafka_consume,
         stores,
         http,
+        http_beside_system,
+        idle_cpu,
         mixed,
         command_rate,
         command_saturation,
