@@ -35,6 +35,10 @@ pub struct LogConfig {
     pub fetch_wait_ms: u32,
 }
 
+/// The least `fetch.wait.max.ms` of consumers whose records are seldom urgent (see
+/// [`LogConfig::background`]).
+pub const BACKGROUND_FETCH_WAIT_MS: u32 = 500;
+
 /// Parses `key=value,key=value`, skipping malformed pairs.
 fn parse_pairs(text: &str) -> Vec<(String, String)> {
     text.split(',')
@@ -83,6 +87,17 @@ impl LogConfig {
         self.compacted_topic_config = parse_pairs(&env_or("KAFKA_SCHEMAS_TOPIC_CONFIG", ""));
         self.fetch_wait_ms = env_or("KAFKA_FETCH_WAIT_MAX_MS", "20").parse().unwrap_or(20);
         self
+    }
+
+    /// This config for a consumer whose records are seldom urgent (ownership claims): its
+    /// fetches may wait at least [`BACKGROUND_FETCH_WAIT_MS`]. On Kafka that
+    /// costs nothing, a fetch answers as soon as records arrive; Tansu 0.6 holds every fetch
+    /// for the whole wait and queries SQLite for each partition of each waiting fetch, so
+    /// consumers that poll less leave the broker's CPU to the ones users wait for.
+    pub fn background(&self) -> Self {
+        let mut config = self.clone();
+        config.fetch_wait_ms = config.fetch_wait_ms.max(BACKGROUND_FETCH_WAIT_MS);
+        config
     }
 
     /// The full name of a topic of this deployment: `<namespace>.<name>`.
