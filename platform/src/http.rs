@@ -89,14 +89,19 @@ impl IntoResponse for ApiError {
             }
             other => vec![ErrorEntry { message: other.to_string(), field: None }],
         };
-        let mut response = (status, axum::Json(ErrorBody { errors })).into_response();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body is left unread, so the connection cannot carry another
-            // request: say so, or a keep-alive client sends its next request into a closing socket.
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
+        (status, axum::Json(ErrorBody { errors })).into_response()
     }
+}
+
+/// Marks every `413 Payload Too Large` answer `Connection: close`, whichever extractor
+/// rejected the body (ours, axum's `Json` on the forwarding endpoint). The body limit answers
+/// before the rest of the body is read, so the connection cannot carry another request; without
+/// the header a keep-alive client sends its next request into the closing socket.
+pub async fn close_after_payload_too_large(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A JSON body parsed into `serde_json::Value`, so that routes validate fields themselves and
@@ -221,12 +226,12 @@ pub fn command_error<E: std::error::Error + 'static>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_body_over_the_limit_closes_the_connection() {
-        let response = ApiError::PayloadTooLarge.into_response();
+    #[tokio::test]
+    async fn a_body_over_the_limit_closes_the_connection() {
+        let response = close_after_payload_too_large(ApiError::PayloadTooLarge.into_response()).await;
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(response.headers()[header::CONNECTION], "close");
-        let response = ApiError::NotFound.into_response();
+        let response = close_after_payload_too_large(ApiError::NotFound.into_response()).await;
         assert!(response.headers().get(header::CONNECTION).is_none(), "other errors keep the connection");
     }
 }

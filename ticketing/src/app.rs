@@ -502,7 +502,8 @@ impl Application {
             .fallback(not_found)
             .layer(axum::middleware::from_fn(platform::metrics::track_http))
             .layer(axum::middleware::from_fn(platform::telemetry::trace_http))
-            .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
+            .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+            .layer(axum::middleware::map_response(platform::http::close_after_payload_too_large));
 
         let mut stop = shutdown_rx.clone();
         let server = tokio::spawn(async move {
