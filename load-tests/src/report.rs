@@ -299,9 +299,7 @@ impl BenchReport {
         for p in &self.memory {
             out.push_str(&format!("| {} | {:.1} | {:.1} |\n", p.name, p.median_mib, p.max_mib));
         }
-        out.push_str("\n### CPU with the system running and no load
-
-| process | cores |\n|---|---:|\n");
+        out.push_str("\n### CPU with the system running and no load\n\n| process | cores |\n|---|---:|\n");
         for p in &self.idle_cpu {
             out.push_str(&format!("| {} | {:.2} |\n", p.name, p.cores));
         }

@@ -171,7 +171,7 @@ impl ProjectorHealth {
     /// `max_lag` records behind. A partition not fetched yet has no known end, so a projector
     /// that has just joined is not taken as caught up.
     pub fn caught_up(&self, max_lag: i64) -> bool {
-        let assigned = self.assigned.lock().expect("health lock").clone();
+        let assigned = self.assigned.lock().expect("health lock");
         let lag = self.lag.lock().expect("health lock");
         assigned.iter().all(|p| lag.contains_key(p)) && lag.values().sum::<i64>() <= max_lag
     }

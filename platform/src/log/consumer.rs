@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::statistics::Statistics;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{LogConfig, LogError, LogPosition, LogRecord, blocking, classify};
 
@@ -189,7 +188,7 @@ const STATISTICS_INTERVAL_MS: &str = "1000";
 /// Asking (ListOffsets, one round trip per partition) blocked projectors for hundreds of
 /// milliseconds a second on a busy broker.
 #[derive(Default)]
-pub struct WatermarkContext {
+struct WatermarkContext {
     high: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
