@@ -4,6 +4,6 @@
 # target/bench/report.{md,json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-broker.sh
+scripts/install-infra.sh
 cargo build --release -p ticketing -p load-tests
 exec target/release/bench "$@"

@@ -77,8 +77,6 @@ pub async fn append(
     let topic = config.topic(TicketEvent::TOPIC);
     let mut client = config.producer_config();
     client
-        // Batches of librdkafka's default size: Tansu 0.6 leaves multi-megabyte produce
-        // requests unanswered.
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .set("message.timeout.ms", "120000");

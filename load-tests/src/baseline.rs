@@ -100,7 +100,7 @@ pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> an
             .set("group.id", format!("baseline-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            // As the system's readers: Tansu holds every fetch this long, records or not.
+            // As the system's readers.
             .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string());
         let consumer: BaseConsumer = client.create()?;
         let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;

@@ -2,15 +2,12 @@
 //! these check that the measurements measure, not how fast they are).
 
 use load_tests::baseline;
-use platform::broker::LocalBroker;
 use platform::log::LogConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_baselines_produce_and_read_back_every_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = LocalBroker::start(dir.path(), 0).await.expect("the Tansu broker starts");
+    let broker = platform::local::shared::kafka().await;
     let mut log = LogConfig::new(broker.bootstrap_servers(), "baseline");
-    log.idempotence = false;
     log.partitions = 3;
     let topic = log.topic("raw");
 
@@ -23,7 +20,6 @@ async fn the_log_baselines_produce_and_read_back_every_record() {
     // The warm-up record plus the measured ones: the consumer must find every one.
     let consumed = baseline::kafka_consume(&log, &topic, 2_001).await.expect("consume baseline");
     assert_eq!(consumed.operations, 2_001);
-    broker.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! and the other is ignored by every reader, so its writer answers with a conflict (or, when the
 //! client gave no expected version, decides again on the new state).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -346,20 +346,33 @@ impl<A: Aggregate> Inner<A> {
 }
 
 async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
-    let mut pending = loop {
-        match reader.end_offsets() {
-            Ok(ends) => break ends.into_iter().filter(|(_, end)| *end > 0).collect::<HashMap<_, _>>(),
-            Err(error) => {
-                tracing::warn!(message = "Failed to read end offsets; retrying.", %error);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+    let mut pending: BTreeMap<i32, i64> = match reader.end_offsets().and_then(|ends| reader.remaining_before(&ends)) {
+        Ok(pending) => pending,
+        Err(error) => {
+            tracing::error!(message = "Failed to read the end offsets; the command side stays unready.", %error);
+            return;
         }
     };
     if pending.is_empty() {
         inner.ready.send_replace(true);
     }
     loop {
-        let record = match reader.next().await {
+        let next = if pending.is_empty() {
+            reader.next().await
+        } else {
+            // Catching up: the end may lie past records never delivered (transaction markers).
+            match tokio::time::timeout(Duration::from_millis(50), reader.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    reader.forget_reached(&mut pending);
+                    if pending.is_empty() {
+                        inner.ready.send_replace(true);
+                    }
+                    continue;
+                }
+            }
+        };
+        let record = match next {
             Ok(record) => record,
             Err(error) => {
                 tracing::warn!(message = "Failed to read the log.", %error);
@@ -393,6 +406,7 @@ async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
             if pending.get(&position.partition).is_some_and(|end| position.offset + 1 >= *end) {
                 pending.remove(&position.partition);
             }
+            reader.forget_reached(&mut pending);
             if pending.is_empty() {
                 inner.ready.send_replace(true);
             }

@@ -3,11 +3,11 @@
 
 pub mod aggregate;
 pub mod arbiter;
-pub mod broker;
 pub mod codec;
 pub mod command;
 pub mod forwarding;
 pub mod http;
+pub mod local;
 pub mod log;
 pub mod metrics;
 pub mod ownership;

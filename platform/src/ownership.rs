@@ -110,8 +110,7 @@ impl PartitionOwnership {
 
         let instance = uuid::Uuid::new_v4().to_string();
         let state = Arc::new(RwLock::new(State::default()));
-        // Claims change only when instances come and go.
-        let claims = TopicReader::from_beginning(&config.background(), &owners_topic)?;
+        let claims = TopicReader::from_beginning(config, &owners_topic)?;
         let mut tasks = vec![tokio::spawn(tail_claims(claims, state.clone()))];
         if let Some(url) = url {
             let group = GroupConsumer::subscribe(config, &format!("{topic}.commands"), &[topic])?;

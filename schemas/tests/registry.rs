@@ -5,7 +5,7 @@ use std::error::Error as _;
 use std::net::SocketAddr;
 
 use apache_avro::types::Value;
-use platform::broker::LocalBroker;
+use platform::local::LocalKafka;
 use platform::log::LogConfig;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::{
@@ -38,14 +38,15 @@ const PING_V2_DEFAULT: &str = r#"{"type":"record","name":"Ping","namespace":"tic
 ]}"#;
 const PING: &str = "ticketing.test.Ping";
 
-/// A broker in a temporary directory and a registry served on a free port.
+/// A registry served on a free port, on the broker this test binary shares or on one of its
+/// own in a temporary directory.
 struct TestApp {
-    broker: Option<LocalBroker>,
+    broker: Option<LocalKafka>,
     config: LogConfig,
     server: JoinHandle<()>,
     url: String,
     http: reqwest::Client,
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 async fn serve(registry: SchemaRegistry) -> (JoinHandle<()>, String) {
@@ -59,15 +60,25 @@ async fn serve(registry: SchemaRegistry) -> (JoinHandle<()>, String) {
 }
 
 impl TestApp {
+    /// On the shared broker, in a namespace of its own.
     async fn spawn() -> TestApp {
+        let servers = platform::local::shared::kafka().await.bootstrap_servers();
+        Self::open(servers, None, None).await
+    }
+
+    /// On a broker of its own, which the test may stop and start.
+    async fn spawn_with_own_broker() -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let broker = LocalBroker::start(dir.path(), 0).await.expect("the local broker starts");
+        let broker = LocalKafka::start(dir.path(), 0).await.expect("the local broker starts");
+        Self::open(broker.bootstrap_servers(), Some(broker), Some(dir)).await
+    }
+
+    async fn open(servers: String, broker: Option<LocalKafka>, dir: Option<tempfile::TempDir>) -> TestApp {
         let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-        let mut config = LogConfig::new(broker.bootstrap_servers(), namespace);
-        config.idempotence = false;
+        let config = LogConfig::new(servers, namespace);
         let registry = SchemaRegistry::open(&config).await.expect("the registry opens");
         let (server, url) = serve(registry).await;
-        TestApp { broker: Some(broker), config, server, url, http: reqwest::Client::new(), dir }
+        TestApp { broker, config, server, url, http: reqwest::Client::new(), dir }
     }
 
     /// Stops the server (dropping its registry) and serves a freshly opened one on a new port.
@@ -88,7 +99,8 @@ impl TestApp {
 
     async fn start_broker(&mut self) {
         let port: u16 = self.config.bootstrap_servers.rsplit_once(':').unwrap().1.parse().unwrap();
-        let broker = LocalBroker::start(self.dir.path(), port).await.expect("the broker restarts");
+        let dir = self.dir.as_ref().expect("a test's own broker");
+        let broker = LocalKafka::start(dir.path(), port).await.expect("the broker restarts");
         self.broker = Some(broker);
     }
 
@@ -359,7 +371,7 @@ async fn the_rest_api_answers_in_confluents_shape() {
 
 #[tokio::test]
 async fn a_write_while_the_log_is_down_fails_with_a_500_and_changes_nothing() {
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::spawn_with_own_broker().await;
     let subject = "down-ticketing.test.Ping";
     let (_, body) =
         app.post(&format!("/subjects/{subject}/versions"), json!({"schema": PING_V1})).await;

@@ -17,7 +17,7 @@ use orders_command::saga::{OrderSaga, run_saga};
 use payments_command::domain::Payment;
 use payments_command::gateway::{PaymentGateway, SandboxGateway, StripeGateway};
 use platform::aggregate::Aggregate;
-use platform::broker::LocalBroker;
+use platform::local::{LocalCassandra, LocalKafka};
 use platform::codec::EventCodec;
 use platform::command::CommandPipeline;
 use platform::forwarding::{CommandService, Forwardable};
@@ -83,34 +83,86 @@ impl Component {
     ];
 }
 
-/// Opens the configured read store.
-pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn ReadStore>> {
-    Ok(match settings {
+/// The infrastructure this process started itself because none was configured: a Kafka
+/// broker (no `KAFKA_BOOTSTRAP_SERVERS`) and a Cassandra node (`TICKETING_STORE=cql` without
+/// `SCYLLA_URI`), both with their data under the data directory.
+#[derive(Default)]
+pub struct LocalServices {
+    kafka: Option<LocalKafka>,
+    cassandra: Option<LocalCassandra>,
+}
+
+impl LocalServices {
+    /// Stops what was started, cleanly.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let kafka = async {
+            match self.kafka {
+                Some(kafka) => kafka.stop().await.context("Failed to stop the local Kafka broker"),
+                None => Ok(()),
+            }
+        };
+        let cassandra = async {
+            match self.cassandra {
+                Some(node) => node.stop().await.context("Failed to stop the local Cassandra node"),
+                None => Ok(()),
+            }
+        };
+        let (kafka, cassandra) = tokio::join!(kafka, cassandra);
+        kafka.and(cassandra)
+    }
+}
+
+/// Opens the configured read store, starting the local Cassandra node into `local` when the
+/// store is CQL without contact points.
+pub async fn open_store(settings: &Settings, local: &mut LocalServices) -> anyhow::Result<Arc<dyn ReadStore>> {
+    Ok(match &settings.store {
         StoreSettings::Embedded { path } => Arc::new(
             EmbeddedStore::open(path).with_context(|| format!("Failed to open the store at {}", path.display()))?,
         ),
-        StoreSettings::Scylla { uri, keyspace_prefix, replication, credentials } => Arc::new(
-            ScyllaStore::connect(uri, keyspace_prefix, replication, credentials.clone())
-                .await
-                .with_context(|| format!("Failed to connect to ScyllaDB at {uri}"))?,
-        ),
+        StoreSettings::Scylla { uri, local_port, keyspace_prefix, replication, credentials } => {
+            let uri = match uri {
+                Some(uri) => uri.clone(),
+                None => {
+                    let node = match local.cassandra.take() {
+                        Some(node) => node,
+                        None => {
+                            let dir = settings.data_dir.join("cassandra");
+                            let node = LocalCassandra::start(&dir, *local_port)
+                                .await
+                                .context("Failed to start the local Cassandra node")?;
+                            tracing::info!(message = "Started the local Cassandra node.", uri = %node.uri(), dir = %dir.display());
+                            node
+                        }
+                    };
+                    let uri = node.uri();
+                    local.cassandra = Some(node);
+                    uri
+                }
+            };
+            Arc::new(
+                ScyllaStore::connect(&uri, keyspace_prefix, replication, credentials.clone())
+                    .await
+                    .with_context(|| format!("Failed to connect to the CQL store at {uri}"))?,
+            )
+        }
     })
 }
 
-/// The log to use: the configured one, or a local broker started under the data dir.
-pub async fn connect_log(settings: &Settings) -> anyhow::Result<(LogConfig, Option<LocalBroker>)> {
+/// The log to use: the configured one, or a local Kafka broker started into `local`, with its
+/// log under the data dir.
+pub async fn connect_log(settings: &Settings, local: &mut LocalServices) -> anyhow::Result<LogConfig> {
     match &settings.log {
-        Some(config) => Ok((config.clone(), None)),
+        Some(config) => Ok(config.clone()),
         None => {
-            let dir = settings.data_dir.join("broker");
-            let broker = LocalBroker::start(&dir, settings.broker_port)
+            let dir = settings.data_dir.join("kafka");
+            let broker = LocalKafka::start(&dir, settings.broker_port)
                 .await
-                .context("Failed to start the local broker")?;
-            tracing::info!(message = "Started the local broker.", addr = %broker.bootstrap_servers(), dir = %dir.display());
+                .context("Failed to start the local Kafka broker")?;
+            tracing::info!(message = "Started the local Kafka broker.", addr = %broker.bootstrap_servers(), dir = %dir.display());
             // Partitions, fetch wait and topic configs from the environment still apply.
-            let mut config = LogConfig::new(broker.bootstrap_servers(), settings.namespace.clone()).with_env_settings();
-            config.idempotence = false;
-            Ok((config, Some(broker)))
+            let config = LogConfig::new(broker.bootstrap_servers(), settings.namespace.clone()).with_env_settings()?;
+            local.kafka = Some(broker);
+            Ok(config)
         }
     }
 }
@@ -126,13 +178,14 @@ pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
 /// Creates what a deployment needs before its components start: topics (the registry's
 /// compacted), and the read store's schema (probed with a write in the catalog).
 pub async fn init(settings: &Settings) -> anyhow::Result<()> {
-    let (log, broker) = connect_log(settings).await?;
+    let mut local = LocalServices::default();
+    let log = connect_log(settings, &mut local).await?;
     ensure_topics(&log, &topics(&log)).await.context("Failed to create the topics")?;
     DeadLetters::open(&log).await.context("Failed to create the dead-letter topic")?;
     if settings.registry_url.is_none() {
         SchemaRegistry::open(&log).await.context("Failed to create the schema registry topic")?;
     }
-    let store = open_store(&settings.store).await?;
+    let store = open_store(settings, &mut local).await?;
     store.ping().await.context("The read store does not answer")?;
     let read_models = ReadModels::new(store);
     for read_model in crate::rebuild::READ_MODELS {
@@ -140,10 +193,7 @@ pub async fn init(settings: &Settings) -> anyhow::Result<()> {
         read_models.record_progress(&namespace, 0, 0).await.context("Failed to write to the read store")?;
     }
     tracing::info!(message = "Initialised.", topics = ?topics(&log).iter().map(|t| t.name.clone()).collect::<Vec<_>>());
-    if let Some(broker) = broker {
-        broker.stop().await?;
-    }
-    Ok(())
+    local.stop().await
 }
 
 /// The codecs of every topic.
@@ -317,7 +367,7 @@ pub struct Application {
     server: JoinHandle<std::io::Result<()>>,
     tasks: Vec<JoinHandle<()>>,
     sides: Vec<Arc<dyn CommandReadiness>>,
-    broker: Option<LocalBroker>,
+    local: LocalServices,
 }
 
 fn spawn_logged<E: std::fmt::Display + Send + 'static>(
@@ -335,7 +385,8 @@ impl Application {
     /// Starts the given components and serves them on `settings.addr`.
     pub async fn build(settings: Settings, components: &[Component]) -> anyhow::Result<Self> {
         let has = |c: Component| components.contains(&c);
-        let (log, broker) = connect_log(&settings).await?;
+        let mut local = LocalServices::default();
+        let log = connect_log(&settings, &mut local).await?;
         ensure_topics(&log, &topics(&log)).await.context("Failed to create the topics")?;
 
         let listener = tokio::net::TcpListener::bind(settings.addr)
@@ -353,7 +404,7 @@ impl Application {
         let codecs = Codecs::new(&log, &registry_url)?;
         let keys = SessionKeys::new(settings.jwt_key.as_bytes(), settings.session_ttl_seconds, settings.secure_cookie);
         let needs_store = has(Component::ProjectorTickets) || has(Component::ProjectorOrders) || has(Component::QueryApi);
-        let store = if needs_store { Some(open_store(&settings.store).await?) } else { None };
+        let store = if needs_store { Some(open_store(&settings, &mut local).await?) } else { None };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut sides: Vec<Arc<dyn CommandReadiness>> = Vec::new();
@@ -519,7 +570,7 @@ impl Application {
         if writes_or_reads_events {
             codecs.register_all().await?;
         }
-        Ok(Self { addr, shutdown, server, tasks, sides, broker })
+        Ok(Self { addr, shutdown, server, tasks, sides, local })
     }
 
     /// The address the application listens on.
@@ -541,7 +592,7 @@ impl Application {
         self.stop().await
     }
 
-    /// Stops every component, the local broker last.
+    /// Stops every component, the local broker and node last.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
@@ -549,10 +600,7 @@ impl Application {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
         drop(self.sides);
-        if let Some(broker) = self.broker {
-            broker.stop().await?;
-        }
-        Ok(())
+        self.local.stop().await
     }
 }
 

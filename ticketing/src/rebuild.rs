@@ -9,7 +9,7 @@ use projectors::orders::OrderProjector;
 use projectors::tickets::TicketProjector;
 use schemas::registry::SchemaRegistry;
 
-use crate::app::{Codecs, connect_log, open_store};
+use crate::app::{Codecs, LocalServices, connect_log, open_store};
 use crate::settings::Settings;
 
 /// The read models `rebuild` knows.
@@ -20,7 +20,8 @@ pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<Rebuil
     if !READ_MODELS.contains(&read_model) {
         bail!("Unknown read model {read_model:?}; known: {}", READ_MODELS.join(", "));
     }
-    let (log, broker) = connect_log(settings).await?;
+    let mut local = LocalServices::default();
+    let log = connect_log(settings, &mut local).await?;
     // Without an external registry, serve the bundled one (its state is in the log) on a
     // loopback port for the length of the rebuild.
     let (registry_url, registry_server) = match &settings.registry_url {
@@ -35,7 +36,7 @@ pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<Rebuil
             (url, Some(server))
         }
     };
-    let store = open_store(&settings.store).await?;
+    let store = open_store(settings, &mut local).await?;
     let read_models = ReadModels::new(store);
     let codecs = Codecs::new(&log, &registry_url)?;
     let projection: Box<dyn Projection> = match read_model {
@@ -60,9 +61,7 @@ pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<Rebuil
     if let Some(server) = registry_server {
         server.abort();
     }
-    if let Some(broker) = broker {
-        broker.stop().await?;
-    }
+    local.stop().await?;
     let report = report?;
     eprintln!(
         "Rebuilt {} into namespace {}: {} events replayed, {} applied, in {:.1?}; reads now use it.",

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use platform::log::LogConfig;
 
 /// Where the read models live.
@@ -14,10 +14,13 @@ pub enum StoreSettings {
         /// Directory of the store.
         path: PathBuf,
     },
-    /// A ScyllaDB cluster (`SCYLLA_URI` set).
+    /// A CQL cluster: ScyllaDB in production (`SCYLLA_URI` set), or with `TICKETING_STORE=cql`
+    /// and no `SCYLLA_URI`, a local Cassandra node started under `<data dir>/cassandra`.
     Scylla {
-        /// Comma-separated `host:port` contact points.
-        uri: String,
+        /// Comma-separated `host:port` contact points; `None`: the local node.
+        uri: Option<String>,
+        /// CQL port of the local node (`TICKETING_CASSANDRA_PORT`, default 9042).
+        local_port: u16,
         /// Prefix of the keyspaces (`SCYLLA_KEYSPACE_PREFIX`, default `tkt`; 1 to 7 characters,
         /// since keyspace names are at most 48).
         keyspace_prefix: String,
@@ -39,11 +42,11 @@ pub struct Settings {
     /// Base URL peers use to forward commands to this instance (`TICKETING_ADVERTISED_URL`,
     /// default `http://<bound address>`; in Kubernetes `http://$(POD_IP):8080`).
     pub advertised_url: Option<String>,
-    /// The external log (`KAFKA_BOOTSTRAP_SERVERS`); `None` starts a local Tansu broker.
+    /// The external log (`KAFKA_BOOTSTRAP_SERVERS`); `None` starts a local Kafka broker.
     pub log: Option<LogConfig>,
     /// Topic and group prefix (`TICKETING_NAMESPACE`, default `ticketing`).
     pub namespace: String,
-    /// Port of the local broker (`TANSU_PORT`, default 9092).
+    /// Port of the local broker (`TICKETING_KAFKA_PORT`, default 9092).
     pub broker_port: u16,
     /// An external schema registry (`SCHEMA_REGISTRY_URL`); `None` serves the bundled one on
     /// the public port.
@@ -87,6 +90,24 @@ fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// A whole number of at least 1 from the environment.
+fn number(key: &str, default: i64) -> anyhow::Result<i64> {
+    match env(key) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => bail!("{key}={v:?} must be a whole number of at least 1"),
+        },
+    }
+}
+
+fn port(key: &str, default: u16) -> anyhow::Result<u16> {
+    env(key)
+        .map(|p| p.trim().parse().with_context(|| format!("{key}={p:?} must be a port number")))
+        .transpose()
+        .map(|p| p.unwrap_or(default))
+}
+
 impl Settings {
     /// Reads the settings from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -96,20 +117,29 @@ impl Settings {
             .context("TICKETING_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
         let data_dir = PathBuf::from(env("TICKETING_DATA_DIR").unwrap_or_else(|| "data".into()));
         let namespace = env("TICKETING_NAMESPACE").unwrap_or_else(|| "ticketing".into());
-        let log = LogConfig::from_env();
-        let broker_port = env("TANSU_PORT")
-            .map(|p| p.parse().context("TANSU_PORT must be a port number"))
-            .transpose()?
-            .unwrap_or(9092);
-        let store = match env("SCYLLA_URI") {
-            Some(uri) => StoreSettings::Scylla {
+        let log = LogConfig::from_env()?;
+        let broker_port = port("TICKETING_KAFKA_PORT", 9092)?;
+        let uri = env("SCYLLA_URI");
+        let cql = match env("TICKETING_STORE").as_deref() {
+            None => uri.is_some(),
+            Some("cql") => true,
+            Some("embedded") if uri.is_some() => {
+                bail!("TICKETING_STORE=embedded contradicts SCYLLA_URI; unset one of them")
+            }
+            Some("embedded") => false,
+            Some(other) => bail!("TICKETING_STORE={other:?} is invalid: use embedded or cql"),
+        };
+        let store = if cql {
+            StoreSettings::Scylla {
                 uri,
+                local_port: port("TICKETING_CASSANDRA_PORT", 9042)?,
                 keyspace_prefix: env("SCYLLA_KEYSPACE_PREFIX").unwrap_or_else(|| "tkt".into()),
                 replication: env("SCYLLA_REPLICATION")
                     .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into()),
                 credentials: env("SCYLLA_USERNAME").zip(env("SCYLLA_PASSWORD")),
-            },
-            None => StoreSettings::Embedded { path: data_dir.join("store") },
+            }
+        } else {
+            StoreSettings::Embedded { path: data_dir.join("store") }
         };
         let jwt_key = match env("JWT_KEY") {
             Some(key) => key,
@@ -125,7 +155,7 @@ impl Settings {
             registry_url: env("SCHEMA_REGISTRY_URL"),
             store,
             jwt_key,
-            session_ttl_seconds: env("SESSION_TTL_SECONDS").and_then(|s| s.parse().ok()).unwrap_or(86_400),
+            session_ttl_seconds: number("SESSION_TTL_SECONDS", 86_400)?,
             secure_cookie: env("COOKIE_SECURE").is_some_and(|v| v == "true" || v == "1"),
             expiration_window_seconds: env("EXPIRATION_WINDOW_SECONDS")
                 .map(|s| s.parse().context("EXPIRATION_WINDOW_SECONDS must be a number of seconds"))
@@ -133,7 +163,7 @@ impl Settings {
                 .unwrap_or(900),
             stripe_secret_key: env("STRIPE_SECRET_KEY"),
             stripe_api_base: env("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
-            ready_max_lag: env("READY_MAX_LAG").and_then(|s| s.parse().ok()).unwrap_or(10_000),
+            ready_max_lag: number("READY_MAX_LAG", 10_000)?,
         })
     }
 }

@@ -141,6 +141,12 @@ pub async fn run_expiration(
             _ = ticker.tick() => {
                 // Firing before the whole topic is read could expire an order that was paid.
                 if !health.is_caught_up() {
+                    // The end may lie past records never delivered (transaction markers).
+                    reader.forget_reached(&mut catching_up);
+                    if catching_up.is_empty() {
+                        health.caught_up.store(true, Ordering::Relaxed);
+                        tracing::info!(message = "Deadlines rebuilt from the log.", pending = deadlines.len());
+                    }
                     continue;
                 }
                 let now = chrono::Utc::now().timestamp_millis();

@@ -16,7 +16,7 @@ use load_tests::run::{Schedule, run_open_model};
 use load_tests::scenario::{Marketplace, saturate};
 use load_tests::system::{System, Topology, sample_cpu, sample_memory};
 use load_tests::{format_progress, progress_line};
-use platform::broker::LocalBroker;
+use platform::local::LocalKafka;
 use platform::log::{LogConfig, TopicReader};
 use schemas::events::AvroEvent;
 use schemas::tickets::TicketEvent;
@@ -59,7 +59,7 @@ struct Args {
     #[arg(long, default_value_t = 6)]
     partitions: i32,
     /// The consumers' `fetch.wait.max.ms` (the system's `KAFKA_FETCH_WAIT_MAX_MS`).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 500)]
     fetch_wait_ms: u32,
     /// One process per component, or everything in `ticketing up`.
     #[arg(long, value_enum, default_value_t = Topology::Split)]
@@ -96,11 +96,9 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&work_dir)?;
 
-    let broker = LocalBroker::start(&work_dir.join("broker"), 0).await.context("Failed to start the Tansu broker")?;
+    let broker = LocalKafka::start(&work_dir.join("kafka"), 0).await.context("Failed to start the Kafka broker")?;
     let namespace = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let mut log = LogConfig::new(broker.bootstrap_servers(), namespace.clone());
-    // Tansu 0.6's SQLite engine crashes on some idempotent produces (see README).
-    log.idempotence = std::env::var("KAFKA_ENABLE_IDEMPOTENCE").is_ok_and(|v| v == "true");
     log.partitions = args.partitions;
     log.fetch_wait_ms = args.fetch_wait_ms;
     say(format!("broker on {}, namespace {namespace}, work dir {}", broker.bootstrap_servers(), work_dir.display()));
@@ -133,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     let mut system = System::start(&binary, args.topology, &log, &work_dir).await?;
     let client = ApiClient::new(system.targets(), Duration::from_secs(10))?;
     let mut pids = system.pids();
-    pids.extend(broker.pid().map(|pid| ("tansu-broker".to_string(), pid)));
+    pids.extend(broker.pid().map(|pid| ("kafka-broker".to_string(), pid)));
 
     // What the running system costs with no load, and the HTTP ceiling that leaves: the query
     // API is measured beside the system's idle consumers, not on an idle machine.
@@ -190,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
         topology: args.topology,
         partitions: args.partitions,
         fetch_wait_ms: args.fetch_wait_ms,
-        idempotent_producers: log.idempotence,
+        idempotent_producers: true,
         kafka_produce,
         kafka_consume,
         stores,
@@ -239,8 +237,8 @@ async fn projection_and_replay(system: &mut System, log: &LogConfig, events: u64
     })
     .await?;
     let read_side = system.topology().read_side();
-    // Nothing tails the topic meanwhile: Tansu 0.6 starves appends while a consumer fetches,
-    // and the command services would replay the backlog while the projector is timed.
+    // Nothing tails the topic meanwhile: the command services would replay the backlog while
+    // the projector is timed.
     system.stop_all_but_registry().await?;
     say(format!("appending {events} events to {} with the components stopped …", log.topic(TicketEvent::TOPIC)));
     let appended = backlog::append(log, &encoded, |n| say(format!("  appended {n}"))).await?;

@@ -17,11 +17,6 @@ pub struct LogConfig {
     pub partitions: i32,
     /// Replication factor of topics this deployment creates (`KAFKA_REPLICATION_FACTOR`, default 1).
     pub replication_factor: i32,
-    /// Idempotent producers (`KAFKA_ENABLE_IDEMPOTENCE`, default true). The local Tansu broker
-    /// runs without: its SQLite engine panics on some idempotent produces (see README).
-    /// Correctness does not rest on it: the log arbiter ignores duplicated records, and with it
-    /// off a producer keeps one request in flight so retries cannot reorder.
-    pub idempotence: bool,
     /// Configs of event topics this deployment creates (`KAFKA_TOPIC_CONFIG`,
     /// `key=value,…`; the chart sets `retention.ms=-1,retention.bytes=-1`: the log is the
     /// source of truth and must never expire).
@@ -30,22 +25,45 @@ pub struct LogConfig {
     /// `cleanup.policy=compact`.
     pub compacted_topic_config: Vec<(String, String)>,
     /// How long the broker may hold a fetch that found nothing (`KAFKA_FETCH_WAIT_MAX_MS`,
-    /// default 20). Tansu 0.6 holds every fetch this long, records or not, so it is the floor
-    /// of a command's echo and of projection lag; lower costs broker CPU (see BENCHMARKS.md).
+    /// default 500, librdkafka's own). Kafka answers a waiting fetch as soon as a record
+    /// arrives, so this bounds only the polling of idle consumers, never an echo or a lag.
     pub fetch_wait_ms: u32,
 }
 
-/// The least `fetch.wait.max.ms` of consumers whose records are seldom urgent (see
-/// [`LogConfig::background`]).
-pub const BACKGROUND_FETCH_WAIT_MS: u32 = 500;
+/// A setting of the environment with a value it cannot take.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is invalid: {expected}")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: String,
+    /// What it holds.
+    pub value: String,
+    /// What it should hold.
+    pub expected: &'static str,
+}
 
-/// Parses `key=value,key=value`, skipping malformed pairs.
-fn parse_pairs(text: &str) -> Vec<(String, String)> {
+/// Parses `key=value,key=value`.
+fn parse_pairs(name: &str, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
     text.split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .filter(|(k, _)| !k.is_empty())
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+            _ => Err(ConfigError { name: name.into(), value: text.into(), expected: "key=value pairs separated by commas" }),
+        })
         .collect()
+}
+
+/// A number from the environment, `default` when unset, an error when it does not parse or is
+/// below `min`.
+fn env_number<T: std::str::FromStr + PartialOrd + Copy>(name: &str, default: T, min: T, expected: &'static str) -> Result<T, ConfigError> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => match value.trim().parse::<T>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ConfigError { name: name.into(), value, expected }),
+        },
+        _ => Ok(default),
+    }
 }
 
 impl LogConfig {
@@ -57,47 +75,36 @@ impl LogConfig {
             extra: Vec::new(),
             partitions: 6,
             replication_factor: 1,
-            idempotence: true,
             topic_config: Vec::new(),
             compacted_topic_config: Vec::new(),
-            fetch_wait_ms: 20,
+            fetch_wait_ms: 500,
         }
     }
 
     /// Reads the config from the environment; `None` when `KAFKA_BOOTSTRAP_SERVERS` is unset.
-    pub fn from_env() -> Option<Self> {
-        let servers = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok()?;
-        Some(Self::new(servers, env_or("TICKETING_NAMESPACE", "ticketing")).with_env_settings())
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let Some(servers) = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().filter(|s| !s.trim().is_empty()) else {
+            return Ok(None);
+        };
+        Self::new(servers, env_or("TICKETING_NAMESPACE", "ticketing")).with_env_settings().map(Some)
     }
 
     /// Applies the optional settings of the environment (`KAFKA_PROPERTY_*`,
     /// `KAFKA_TOPIC_PARTITIONS`, `KAFKA_FETCH_WAIT_MAX_MS`, …) to a config whose brokers are
     /// known otherwise, such as the local broker's.
-    pub fn with_env_settings(mut self) -> Self {
+    pub fn with_env_settings(mut self) -> Result<Self, ConfigError> {
         self.extra = std::env::vars()
             .filter_map(|(k, v)| {
                 k.strip_prefix("KAFKA_PROPERTY_")
                     .map(|name| (name.to_ascii_lowercase().replace('_', "."), v))
             })
             .collect();
-        self.partitions = env_or("KAFKA_TOPIC_PARTITIONS", "6").parse().unwrap_or(6);
-        self.replication_factor = env_or("KAFKA_REPLICATION_FACTOR", "1").parse().unwrap_or(1);
-        self.idempotence = env_or("KAFKA_ENABLE_IDEMPOTENCE", "true") != "false";
-        self.topic_config = parse_pairs(&env_or("KAFKA_TOPIC_CONFIG", ""));
-        self.compacted_topic_config = parse_pairs(&env_or("KAFKA_SCHEMAS_TOPIC_CONFIG", ""));
-        self.fetch_wait_ms = env_or("KAFKA_FETCH_WAIT_MAX_MS", "20").parse().unwrap_or(20);
-        self
-    }
-
-    /// This config for a consumer whose records are seldom urgent (ownership claims): its
-    /// fetches may wait at least [`BACKGROUND_FETCH_WAIT_MS`]. On Kafka that
-    /// costs nothing, a fetch answers as soon as records arrive; Tansu 0.6 holds every fetch
-    /// for the whole wait and queries SQLite for each partition of each waiting fetch, so
-    /// consumers that poll less leave the broker's CPU to the ones users wait for.
-    pub fn background(&self) -> Self {
-        let mut config = self.clone();
-        config.fetch_wait_ms = config.fetch_wait_ms.max(BACKGROUND_FETCH_WAIT_MS);
-        config
+        self.partitions = env_number("KAFKA_TOPIC_PARTITIONS", 6, 1, "a number of partitions, at least 1")?;
+        self.replication_factor = env_number("KAFKA_REPLICATION_FACTOR", 1, 1, "a replication factor, at least 1")?;
+        self.topic_config = parse_pairs("KAFKA_TOPIC_CONFIG", &env_or("KAFKA_TOPIC_CONFIG", ""))?;
+        self.compacted_topic_config = parse_pairs("KAFKA_SCHEMAS_TOPIC_CONFIG", &env_or("KAFKA_SCHEMAS_TOPIC_CONFIG", ""))?;
+        self.fetch_wait_ms = env_number("KAFKA_FETCH_WAIT_MAX_MS", 500, 0, "milliseconds, a whole number")?;
+        Ok(self)
     }
 
     /// The full name of a topic of this deployment: `<namespace>.<name>`.
@@ -110,19 +117,15 @@ impl LogConfig {
         format!("{}.{}", self.namespace, name)
     }
 
-    /// A producer config as every producer of the system needs it: `acks=all`, idempotence as
-    /// configured (without it, one request in flight so retries cannot reorder), and the Java
-    /// client's murmur2 partitioner so ownership can compute partitions from keys. Callers add
-    /// batching and timeouts.
+    /// A producer config as every producer of the system needs it: `acks=all`, idempotence
+    /// (retries never duplicate or reorder), and the Java client's murmur2 partitioner so
+    /// ownership can compute partitions from keys. Callers add batching and timeouts.
     pub fn producer_config(&self) -> ClientConfig {
         let mut client = self.client_config();
         client
             .set("acks", "all")
-            .set("enable.idempotence", self.idempotence.to_string())
+            .set("enable.idempotence", "true")
             .set("partitioner", "murmur2_random");
-        if !self.idempotence {
-            client.set("max.in.flight.requests.per.connection", "1");
-        }
         client
     }
 

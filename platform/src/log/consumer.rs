@@ -62,8 +62,9 @@ pub fn shut_down_consumer<C: Send + 'static>(consumer: C) {
 /// Reads every partition of one topic without a consumer group: replays and command-side tails.
 pub struct TopicReader {
     consumer: Option<StreamConsumer>,
-    topic: String,
     partitions: Vec<i32>,
+    /// Low and high watermark of every partition when the reader was opened.
+    watermarks: BTreeMap<i32, (i64, i64)>,
 }
 
 impl TopicReader {
@@ -86,15 +87,23 @@ impl TopicReader {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
+            .set("isolation.level", "read_committed")
             .create()?;
         let partitions = partitions_of(&consumer, topic)?;
+        // Asked before anything is assigned: once the consumer fetches, a query on its
+        // connection waits behind the broker's held fetch (up to `fetch.wait.max.ms`).
+        let mut watermarks = BTreeMap::new();
+        for p in &partitions {
+            let marks = blocking(|| consumer.fetch_watermarks(topic, *p, METADATA_TIMEOUT)).map_err(classify)?;
+            watermarks.insert(*p, marks);
+        }
         let mut assignment = TopicPartitionList::new();
         for p in &partitions {
             let offset = start.get(p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
             assignment.add_partition_offset(topic, *p, offset)?;
         }
         consumer.assign(&assignment)?;
-        Ok(Self { consumer: Some(consumer), topic: topic.to_string(), partitions })
+        Ok(Self { consumer: Some(consumer), partitions, watermarks })
     }
 
     /// The partitions being read.
@@ -106,15 +115,10 @@ impl TopicReader {
         self.consumer.as_ref().expect("consumer is present until drop")
     }
 
-    /// The offset one past the last record of every partition, as of now.
+    /// The offset one past the last record of every partition, as of when the reader was
+    /// opened.
     pub fn end_offsets(&self) -> Result<BTreeMap<i32, i64>, LogError> {
-        let mut ends = BTreeMap::new();
-        for p in &self.partitions {
-            let (_, high) =
-                blocking(|| self.consumer().fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)).map_err(classify)?;
-            ends.insert(*p, high);
-        }
-        Ok(ends)
+        Ok(self.watermarks.iter().map(|(p, (_, high))| (*p, *high)).collect())
     }
 
     /// Waits for the next record of any partition.
@@ -141,8 +145,7 @@ impl TopicReader {
     pub fn remaining_before(&self, ends: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>, LogError> {
         let mut remaining = BTreeMap::new();
         for (p, end) in ends {
-            let (low, high) =
-                blocking(|| self.consumer().fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)).map_err(classify)?;
+            let (low, high) = self.watermarks.get(p).copied().unwrap_or((0, 0));
             // Partitions whose earliest retained offset is already at the end have nothing to read.
             if *end > low && high > low {
                 remaining.insert(*p, *end);
@@ -157,8 +160,15 @@ impl TopicReader {
         &self,
         remaining: &mut BTreeMap<i32, i64>,
     ) -> Result<Option<LogRecord>, LogError> {
-        while !remaining.is_empty() {
-            let record = self.next().await?;
+        loop {
+            self.forget_reached(remaining);
+            if remaining.is_empty() {
+                return Ok(None);
+            }
+            // The end may lie past records never delivered (transaction markers, aborted
+            // records): only the position tells, so look at it while nothing arrives.
+            let Ok(record) = tokio::time::timeout(IDLE_POSITION_CHECK, self.next()).await else { continue };
+            let record = record?;
             let partition = record.position.partition;
             let Some(end) = remaining.get(&partition).copied() else { continue };
             if record.position.offset + 1 >= end {
@@ -168,9 +178,30 @@ impl TopicReader {
                 return Ok(Some(record));
             }
         }
-        Ok(None)
+    }
+
+    /// Removes from `pending` (partition → end offset) the partitions whose read position has
+    /// reached their end. The position also moves past what is never delivered to a
+    /// `read_committed` reader (transaction markers, aborted records), so this is the only
+    /// sound "caught up" test on a topic with transactions.
+    pub fn forget_reached(&self, pending: &mut BTreeMap<i32, i64>) {
+        if pending.is_empty() {
+            return;
+        }
+        if let Ok(positions) = self.consumer().position() {
+            for element in positions.elements() {
+                if let Offset::Offset(position) = element.offset()
+                    && pending.get(&element.partition()).is_some_and(|end| position >= *end)
+                {
+                    pending.remove(&element.partition());
+                }
+            }
+        }
     }
 }
+
+/// How often a reader waiting for its end looks at its position while no record arrives.
+const IDLE_POSITION_CHECK: Duration = Duration::from_millis(50);
 
 impl Drop for TopicReader {
     fn drop(&mut self) {
@@ -229,6 +260,7 @@ impl GroupConsumer {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set("isolation.level", "read_committed")
             .create_with_context(WatermarkContext::default())?;
         consumer.subscribe(topics)?;
         Ok(Self { consumer: Some(consumer) })

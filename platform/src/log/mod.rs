@@ -3,7 +3,7 @@
 mod config;
 mod consumer;
 
-pub use config::LogConfig;
+pub use config::{ConfigError, LogConfig};
 pub use consumer::{GroupConsumer, TopicReader, shut_down_consumer};
 
 use std::sync::{Arc, RwLock};
@@ -73,9 +73,8 @@ pub struct TopicSpec {
 
 /// Producer with `acks=all` and idempotence, so retries never duplicate or reorder records.
 ///
-/// After a failed append the producer is replaced: librdkafka then bumps the idempotent
-/// producer's epoch on its own, and Tansu 0.6's SQLite engine crashes on the next produce with
-/// a bumped epoch. A fresh producer gets a fresh id instead.
+/// A producer that hit a fatal error (librdkafka can no longer guarantee idempotence, e.g.
+/// after an out-of-order sequence) is replaced by a fresh one.
 #[derive(Clone)]
 pub struct LogProducer {
     config: ClientConfig,
@@ -111,7 +110,9 @@ impl LogProducer {
         match producer.send(record, Timeout::After(APPEND_TIMEOUT)).await {
             Ok(delivery) => Ok(LogPosition { partition: delivery.partition, offset: delivery.offset }),
             Err((error, _)) => {
-                self.replace(&producer);
+                if producer.client().fatal_error().is_some() {
+                    self.replace(&producer);
+                }
                 drop_off_runtime(producer);
                 Err(classify(error))
             }

@@ -173,7 +173,6 @@ impl SchemaRegistry {
             Err(error) => {
                 // The record may still have landed: read the log before deciding anything else.
                 writer.stale = true;
-                self.replace_producer(writer);
                 return Err(ServiceError::Store(error));
             }
         };
@@ -196,23 +195,6 @@ impl SchemaRegistry {
             return Err(ServiceError::Read(error));
         }
         Ok(())
-    }
-
-    /// Swaps in a fresh producer after a failed append. After a timeout librdkafka bumps the
-    /// idempotent producer's epoch on its own, and Tansu's SQLite engine panics on a produce
-    /// with an epoch it did not hand out (and then stops answering); a new producer gets a new
-    /// producer id from the broker instead.
-    fn replace_producer(&self, writer: &mut Writer) {
-        match LogProducer::new(&self.inner.config) {
-            Ok(fresh) => {
-                let old = std::mem::replace(&mut writer.producer, fresh);
-                // Dropping a producer purges and flushes synchronously; keep that off the runtime.
-                tokio::task::spawn_blocking(move || drop(old));
-            }
-            Err(error) => {
-                tracing::warn!(message = "Failed to create a fresh schemas producer.", %error);
-            }
-        }
     }
 
     fn apply(&self, record: &RegistryRecord) {

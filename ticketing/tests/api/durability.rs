@@ -41,7 +41,7 @@ async fn create_some(app: &TestApp) -> (Vec<String>, crate::helpers::Reply) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ticket_survives_stopping_and_starting_everything() {
-    let mut broker = TestBroker::start().await;
+    let mut broker = TestBroker::own().await;
     let deployment = Deployment::new(&broker);
     let app = deployment.spawn().await;
     let (ids, _) = create_some(&app).await;
@@ -106,7 +106,6 @@ async fn rebuilding_every_read_model_after_dropping_the_store_gives_the_live_rea
             .env("TICKETING_NAMESPACE", &deployment.namespace)
             .env("TICKETING_DATA_DIR", deployment.data.path())
             .env("JWT_KEY", JWT_KEY)
-            .env("KAFKA_ENABLE_IDEMPOTENCE", "false")
             .env_remove("SCHEMA_REGISTRY_URL")
             .env_remove("SCYLLA_URI")
             .output()

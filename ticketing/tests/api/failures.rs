@@ -7,7 +7,7 @@ use crate::helpers::{Deployment, TestBroker, read_ticket_log};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half_written() {
-    let mut broker = TestBroker::start().await;
+    let mut broker = TestBroker::own().await;
     let deployment = Deployment::new(&broker);
     let app = deployment.spawn().await;
     let id = app.create_ticket("alice", "concert", 20.0).await.id();

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform::aggregate::Envelope;
-use platform::broker::LocalBroker;
+use platform::local::LocalKafka;
 use platform::codec::EventCodec;
 use platform::log::{LogConfig, TopicReader};
 use platform::session::SessionKeys;
@@ -18,30 +18,52 @@ use ticketing::settings::{Settings, StoreSettings};
 
 pub const JWT_KEY: &str = "integration-test-key";
 
-/// A Tansu broker on a free port with its SQLite log in a temporary directory.
+/// The Kafka broker a test talks to: the one this test binary shares (`start`), or one of the
+/// test's own (`own`) when it stops, restarts or kills the broker.
 pub struct TestBroker {
-    broker: Option<LocalBroker>,
+    own: Option<OwnBroker>,
     port: u16,
-    pub dir: TempDir,
+}
+
+struct OwnBroker {
+    broker: Option<LocalKafka>,
+    dir: TempDir,
+}
+
+fn init_test_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os("TEST_LOG").is_some() {
+        ONCE.call_once(|| std::mem::forget(platform::telemetry::init_tracing()));
+    }
 }
 
 impl TestBroker {
+    /// The broker shared by every test of this binary.
     pub async fn start() -> Self {
-        if std::env::var_os("TEST_LOG").is_some() {
-            std::mem::forget(platform::telemetry::init_tracing());
-        }
+        init_test_logs();
+        Self { own: None, port: platform::local::shared::kafka().await.port() }
+    }
+
+    /// A broker of this test's own, with its log in a temporary directory.
+    pub async fn own() -> Self {
+        init_test_logs();
         let dir = tempfile::tempdir().unwrap();
-        let broker = LocalBroker::start(dir.path(), 0).await.expect("the broker starts");
-        let port = broker.bootstrap_servers().rsplit(':').next().unwrap().parse().unwrap();
-        Self { broker: Some(broker), port, dir }
+        let broker = LocalKafka::start(dir.path(), 0).await.expect("the broker starts");
+        let port = broker.port();
+        Self { own: Some(OwnBroker { broker: Some(broker), dir }), port }
     }
 
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
+    fn owned(&mut self) -> &mut OwnBroker {
+        self.own.as_mut().expect("only a test's own broker (TestBroker::own) can be stopped or killed")
+    }
+
+    /// Stops the broker cleanly.
     pub async fn stop(&mut self) {
-        if let Some(broker) = self.broker.take() {
+        if let Some(broker) = self.owned().broker.take() {
             broker.stop().await.unwrap();
         }
     }
@@ -49,13 +71,9 @@ impl TestBroker {
     /// Starts the broker again on the same port and data.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.broker = Some(LocalBroker::start(self.dir.path(), self.port).await.expect("the broker restarts"));
-    }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        drop(self.broker.take());
+        let port = self.port;
+        let own = self.owned();
+        own.broker = Some(LocalKafka::start(own.dir.path(), port).await.expect("the broker restarts"));
     }
 }
 
@@ -80,8 +98,6 @@ impl Deployment {
     pub fn log(&self) -> LogConfig {
         let mut log = LogConfig::new(self.bootstrap_servers.clone(), self.namespace.clone());
         log.partitions = 3;
-        // As `ticketing up` does with its local Tansu broker.
-        log.idempotence = false;
         log
     }
 

@@ -1,5 +1,8 @@
-//! End-to-end tests against a real local broker (Tansu) and the embedded store, both started on
-//! free loopback ports by the harness and stopped afterwards.
+//! End-to-end tests against a real Apache Kafka broker (shared by the tests of this binary,
+//! or a test's own where it stops or kills it) and the read store, all started on free
+//! loopback ports by the harness and stopped afterwards.
+
+
 
 mod arbiter;
 mod bad_input;
@@ -10,5 +13,6 @@ mod helpers;
 mod load;
 mod orders;
 mod payments;
+mod restarts;
 mod tickets;
 mod users;

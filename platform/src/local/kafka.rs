@@ -1,0 +1,180 @@
+//! A single-node Apache Kafka broker in KRaft combined mode (broker and controller in one JVM).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::process::{JavaProcess, run_java};
+
+/// How long a start may take: a restart after `kill -9` recovers its log segments first.
+const START_LIMIT: Duration = Duration::from_secs(120);
+/// A clean stop moves leadership away and flushes; one node needs a few seconds.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The JVM's flags: a bounded heap, low-pause GC.
+const JVM_FLAGS: &[&str] = &[
+    "-Xms128m",
+    "-Xmx512m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+];
+
+const LOG4J2: &str = "\
+status = warn
+appender.file.type = Console
+appender.file.name = STDOUT
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka.server.KafkaRaftServer
+logger.kafka.level = info
+";
+
+/// A running broker with its log under `data_dir/log`.
+///
+/// Killed when dropped (and when the process that started it dies); [`LocalKafka::stop`]
+/// stops it cleanly.
+pub struct LocalKafka {
+    process: JavaProcess,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+}
+
+impl LocalKafka {
+    /// Starts a broker on `127.0.0.1:port` (0 picks a free port) with its data in `data_dir`,
+    /// formatting the storage on first use, and waits until it answers metadata requests.
+    /// The controller listens on a port remembered in the data directory.
+    pub async fn start(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("Failed to create {}", data_dir.display()))?;
+        let data_dir = std::path::absolute(data_dir)?;
+        let classpath = super::classpath("kafka")?;
+        let port = super::port_or_free(port).await?;
+        let controller_port = super::remembered_port(&data_dir, "kafka-controller")?;
+        let log_dirs = data_dir.join("log");
+        let properties = data_dir.join("server.properties");
+        std::fs::write(&properties, server_properties(port, controller_port, &log_dirs))
+            .with_context(|| format!("Failed to write {}", properties.display()))?;
+        let log4j = data_dir.join("log4j2.properties");
+        std::fs::write(&log4j, LOG4J2)?;
+
+        let mut base: Vec<OsString> = JVM_FLAGS.iter().map(OsString::from).collect();
+        base.push(format!("-Dlog4j2.configurationFile=file:{}", log4j.display()).into());
+        base.push("-cp".into());
+        base.push(classpath.into());
+
+        if !log_dirs.join("meta.properties").exists() {
+            let mut format = base.clone();
+            format.extend(["kafka.tools.StorageTool", "format", "--ignore-formatted", "-t"].map(OsString::from));
+            format.push(cluster_id().into());
+            format.push("-c".into());
+            format.push(properties.clone().into());
+            run_java("Kafka's storage format", format, &data_dir).await?;
+        }
+
+        let mut args = base;
+        args.push("kafka.Kafka".into());
+        args.push(properties.into());
+        let process = JavaProcess::spawn("Kafka", args, &data_dir, data_dir.join("kafka.log"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut broker = Self { process, addr, data_dir };
+        broker.wait_ready().await?;
+        Ok(broker)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let start = std::time::Instant::now();
+        self.process.wait_listening(self.addr, START_LIMIT).await?;
+        let bootstrap = self.bootstrap_servers();
+        loop {
+            let bootstrap = bootstrap.clone();
+            // The port opens before the broker has registered with its controller.
+            let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+                let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+                Ok(consumer.fetch_metadata(None, Duration::from_secs(2))?.brokers().len())
+            })
+            .await?;
+            if matches!(brokers, Ok(n) if n > 0) {
+                tracing::debug!(message = "Kafka is ready.", addr = %self.addr, elapsed = ?start.elapsed());
+                return Ok(());
+            }
+            self.process.check_running()?;
+            if start.elapsed() > START_LIMIT {
+                bail!("Kafka on {} did not become ready within {START_LIMIT:?}; see {}", self.addr, self.process.log().display());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `host:port` to give clients as bootstrap servers.
+    pub fn bootstrap_servers(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Process id of the broker's JVM, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Where the broker keeps its data.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the broker cleanly (SIGTERM; SIGKILL if it takes more than 30 s).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.process.stop(STOP_GRACE).await
+    }
+
+    /// Kills the broker with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.process.kill();
+    }
+}
+
+/// A KRaft cluster id: 16 random bytes, base64url without padding (what `random-uuid` prints).
+fn cluster_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+fn server_properties(port: u16, controller_port: u16, log_dirs: &Path) -> String {
+    format!(
+        "\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={log_dirs}
+# One node: every internal topic has one replica, and fewer partitions than a cluster's 50.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.partitions=1
+# The log is the source of truth: it never expires.
+log.retention.ms=-1
+",
+        log_dirs = log_dirs.display()
+    )
+}

@@ -1,0 +1,161 @@
+//! `ticketing up` as a user runs it (its own Kafka broker under the data directory), stopped
+//! cleanly or killed with SIGKILL, then started again on the same data.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{JWT_KEY, session_cookie};
+
+/// How soon a restarted system must answer `/readyz` with 200.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+struct Up {
+    child: Option<Child>,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Up {
+    /// Starts `ticketing up` on `data` and returns once `/readyz` answers 200, with how long it took.
+    async fn start(data: &std::path::Path, port: u16, kafka_port: u16) -> (Self, Duration) {
+        let started = Instant::now();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("up.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+            .arg("up")
+            .env("TICKETING_ADDR", format!("127.0.0.1:{port}"))
+            .env("TICKETING_DATA_DIR", data)
+            .env("TICKETING_KAFKA_PORT", kafka_port.to_string())
+            .env("KAFKA_TOPIC_PARTITIONS", "3")
+            .env("JWT_KEY", JWT_KEY)
+            .env("RUST_LOG", "info")
+            .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+            .env_remove("SCHEMA_REGISTRY_URL")
+            .env_remove("SCYLLA_URI")
+            .env_remove("TICKETING_STORE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let up = Self {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        };
+        // A first start also formats the broker's storage; allow it more than a restart.
+        let limit = Duration::from_secs(120);
+        loop {
+            if let Ok(reply) = up.http.get(format!("{}/readyz", up.base)).send().await
+                && reply.status() == StatusCode::OK
+            {
+                return (up, started.elapsed());
+            }
+            assert!(started.elapsed() < limit, "not ready within {limit:?}; see {}", data.join("up.log").display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<serde_json::Value>, headers: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).header("cookie", session_cookie("alice"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let reply = request.send().await.expect("answered");
+        let status = reply.status();
+        (status, reply.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// SIGKILL the launcher; its broker's JVM dies with it (the launcher's watchdog), as with
+    /// `kill -9` of every process.
+    fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, as a service manager stops it; waits for the exit.
+    async fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").arg(child.id().to_string()).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "ticketing up did not stop within 60 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "ticketing up exited with {status}");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Creates `n` tickets and edits each once; returns (id, version, title) of every write the
+/// API acknowledged.
+async fn write_tickets(up: &Up, round: &str, n: usize) -> Vec<(String, i64, String)> {
+    let mut acknowledged = Vec::new();
+    for i in 0..n {
+        let (status, created) = up.send(Method::POST, "/api/tickets", Some(json!({"title": format!("{round} {i}"), "price": 10})), &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let title = format!("{round} {i} edited");
+        let (status, updated) =
+            up.send(Method::PUT, &format!("/api/tickets/{id}"), Some(json!({"title": title, "price": 11})), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        acknowledged.push((id, updated["version"].as_i64().unwrap(), title));
+    }
+    acknowledged
+}
+
+async fn assert_all_there(up: &Up, acknowledged: &[(String, i64, String)]) {
+    for (id, version, title) in acknowledged {
+        let (status, ticket) = up.send(Method::GET, &format!("/api/tickets/{id}"), None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "acknowledged ticket {id} is gone: {ticket}");
+        assert_eq!((ticket["version"].as_i64().unwrap(), ticket["title"].as_str().unwrap()), (*version, title.as_str()));
+    }
+    // The command side rebuilt its state from the log: versions go on where they were.
+    let (id, version, _) = acknowledged.last().unwrap();
+    let expected = version.to_string();
+    let (status, updated) = up
+        .send(Method::PUT, &format!("/api/tickets/{id}"), Some(json!({"title": "after restart", "price": 12})), &[("if-match", &expected)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["version"], version + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_a_clean_stop_and_a_kill_9_and_the_system_is_ready_within_30_s() {
+    let data = tempfile::tempdir().unwrap();
+    let port = platform::local::free_port().unwrap();
+    let kafka_port = platform::local::free_port().unwrap();
+
+    let (up, _) = Up::start(data.path(), port, kafka_port).await;
+    let mut acknowledged = write_tickets(&up, "first", 10).await;
+    up.stop().await;
+
+    let (up, ready_after_stop) = Up::start(data.path(), port, kafka_port).await;
+    assert!(ready_after_stop < READY_WITHIN, "ready {ready_after_stop:?} after a clean stop");
+    assert_all_there(&up, &acknowledged).await;
+    acknowledged.last_mut().unwrap().1 += 1;
+    acknowledged.last_mut().unwrap().2 = "after restart".into();
+    acknowledged.extend(write_tickets(&up, "second", 10).await);
+    up.kill();
+
+    let (up, ready_after_kill) = Up::start(data.path(), port, kafka_port).await;
+    assert!(ready_after_kill < READY_WITHIN, "ready {ready_after_kill:?} after kill -9");
+    assert_all_there(&up, &acknowledged).await;
+    eprintln!("ready again {ready_after_stop:?} after a clean stop, {ready_after_kill:?} after kill -9");
+    up.stop().await;
+}
