@@ -19,7 +19,7 @@ async fn one_trace_covers_the_command_its_append_and_the_projector_write() {
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     let _telemetry = platform::telemetry::init_tracing_with(Some(provider.clone()));
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");

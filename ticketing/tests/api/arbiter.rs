@@ -7,10 +7,10 @@ use serde_json::json;
 
 use crate::helpers::{Deployment, TestBroker, ticket_codec};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn duplicate_and_gapped_events_written_into_the_topic_change_nothing() {
     let broker = TestBroker::start().await;
-    let deployment = Deployment::new(&broker);
+    let deployment = Deployment::new(&broker).await;
     let app = deployment.spawn().await;
     let created = app.create_ticket("alice", "concert", 20.0).await;
     let id = created.id();
@@ -57,4 +57,5 @@ async fn duplicate_and_gapped_events_written_into_the_topic_change_nothing() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["title"], "real update");
     app.stop().await;
+}
 }

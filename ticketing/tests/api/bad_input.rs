@@ -3,10 +3,10 @@ use serde_json::json;
 
 use crate::helpers::{Deployment, Reply, TestBroker, session_cookie};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn bad_input_gets_a_4xx_in_the_error_shape_and_never_a_5xx() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let created = app.create_ticket("alice", "concert", 20.0).await;
     let id = created.id();
     let ticket = format!("/api/tickets/{id}");
@@ -90,4 +90,5 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_never_a_5xx() {
     let shown = app.get_after(&ticket, &created).await;
     assert_eq!(shown.body["title"], "concert", "{shown:?}");
     app.stop().await;
+}
 }

@@ -10,10 +10,10 @@ use ticketing::app::Component;
 
 use crate::helpers::{Deployment, TestApp, TestBroker, read_ticket_log};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn of_twenty_concurrent_puts_with_one_if_match_exactly_one_wins_across_two_instances() {
     let broker = TestBroker::start().await;
-    let deployment = Deployment::new(&broker);
+    let deployment = Deployment::new(&broker).await;
     let first = deployment.spawn().await;
     let mut settings = deployment.settings();
     settings.registry_url = Some(first.registry_url());
@@ -88,4 +88,5 @@ async fn of_twenty_concurrent_puts_with_one_if_match_exactly_one_wins_across_two
 
     second.stop().await;
     first.stop().await;
+}
 }

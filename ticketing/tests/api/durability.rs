@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Deployment, JWT_KEY, TestApp, TestBroker, remove_dir};
+use crate::helpers::{Deployment, JWT_KEY, TestApp, TestBroker};
 
 async fn snapshot(app: &TestApp, ids: &[String]) -> (Value, Vec<Value>) {
     let list = app.request(Method::GET, "/api/tickets", None, None).await.body;
@@ -39,10 +39,10 @@ async fn create_some(app: &TestApp) -> (Vec<String>, crate::helpers::Reply) {
     (ids, updated)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn every_ticket_survives_stopping_and_starting_everything() {
     let mut broker = TestBroker::own().await;
-    let deployment = Deployment::new(&broker);
+    let deployment = Deployment::new(&broker).await;
     let app = deployment.spawn().await;
     let (ids, _) = create_some(&app).await;
     let before = snapshot(&app, &ids).await;
@@ -66,11 +66,12 @@ async fn every_ticket_survives_stopping_and_starting_everything() {
     assert_eq!(updated.body["version"], 2);
     app.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn rebuilding_every_read_model_after_dropping_the_store_gives_the_live_read_models() {
     let broker = TestBroker::start().await;
-    let deployment = Deployment::new(&broker);
+    let mut deployment = Deployment::new(&broker).await;
     let app = deployment.spawn().await;
     let (ids, _) = create_some(&app).await;
     // Orders in every state: created, cancelled, complete.
@@ -98,7 +99,7 @@ async fn rebuilding_every_read_model_after_dropping_the_store_gives_the_live_rea
     let before = (snapshot(&app, &ids).await, orders_snapshot(&app, &orders).await);
     app.stop().await;
 
-    remove_dir(&deployment.store_dir());
+    deployment.drop_store();
     for read_model in ["tickets", "orders"] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
             .args(["rebuild", read_model])
@@ -108,6 +109,7 @@ async fn rebuilding_every_read_model_after_dropping_the_store_gives_the_live_rea
             .env("JWT_KEY", JWT_KEY)
             .env_remove("SCHEMA_REGISTRY_URL")
             .env_remove("SCYLLA_URI")
+            .envs(deployment.store_env())
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -119,4 +121,5 @@ async fn rebuilding_every_read_model_after_dropping_the_store_gives_the_live_rea
     let after = (snapshot(&app, &ids).await, orders_snapshot(&app, &orders).await);
     assert_eq!(after, before);
     app.stop().await;
+}
 }

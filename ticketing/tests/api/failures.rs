@@ -5,10 +5,10 @@ use serde_json::json;
 
 use crate::helpers::{Deployment, TestBroker, read_ticket_log};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half_written() {
     let mut broker = TestBroker::own().await;
-    let deployment = Deployment::new(&broker);
+    let deployment = Deployment::new(&broker).await;
     let app = deployment.spawn().await;
     let id = app.create_ticket("alice", "concert", 20.0).await.id();
 
@@ -47,4 +47,5 @@ async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half
     let path = format!("/api/tickets/{}", recovered.id());
     app.eventually(&path, None, Duration::from_secs(45), |r| r.body["title"] == "after").await;
     app.stop().await;
+}
 }

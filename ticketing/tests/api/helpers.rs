@@ -77,21 +77,100 @@ impl TestBroker {
     }
 }
 
-/// A test deployment: its own namespace on the broker and its own data directory.
+/// The read store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded engine in the deployment's data directory.
+    Embedded,
+    /// The Cassandra node this test binary shares, in keyspaces of the deployment's own.
+    Cql,
+}
+
+tokio::task_local! {
+    static STORE: StoreKind;
+}
+
+/// Runs a test body with deployments on `kind` (see [`both_stores!`]).
+pub async fn with_store(kind: StoreKind, body: impl std::future::Future<Output = ()>) {
+    STORE.scope(kind, body).await
+}
+
+/// Declares an async test that runs twice, on the embedded store (`<name>::embedded`) and on
+/// the CQL store (`<name>::cql`): every [`Deployment`] the body makes uses that store.
+#[macro_export]
+macro_rules! both_stores {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                $crate::helpers::with_store($crate::helpers::StoreKind::Embedded, async $body).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cql() {
+                $crate::helpers::with_store($crate::helpers::StoreKind::Cql, async $body).await
+            }
+        }
+    };
+}
+
+/// A test deployment: its own namespace on the broker, its own data directory and its own
+/// read store (a directory, or keyspaces with a prefix of its own on the shared node).
 pub struct Deployment {
     pub namespace: String,
     pub data: TempDir,
     pub bootstrap_servers: String,
     pub expiration_window_seconds: i64,
+    pub store: StoreKind,
+    /// `host:port` of the CQL node, with [`StoreKind::Cql`].
+    cql_uri: Option<String>,
+    keyspace_prefix: String,
 }
 
 impl Deployment {
-    pub fn new(broker: &TestBroker) -> Self {
+    /// A deployment on the store of the running [`both_stores!`] variant (embedded outside one).
+    pub async fn new(broker: &TestBroker) -> Self {
+        let store = STORE.try_with(|kind| *kind).unwrap_or(StoreKind::Embedded);
+        let cql_uri = match store {
+            StoreKind::Cql => Some(platform::local::shared::cassandra().await.uri()),
+            StoreKind::Embedded => None,
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
         Self {
-            namespace: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            namespace: format!("t{}", &id[..12]),
             data: tempfile::tempdir().unwrap(),
             bootstrap_servers: broker.bootstrap_servers(),
             expiration_window_seconds: 900,
+            store,
+            cql_uri,
+            // Keyspaces are `<prefix>_<read-model namespace>`: a prefix per deployment keeps
+            // tests apart on the shared node (at most 7 characters).
+            keyspace_prefix: format!("t{}", &id[12..18]),
+        }
+    }
+
+    /// Loses every read model: the embedded store's directory is removed; on CQL the
+    /// deployment moves to keyspaces of a new prefix, as empty as a dropped store.
+    pub fn drop_store(&mut self) {
+        match self.store {
+            StoreKind::Embedded => remove_dir(&self.store_dir()),
+            StoreKind::Cql => self.keyspace_prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..6]),
+        }
+    }
+
+    /// The environment of a `ticketing` subprocess on this deployment's store.
+    pub fn store_env(&self) -> Vec<(&'static str, String)> {
+        match &self.cql_uri {
+            Some(uri) => vec![
+                ("TICKETING_STORE", "cql".into()),
+                ("SCYLLA_URI", uri.clone()),
+                ("SCYLLA_KEYSPACE_PREFIX", self.keyspace_prefix.clone()),
+            ],
+            None => vec![("TICKETING_STORE", "embedded".into())],
         }
     }
 
@@ -114,7 +193,16 @@ impl Deployment {
             namespace: self.namespace.clone(),
             broker_port: 0,
             registry_url: None,
-            store: StoreSettings::Embedded { path: self.store_dir() },
+            store: match &self.cql_uri {
+                Some(uri) => StoreSettings::Scylla {
+                    uri: Some(uri.clone()),
+                    local_port: 0,
+                    keyspace_prefix: self.keyspace_prefix.clone(),
+                    replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+                    credentials: None,
+                },
+                None => StoreSettings::Embedded { path: self.store_dir() },
+            },
             jwt_key: JWT_KEY.into(),
             session_ttl_seconds: 3600,
             secure_cookie: false,

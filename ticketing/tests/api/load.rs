@@ -8,10 +8,10 @@ use load_tests::scenario::Marketplace;
 
 use crate::helpers::{Deployment, TestBroker};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn the_load_generator_drives_every_route_of_the_mix_without_errors() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let client = ApiClient::new(Targets::single(&app.base), Duration::from_secs(10)).unwrap();
     let marketplace = Arc::new(Marketplace::new(client));
     marketplace.seed(4, 20, 4).await.expect("seeding works against a healthy system");
@@ -37,4 +37,5 @@ async fn the_load_generator_drives_every_route_of_the_mix_without_errors() {
     // Ticket and order commands were read back through their consistency tokens.
     assert!(report.visibility.count > 0 && report.stale_reads == 0, "{report:#?}");
     app.stop().await;
+}
 }

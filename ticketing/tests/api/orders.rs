@@ -9,10 +9,10 @@ use crate::helpers::{Deployment, TestApp, TestBroker};
 
 const LONG: Duration = Duration::from_secs(10);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn ordering_reserves_the_ticket_and_cancelling_releases_it() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let ticket = app.create_ticket("seller", "concert", 20.0).await;
     let ticket_id = ticket.id();
 
@@ -72,11 +72,12 @@ async fn ordering_reserves_the_ticket_and_cancelling_releases_it() {
     assert_eq!(again.status, StatusCode::CREATED, "a released ticket can be ordered again: {again:?}");
     app.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn of_sixteen_concurrent_orders_for_one_ticket_over_two_instances_exactly_one_wins() {
     let broker = TestBroker::start().await;
-    let deployment = Deployment::new(&broker);
+    let deployment = Deployment::new(&broker).await;
     let first = deployment.spawn().await;
     let mut settings = deployment.settings();
     settings.registry_url = Some(first.registry_url());
@@ -109,11 +110,12 @@ async fn of_sixteen_concurrent_orders_for_one_ticket_over_two_instances_exactly_
     second.stop().await;
     first.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn the_same_idempotency_key_places_one_order_and_gives_the_same_answer() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let ticket_id = app.create_ticket("seller", "once", 10.0).await.id();
     let key = [("idempotency-key", "checkout-7".to_string())];
     let body = json!({"ticketId": ticket_id});
@@ -125,4 +127,5 @@ async fn the_same_idempotency_key_places_one_order_and_gives_the_same_answer() {
     let mine = app.get_after_as("/api/orders", Some("buyer"), &second).await;
     assert_eq!(mine.body.as_array().unwrap().len(), 1);
     app.stop().await;
+}
 }

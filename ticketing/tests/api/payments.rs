@@ -15,10 +15,10 @@ async fn order(app: &TestApp, ticket_id: &str, buyer: &str) -> crate::helpers::R
     reply
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn paying_completes_the_order_and_sells_the_ticket() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let ticket_id = app.create_ticket("seller", "paid", 12.5).await.id();
     let placed = order(&app, &ticket_id, "buyer").await;
     let order_id = placed.id();
@@ -63,11 +63,12 @@ async fn paying_completes_the_order_and_sells_the_ticket() {
     assert!(metrics.contains("ticketing_expiration_deadlines_pending"), "{metrics}");
     app.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn a_cancelled_order_cannot_be_paid() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let ticket_id = app.create_ticket("seller", "gone", 3.0).await.id();
     let order_id = order(&app, &ticket_id, "buyer").await.id();
     let cancelled = app.request(Method::DELETE, &format!("/api/orders/{order_id}"), Some("buyer"), None).await;
@@ -80,10 +81,11 @@ async fn a_cancelled_order_cannot_be_paid() {
     assert_eq!(paid.body["errors"][0]["message"], "Cannot pay for an cancelled order");
     app.stop().await;
 }
+}
 
 async fn expires_within_the_window(worker_restarts: bool) {
     let broker = TestBroker::start().await;
-    let mut deployment = Deployment::new(&broker);
+    let mut deployment = Deployment::new(&broker).await;
     deployment.expiration_window_seconds = 3;
     let without_worker: Vec<Component> = Component::ALL.into_iter().filter(|c| *c != Component::Expiration).collect();
     let app = TestApp::start(deployment.settings(), &without_worker).await;
@@ -117,20 +119,22 @@ async fn expires_within_the_window(worker_restarts: bool) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn an_unpaid_order_is_cancelled_at_its_deadline_and_its_ticket_released() {
     expires_within_the_window(false).await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn the_deadline_holds_when_the_expiration_worker_restarts_inside_the_window() {
     expires_within_the_window(true).await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn a_poison_event_goes_to_the_dead_letter_topic_and_the_process_manager_goes_on() {
     let broker = TestBroker::start().await;
-    let mut deployment = Deployment::new(&broker);
+    let mut deployment = Deployment::new(&broker).await;
     deployment.expiration_window_seconds = 3;
     let app = deployment.spawn().await;
     let ticket_id = app.create_ticket("seller", "after poison", 1.0).await.id();
@@ -150,4 +154,5 @@ async fn a_poison_event_goes_to_the_dead_letter_topic_and_the_process_manager_go
     app.eventually("/api/tickets", None, LONG, |r| r.body.as_array().unwrap().iter().any(|t| t["id"] == ticket_id.as_str()))
         .await;
     app.stop().await;
+}
 }

@@ -3,10 +3,10 @@ use serde_json::json;
 
 use crate::helpers::{Deployment, TestBroker};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn a_created_ticket_is_read_back_at_once_with_the_consistency_token() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
 
     let created = app.create_ticket("alice", "concert", 20.0).await;
     assert_eq!(created.body["title"], "concert");
@@ -50,11 +50,12 @@ async fn a_created_ticket_is_read_back_at_once_with_the_consistency_token() {
     }
     app.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn only_signed_in_owners_change_tickets() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let body = json!({"title": "concert", "price": 10});
 
     let anonymous = app.request(Method::POST, "/api/tickets", None, Some(body.clone())).await;
@@ -84,11 +85,12 @@ async fn only_signed_in_owners_change_tickets() {
 
     app.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn the_same_idempotency_key_creates_one_ticket_and_gives_the_same_answer() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let body = json!({"title": "concert", "price": 12.5});
     let key = [("idempotency-key", "order-form-42".to_string())];
 
@@ -106,4 +108,5 @@ async fn the_same_idempotency_key_creates_one_ticket_and_gives_the_same_answer()
     let listed = app.get_after("/api/tickets", &bobs).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 2);
     app.stop().await;
+}
 }

@@ -3,10 +3,10 @@ use serde_json::json;
 
 use crate::helpers::{Deployment, TestBroker};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn a_browser_signs_up_signs_out_and_signs_in_with_cookies_only() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let mut browser = app.browser();
 
     let signed_up = browser.signup("Alice@Example.com", "  pass1234 ").await;
@@ -52,11 +52,12 @@ async fn a_browser_signs_up_signs_out_and_signs_in_with_cookies_only() {
     assert_eq!(me.body["currentUser"]["id"], id.as_str());
     app.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+both_stores! {
 async fn an_email_is_used_once_whatever_its_case_and_bad_input_is_named() {
     let broker = TestBroker::start().await;
-    let app = Deployment::new(&broker).spawn().await;
+    let app = Deployment::new(&broker).await.spawn().await;
     let mut browser = app.browser();
     assert_eq!(browser.signup("bob@example.com", "secret").await.status, StatusCode::CREATED);
     let again = app.browser().signup("BOB@example.com", "another").await;
@@ -81,4 +82,5 @@ async fn an_email_is_used_once_whatever_its_case_and_bad_input_is_named() {
         .await;
     assert_eq!(forged.body, json!({"currentUser": null}));
     app.stop().await;
+}
 }
