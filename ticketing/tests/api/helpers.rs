@@ -97,7 +97,7 @@ pub async fn with_store(kind: StoreKind, body: impl std::future::Future<Output =
 
 /// Declares an async test that runs twice, on the embedded store (`<name>::embedded`) and on
 /// the CQL store (`<name>::cql`): every [`Deployment`] the body makes uses that store.
-#[macro_export]
+#[allow(unused_macros)]
 macro_rules! both_stores {
     ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
         $(#[$meta])*
