@@ -1,6 +1,12 @@
 //! The command pipeline: decide against the aggregate's state, append, and answer only after the
 //! event has been read back from the log as valid at its position (the echo).
 //!
+//! A command that decides several events appends them in one Kafka transaction whose
+//! `transactional.id` belongs to the aggregate's partition ([`writer_transactional_id`]), so no
+//! `read_committed` reader ever sees some of them without the others, and a newer writer of the
+//! partition fences an older one. A writer that dies mid-transaction holds the partition's
+//! readers back until the broker aborts it ([`crate::log::TRANSACTION_TIMEOUT`]).
+//!
 //! Every instance tails all partitions of its topic and folds every aggregate with the arbiter
 //! rule. Conflicting commands on one instance are serialised per aggregate; across instances
 //! the log decides: of two events claiming the same version, the first in partition order wins
@@ -18,7 +24,8 @@ use uuid::Uuid;
 use crate::aggregate::{Aggregate, Envelope, EventMetadata};
 use crate::arbiter::{Verdict, judge};
 use crate::codec::{CodecError, EventCodec};
-use crate::log::{LogConfig, LogError, LogPosition, LogProducer, TopicReader};
+use crate::log::{LogConfig, LogError, LogPosition, LogProducer, OutgoingRecord, TopicReader, TransactionalProducer};
+use crate::ownership::partition_for;
 
 /// How long a command may take, append and echo included, before the client gets a 503.
 pub const COMMAND_DEADLINE: Duration = Duration::from_millis(4500);
@@ -131,6 +138,10 @@ struct Echo {
 struct Inner<A: Aggregate> {
     codec: Arc<dyn EventCodec<A::Event>>,
     producer: LogProducer,
+    config: LogConfig,
+    partitions: i32,
+    /// Per partition, the producer that appends commands of several events atomically.
+    transactional: Mutex<HashMap<i32, Arc<TransactionalProducer>>>,
     slots: Mutex<HashMap<String, Slot<A>>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     echoes: Mutex<HashMap<Uuid, oneshot::Sender<Echo>>>,
@@ -159,6 +170,9 @@ impl<A: Aggregate> CommandPipeline<A> {
         let inner = Arc::new(Inner {
             codec,
             producer,
+            config: config.clone(),
+            partitions: reader.partitions().len() as i32,
+            transactional: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             echoes: Mutex::new(HashMap::new()),
@@ -237,9 +251,10 @@ impl<A: Aggregate> CommandPipeline<A> {
             if events.is_empty() {
                 return Ok(Outcome { state, version, position: None });
             }
-            let mut won = true;
-            for (i, event) in events.into_iter().enumerate() {
-                let envelope = Envelope {
+            let envelopes: Vec<Envelope<A::Event>> = events
+                .into_iter()
+                .enumerate()
+                .map(|(i, event)| Envelope {
                     metadata: EventMetadata {
                         event_id: Uuid::new_v4(),
                         aggregate_id: request.aggregate_id.clone(),
@@ -250,8 +265,15 @@ impl<A: Aggregate> CommandPipeline<A> {
                         causation_id: request.causation_id.clone(),
                     },
                     event,
-                };
-                let echo = self.append_and_await_echo(&envelope).await?;
+                })
+                .collect();
+            let echoes = if envelopes.len() == 1 {
+                vec![self.append_and_await_echo(&envelopes[0]).await?]
+            } else {
+                self.append_atomically_and_await_echoes(&envelopes).await?
+            };
+            let mut won = true;
+            for (envelope, echo) in envelopes.iter().zip(&echoes) {
                 if echo.verdict != Verdict::Valid {
                     tracing::info!(
                         message = "Lost a version to another writer.",
@@ -278,6 +300,61 @@ impl<A: Aggregate> CommandPipeline<A> {
             }
         }
         Err(CommandError::Conflict { expected: actual, actual: self.state(&request.aggregate_id).1 })
+    }
+
+    /// Appends the events of one command in one transaction, so that no `read_committed`
+    /// reader ever sees some of them without the others, then awaits every echo.
+    async fn append_atomically_and_await_echoes(
+        &self,
+        envelopes: &[Envelope<A::Event>],
+    ) -> Result<Vec<Echo>, CommandError<A::Error>> {
+        let inner = &self.inner;
+        let key = envelopes[0].metadata.aggregate_id.as_bytes();
+        let partition = partition_for(key, inner.partitions);
+        let mut encoded = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            encoded.push(inner.codec.encode(envelope).await?);
+        }
+        let span = tracing::info_span!(
+            "append",
+            topic = inner.codec.topic(),
+            aggregate_id = %envelopes[0].metadata.aggregate_id,
+            version = envelopes[0].metadata.aggregate_version,
+            events = envelopes.len(),
+        );
+        let trace = span.in_scope(crate::telemetry::current_trace_headers);
+        let records: Vec<OutgoingRecord<'_>> = envelopes
+            .iter()
+            .zip(&encoded)
+            .map(|(envelope, bytes)| {
+                let mut headers: Vec<(&str, &[u8])> =
+                    vec![("event_type", inner.codec.event_type(&envelope.event).as_bytes())];
+                headers.extend(trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+                OutgoingRecord { topic: inner.codec.topic(), partition, key, payload: bytes, headers }
+            })
+            .collect();
+        let mut receivers = Vec::with_capacity(envelopes.len());
+        {
+            let mut echoes = inner.echoes.lock().expect("echoes lock");
+            for envelope in envelopes {
+                let (tx, rx) = oneshot::channel();
+                echoes.insert(envelope.metadata.event_id, tx);
+                receivers.push(rx);
+            }
+        }
+        let producer = inner.transactional_producer(partition);
+        if let Err(error) = producer.append_all(&records).instrument(span).await {
+            let mut echoes = inner.echoes.lock().expect("echoes lock");
+            for envelope in envelopes {
+                echoes.remove(&envelope.metadata.event_id);
+            }
+            return Err(error.into());
+        }
+        let mut echoes = Vec::with_capacity(receivers.len());
+        for rx in receivers {
+            echoes.push(rx.await.map_err(|_| CommandError::Unavailable("the log tail stopped".into()))?);
+        }
+        Ok(echoes)
     }
 
     async fn append_and_await_echo(
@@ -312,7 +389,24 @@ impl<A: Aggregate> CommandPipeline<A> {
     }
 }
 
+/// The `transactional.id` of the writer of several-event commands on one partition of a
+/// topic: stable, so a restarted or competing owner of the partition fences the previous one.
+pub fn writer_transactional_id(topic: &str, partition: i32) -> String {
+    format!("{topic}.writer.{partition}")
+}
+
 impl<A: Aggregate> Inner<A> {
+    fn transactional_producer(&self, partition: i32) -> Arc<TransactionalProducer> {
+        let mut producers = self.transactional.lock().expect("transactional lock");
+        producers
+            .entry(partition)
+            .or_insert_with(|| {
+                let id = writer_transactional_id(self.codec.topic(), partition);
+                Arc::new(TransactionalProducer::new(&self.config, id))
+            })
+            .clone()
+    }
+
     fn apply(&self, envelope: Envelope<A::Event>, position: LogPosition) {
         let metadata = &envelope.metadata;
         let verdict = {

@@ -2,9 +2,11 @@
 
 mod config;
 mod consumer;
+mod transaction;
 
 pub use config::{ConfigError, LogConfig};
 pub use consumer::{GroupConsumer, TopicReader, shut_down_consumer};
+pub use transaction::{OutgoingRecord, TRANSACTION_TIMEOUT, Transaction, TransactionalProducer};
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -133,7 +135,7 @@ impl LogProducer {
 
 /// Dropping a producer flushes it, which blocks while the broker is away: never on a runtime
 /// worker thread.
-fn drop_off_runtime(producer: FutureProducer) {
+pub(crate) fn drop_off_runtime(producer: FutureProducer) {
     std::thread::spawn(move || drop(producer));
 }
 

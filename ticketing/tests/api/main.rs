@@ -16,4 +16,5 @@ mod orders;
 mod payments;
 mod restarts;
 mod tickets;
+mod transactions;
 mod users;
