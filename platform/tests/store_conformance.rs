@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use platform::store::{CellKey, EmbeddedStore, ReadStore, ScyllaStore, conformance};
+use platform::store::{CellKey, CqlOptions, EmbeddedStore, ReadStore, ScyllaStore, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_passes_conformance() {
@@ -92,7 +92,7 @@ async fn cql_store_passes_conformance() {
     let credentials = std::env::var("SCYLLA_USERNAME")
         .ok()
         .map(|user| (user, std::env::var("SCYLLA_PASSWORD").unwrap_or_default()));
-    let store = ScyllaStore::connect(&uri, "conf", &replication, credentials)
+    let store = ScyllaStore::connect(&uri, "conf", &replication, credentials, &CqlOptions::default())
         .await
         .unwrap_or_else(|e| panic!("CQL conformance suite at {uri}: {e}"));
 

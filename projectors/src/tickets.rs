@@ -13,10 +13,38 @@ use serde::{Deserialize, Serialize};
 
 /// Table of ticket rows, partitioned by ticket id.
 pub const TICKETS_TABLE: &str = "tickets";
-/// Table of tickets for sale: one partition, clustered by creation time then id.
+/// Table of tickets for sale, clustered by creation time then id. A partition holds the
+/// tickets listed in one week (UTC, counted from the epoch) whose id falls in one of
+/// [`FOR_SALE_SHARDS`] shards, so no partition grows without bound ([`for_sale_partition`]).
 pub const FOR_SALE_TABLE: &str = "tickets_for_sale";
-/// The one partition of [`FOR_SALE_TABLE`].
-pub const FOR_SALE_PARTITION: &str = "all";
+/// How many partitions share one week's listings.
+pub const FOR_SALE_SHARDS: u32 = 4;
+/// Table of the weeks that had listings: one small partition, one cell per week.
+pub const FOR_SALE_WEEKS_TABLE: &str = "tickets_for_sale_weeks";
+/// The one partition of [`FOR_SALE_WEEKS_TABLE`] (about 52 cells a year).
+pub const FOR_SALE_WEEKS_PARTITION: &str = "weeks";
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+/// The week a ticket was listed in (its list key starts with its creation time).
+pub fn listing_week(list_key: &str) -> i64 {
+    list_key.get(..16).and_then(|ms| ms.parse::<i64>().ok()).unwrap_or(0) / WEEK_MS
+}
+
+/// The clustering key of a week in [`FOR_SALE_WEEKS_TABLE`], ordered like the weeks.
+pub fn week_key(week: i64) -> String {
+    format!("{week:08}")
+}
+
+/// The partition of [`FOR_SALE_TABLE`] holding a ticket listed in `week`.
+pub fn for_sale_partition(week: i64, id: &str) -> String {
+    let shard = (platform::ownership::murmur2(id.as_bytes()) & 0x7fff_ffff) as u32 % FOR_SALE_SHARDS;
+    shard_partition(week, shard)
+}
+
+/// The name of one shard's partition of a week.
+pub fn shard_partition(week: i64, shard: u32) -> String {
+    format!("{}:{shard}", week_key(week))
+}
 
 /// A ticket as the read side keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,7 +157,15 @@ impl Projection for TicketProjector {
         };
         let value = serde_json::to_vec(&row).map_err(|e| ProjectionError::Poison(e.to_string()))?;
         // The aggregate version is the write timestamp: a stale or repeated write loses.
-        let for_sale = CellKey { namespace, table: FOR_SALE_TABLE, partition: FOR_SALE_PARTITION, clustering: &row.list_key };
+        let week = listing_week(&row.list_key);
+        if matches!(envelope.event, TicketEvent::Created(_)) {
+            // Written the same way by every listing of the week: idempotent.
+            let week_cell = week_key(week);
+            let weeks = CellKey { namespace, table: FOR_SALE_WEEKS_TABLE, partition: FOR_SALE_WEEKS_PARTITION, clustering: &week_cell };
+            store.put(weeks, b"", 1).await?;
+        }
+        let partition = for_sale_partition(week, &row.id);
+        let for_sale = CellKey { namespace, table: FOR_SALE_TABLE, partition: &partition, clustering: &row.list_key };
         if row.status == "available" {
             store.put(for_sale, &value, version).await?;
         } else {
@@ -138,5 +174,24 @@ impl Projection for TicketProjector {
         let by_id = CellKey { namespace, table: TICKETS_TABLE, partition: &row.id, clustering: "" };
         store.put(by_id, &value, version).await?;
         Ok(Applied::Changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_spread_over_weeks_and_shards_in_order() {
+        let key = |ms: i64, id: &str| format!("{ms:016}:{id}");
+        assert_eq!(listing_week(&key(0, "a")), 0);
+        assert_eq!(listing_week(&key(WEEK_MS - 1, "a")), 0);
+        assert_eq!(listing_week(&key(WEEK_MS, "a")), 1);
+        // Week keys sort like the weeks they name.
+        assert!(week_key(9) < week_key(10));
+        let partitions: std::collections::BTreeSet<String> =
+            (0..200).map(|i| for_sale_partition(3, &format!("ticket-{i}"))).collect();
+        let expected: std::collections::BTreeSet<String> = (0..FOR_SALE_SHARDS).map(|s| shard_partition(3, s)).collect();
+        assert_eq!(partitions, expected, "ids land in every shard of their week and nowhere else");
     }
 }

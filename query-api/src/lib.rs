@@ -12,7 +12,10 @@ use platform::http::{ApiError, CONSISTENCY_HEADER, ConsistencyToken};
 use platform::projection::ReadModels;
 use platform::session::{CurrentUser, SessionKeys};
 use projectors::orders::{ORDERS_BY_USER_TABLE, OrderRow, get_order};
-use projectors::tickets::{FOR_SALE_PARTITION, FOR_SALE_TABLE, TicketRow, get_ticket};
+use projectors::tickets::{
+    FOR_SALE_SHARDS, FOR_SALE_TABLE, FOR_SALE_WEEKS_PARTITION, FOR_SALE_WEEKS_TABLE, TicketRow, get_ticket,
+    shard_partition,
+};
 
 /// How long a query waits for the projection to reach a consistency token.
 pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
@@ -24,6 +27,8 @@ pub struct QueryState {
     pub read_models: ReadModels,
     /// Session verification (orders are private).
     pub keys: SessionKeys,
+    /// Most tickets `GET /api/tickets` answers: the most recently listed ones.
+    pub list_limit: usize,
 }
 
 impl axum::extract::FromRef<QueryState> for SessionKeys {
@@ -94,9 +99,51 @@ fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
 #[tracing::instrument(name = "GET /api/tickets", skip_all)]
 async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
-    let rows: Vec<TicketRow> = scan_all(&state, &namespace, FOR_SALE_TABLE, FOR_SALE_PARTITION).await?;
+    let rows = tickets_for_sale(&state, &namespace).await?;
     let tickets = rows.iter().map(TicketRow::to_api_json).collect();
     Ok(with_staleness(serde_json::Value::Array(tickets), stale))
+}
+
+/// The [`QueryState::list_limit`] most recently listed tickets for sale, oldest first (the
+/// reference app's order): whole weeks from the newest back, each week's shards read at once.
+async fn tickets_for_sale(state: &QueryState, namespace: &str) -> Result<Vec<TicketRow>, ApiError> {
+    let store = state.read_models.store();
+    let mut weeks = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .scan(namespace, FOR_SALE_WEEKS_TABLE, FOR_SALE_WEEKS_PARTITION, after.as_deref(), 500)
+            .await
+            .map_err(unavailable)?;
+        weeks.extend(page.cells.into_iter().map(|cell| cell.clustering_key));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut newest_first: Vec<Vec<TicketRow>> = Vec::new();
+    let mut count = 0;
+    for week in weeks.iter().rev() {
+        let week: i64 = week
+            .parse()
+            .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("corrupt week {week:?} in {FOR_SALE_WEEKS_TABLE}")))?;
+        let partitions: Vec<String> = (0..FOR_SALE_SHARDS).map(|shard| shard_partition(week, shard)).collect();
+        let shards = futures::future::try_join_all(
+            partitions.iter().map(|partition| scan_all::<TicketRow>(state, namespace, FOR_SALE_TABLE, partition)),
+        )
+        .await?;
+        let mut rows: Vec<TicketRow> = shards.into_iter().flatten().collect();
+        rows.sort_by(|a, b| a.list_key.cmp(&b.list_key));
+        count += rows.len();
+        newest_first.push(rows);
+        if count >= state.list_limit {
+            break;
+        }
+    }
+    let mut rows: Vec<TicketRow> = newest_first.into_iter().rev().flatten().collect();
+    let excess = rows.len().saturating_sub(state.list_limit);
+    rows.drain(..excess);
+    Ok(rows)
 }
 
 /// Every row of a partition, page by page.

@@ -119,7 +119,7 @@ pub async fn open_store(settings: &Settings, local: &mut LocalServices) -> anyho
         StoreSettings::Embedded { path } => Arc::new(
             EmbeddedStore::open(path).with_context(|| format!("Failed to open the store at {}", path.display()))?,
         ),
-        StoreSettings::Scylla { uri, local_port, keyspace_prefix, replication, credentials } => {
+        StoreSettings::Scylla { uri, local_port, keyspace_prefix, replication, credentials, options } => {
             let uri = match uri {
                 Some(uri) => uri.clone(),
                 None => {
@@ -140,7 +140,7 @@ pub async fn open_store(settings: &Settings, local: &mut LocalServices) -> anyho
                 }
             };
             Arc::new(
-                ScyllaStore::connect(&uri, keyspace_prefix, replication, credentials.clone())
+                ScyllaStore::connect(&uri, keyspace_prefix, replication, credentials.clone(), options)
                     .await
                     .with_context(|| format!("Failed to connect to the CQL store at {uri}"))?,
             )
@@ -529,6 +529,7 @@ impl Application {
                 router = router.merge(query_api::router(query_api::QueryState {
                     read_models: ReadModels::new(store.clone()),
                     keys: keys.clone(),
+                    list_limit: settings.tickets_list_limit,
                 }));
             }
         }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use platform::log::LogConfig;
+use platform::store::CqlOptions;
 
 /// Where the read models live.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub enum StoreSettings {
         replication: String,
         /// `SCYLLA_USERNAME` and `SCYLLA_PASSWORD`, when set.
         credentials: Option<(String, String)>,
+        /// `SCYLLA_CONSISTENCY` (default `LOCAL_QUORUM`) and `SCYLLA_LOCAL_DC`.
+        options: CqlOptions,
     },
 }
 
@@ -68,6 +71,9 @@ pub struct Settings {
     /// `/readyz` fails while a projector is more records behind than this (`READY_MAX_LAG`,
     /// default 10000).
     pub ready_max_lag: i64,
+    /// Most tickets `GET /api/tickets` answers, the most recently listed (`TICKETS_LIST_LIMIT`,
+    /// default 1000).
+    pub tickets_list_limit: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -137,6 +143,15 @@ impl Settings {
                 replication: env("SCYLLA_REPLICATION")
                     .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into()),
                 credentials: env("SCYLLA_USERNAME").zip(env("SCYLLA_PASSWORD")),
+                options: CqlOptions {
+                    consistency: match env("SCYLLA_CONSISTENCY") {
+                        None => CqlOptions::default().consistency,
+                        Some(name) => CqlOptions::parse_consistency(&name).with_context(|| {
+                            format!("SCYLLA_CONSISTENCY={name:?} is invalid: use ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL")
+                        })?,
+                    },
+                    local_datacenter: env("SCYLLA_LOCAL_DC"),
+                },
             }
         } else {
             StoreSettings::Embedded { path: data_dir.join("store") }
@@ -164,6 +179,7 @@ impl Settings {
             stripe_secret_key: env("STRIPE_SECRET_KEY"),
             stripe_api_base: env("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
             ready_max_lag: number("READY_MAX_LAG", 10_000)?,
+            tickets_list_limit: number("TICKETS_LIST_LIMIT", 1000)? as usize,
         })
     }
 }

@@ -12,7 +12,7 @@ mod embedded;
 mod scylla;
 
 pub use embedded::EmbeddedStore;
-pub use scylla::ScyllaStore;
+pub use scylla::{Consistency, CqlOptions, ScyllaStore};
 
 use async_trait::async_trait;
 

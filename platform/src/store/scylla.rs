@@ -11,8 +11,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::load_balancing::DefaultPolicy;
+pub use scylla::statement::Consistency;
 use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
 use scylla::response::query_result::QueryResult;
 use scylla::statement::prepared::PreparedStatement;
@@ -24,7 +27,44 @@ use super::{Cell, CellKey, Page, ReadStore, StoreError, validate_name};
 const MAX_PREFIX_LEN: usize = 7;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How the adapter talks to the cluster.
+#[derive(Debug, Clone)]
+pub struct CqlOptions {
+    /// Consistency level of every read and write (`SCYLLA_CONSISTENCY`, default
+    /// `LOCAL_QUORUM`): with replication 3, reads see every acknowledged write.
+    pub consistency: Consistency,
+    /// Prefer coordinators in this datacenter (`SCYLLA_LOCAL_DC`); others only when it is down.
+    pub local_datacenter: Option<String>,
+}
+
+impl Default for CqlOptions {
+    fn default() -> Self {
+        Self { consistency: Consistency::LocalQuorum, local_datacenter: None }
+    }
+}
+
+impl CqlOptions {
+    /// Parses a consistency level name as CQL spells it (`ONE`, `LOCAL_QUORUM`, …).
+    pub fn parse_consistency(name: &str) -> Option<Consistency> {
+        Some(match name.trim().to_ascii_uppercase().as_str() {
+            "ANY" => Consistency::Any,
+            "ONE" => Consistency::One,
+            "TWO" => Consistency::Two,
+            "THREE" => Consistency::Three,
+            "QUORUM" => Consistency::Quorum,
+            "ALL" => Consistency::All,
+            "LOCAL_QUORUM" => Consistency::LocalQuorum,
+            "EACH_QUORUM" => Consistency::EachQuorum,
+            "LOCAL_ONE" => Consistency::LocalOne,
+            _ => return None,
+        })
+    }
+}
+
 /// A read store on a ScyllaDB (or Cassandra) cluster.
+///
+/// Statements are prepared once per namespace and routed token-aware (to a replica of the
+/// partition, and on ScyllaDB to its shard) by the driver's default policy.
 pub struct ScyllaStore {
     session: Session,
     keyspace_prefix: String,
@@ -61,12 +101,14 @@ impl ScyllaStore {
     ///   `<prefix>_<namespace>`;
     /// - `replication`: the CQL replication map used when a keyspace is created, e.g.
     ///   `{'class':'NetworkTopologyStrategy','replication_factor':3}`;
-    /// - `credentials`: user and password for password authentication.
+    /// - `credentials`: user and password for password authentication;
+    /// - `options`: consistency level and preferred datacenter.
     pub async fn connect(
         uri: &str,
         keyspace_prefix: &str,
         replication: &str,
         credentials: Option<(String, String)>,
+        options: &CqlOptions,
     ) -> Result<Self, StoreError> {
         if validate_name(keyspace_prefix).is_err() || keyspace_prefix.len() > MAX_PREFIX_LEN {
             return Err(StoreError::Engine(format!(
@@ -93,9 +135,18 @@ impl ScyllaStore {
                 "No ScyllaDB contact point in {uri:?}"
             )));
         }
+        let mut policy = DefaultPolicy::builder().token_aware(true);
+        if let Some(datacenter) = &options.local_datacenter {
+            policy = policy.prefer_datacenter(datacenter.clone()).permit_dc_failover(true);
+        }
+        let profile = ExecutionProfile::builder()
+            .consistency(options.consistency)
+            .load_balancing_policy(policy.build())
+            .build();
         let mut builder = SessionBuilder::new()
             .known_nodes(&nodes)
-            .connection_timeout(CONNECT_TIMEOUT);
+            .connection_timeout(CONNECT_TIMEOUT)
+            .default_execution_profile_handle(profile.into_handle());
         if let Some((user, password)) = credentials {
             builder = builder.user(user, password);
         }

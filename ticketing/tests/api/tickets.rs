@@ -110,3 +110,27 @@ async fn the_same_idempotency_key_creates_one_ticket_and_gives_the_same_answer()
     app.stop().await;
 }
 }
+
+both_stores! {
+async fn the_list_answers_the_most_recently_listed_tickets_for_sale_oldest_first_up_to_its_limit() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let mut settings = deployment.settings();
+    settings.tickets_list_limit = 3;
+    let app = crate::helpers::TestApp::start(settings, &ticketing::app::Component::ALL).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(app.create_ticket("alice", &format!("ticket {i}"), 10.0).await);
+    }
+    let reserved = app.request(Method::POST, "/api/orders", Some("bob"), Some(json!({"ticketId": created[4].id()}))).await;
+    assert_eq!(reserved.status, StatusCode::CREATED, "{reserved:?}");
+
+    // The newest three for sale once the reservation is projected; the reserved one is not.
+    let titles = |r: &crate::helpers::Reply| -> Vec<String> {
+        r.body.as_array().map(|l| l.iter().map(|t| t["title"].as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default()
+    };
+    let expected = vec!["ticket 1".to_string(), "ticket 2".to_string(), "ticket 3".to_string()];
+    app.eventually("/api/tickets", None, std::time::Duration::from_secs(10), |r| titles(r) == expected).await;
+    app.stop().await;
+}
+}

@@ -249,6 +249,12 @@ Context: dict "root" $ "name" <component or "init"> "component" <merged settings
   value: {{ $v.scylla.keyspacePrefix | quote }}
 - name: SCYLLA_REPLICATION
   value: {{ include "ticketing.scyllaReplication" $root | quote }}
+- name: SCYLLA_CONSISTENCY
+  value: {{ $v.scylla.consistency | quote }}
+{{- if $v.scylla.localDatacenter }}
+- name: SCYLLA_LOCAL_DC
+  value: {{ $v.scylla.localDatacenter | quote }}
+{{- end }}
 {{- if $v.scylla.auth.existingSecret }}
 - name: SCYLLA_USERNAME
   valueFrom:
