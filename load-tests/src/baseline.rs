@@ -184,15 +184,16 @@ pub async fn fjall(dir: &Path, rows: u64, reads: u64) -> anyhow::Result<StoreBas
     .await?
 }
 
-/// ScyllaDB directly: prepared inserts and selects, `concurrency` in flight.
-pub async fn scylla(uri: &str, rows: u64, reads: u64, concurrency: usize) -> anyhow::Result<StoreBaseline> {
+/// A CQL server directly (Cassandra or ScyllaDB): prepared inserts and selects,
+/// `concurrency` in flight; `engine` names it in the report.
+pub async fn cql(uri: &str, engine: &str, rows: u64, reads: u64, concurrency: usize) -> anyhow::Result<StoreBaseline> {
     use scylla::client::session_builder::SessionBuilder;
     let nodes: Vec<&str> = uri.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
     let mut builder = SessionBuilder::new().known_nodes(&nodes);
     if let (Ok(user), Ok(password)) = (std::env::var("SCYLLA_USERNAME"), std::env::var("SCYLLA_PASSWORD")) {
         builder = builder.user(user, password);
     }
-    let session = builder.build().await.with_context(|| format!("Failed to connect to ScyllaDB at {uri}"))?;
+    let session = builder.build().await.with_context(|| format!("Failed to connect to the CQL server at {uri}"))?;
     session
         .query_unpaged(
             "CREATE KEYSPACE IF NOT EXISTS bench_raw WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -226,12 +227,15 @@ pub async fn scylla(uri: &str, rows: u64, reads: u64, concurrency: usize) -> any
             async move { session.execute_unpaged(select, (format!("{:036}", (i * 7919) % rows), "row")).await }
         })
         .buffer_unordered(concurrency);
+    let mut found = 0;
     while let Some(result) = read.next().await {
-        result.context("A baseline select failed")?;
+        let rows = result.context("A baseline select failed")?.into_rows_result().context("A baseline select returned no rows")?;
+        found += rows.rows_num() as u64;
     }
     drop(read);
     let point_reads = Throughput::new(reads, started.elapsed(), None);
-    Ok(StoreBaseline { engine: "ScyllaDB".into(), writes, point_reads })
+    anyhow::ensure!(found == reads, "the CQL server lost rows: found {found} of {reads}");
+    Ok(StoreBaseline { engine: engine.into(), writes, point_reads })
 }
 
 /// Bare HTTP on this machine: an axum server on loopback answering every `GET` with the same

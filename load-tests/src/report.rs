@@ -74,6 +74,15 @@ pub struct Saturation {
     pub errors: u64,
 }
 
+/// The read store the measured system ran on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum StoreKind {
+    /// The embedded engine (fjall).
+    Embedded,
+    /// CQL: Cassandra here, ScyllaDB in production.
+    Cql,
+}
+
 /// Everything one `bench` run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
@@ -81,6 +90,10 @@ pub struct BenchReport {
     pub machine: Machine,
     /// How the components were spread over processes.
     pub topology: Topology,
+    /// The system's read store.
+    pub store: StoreKind,
+    /// The engine name of the raw store baseline the system's store is compared with.
+    pub system_store_engine: String,
     /// Partitions of every topic.
     pub partitions: i32,
     /// The consumers' `fetch.wait.max.ms`.
@@ -91,7 +104,7 @@ pub struct BenchReport {
     pub kafka_produce: Throughput,
     /// Raw consume from the beginning.
     pub kafka_consume: Throughput,
-    /// Raw store figures (fjall, and ScyllaDB when `SCYLLA_URI` is set).
+    /// Raw store figures: fjall and the CQL server.
     pub stores: Vec<StoreBaseline>,
     /// Bare HTTP: axum answering fixed JSON on loopback, closed loop, on the idle machine.
     pub http: Throughput,
@@ -158,8 +171,8 @@ pub fn target_checks(report: &BenchReport) -> Vec<TargetCheck> {
     throughput.measured = format!("{:.0} /s, p99 {:.1} ms", command.per_second, command.latency.p99_ms);
     throughput.met = throughput.met && command.latency.p99_ms <= 25.0;
     checks.push(throughput);
-    let fjall = report.stores.first();
-    if let (Some(projection), Some(store)) = (&report.projection, fjall) {
+    let system_store = report.stores.iter().find(|s| s.engine == report.system_store_engine);
+    if let (Some(projection), Some(store)) = (&report.projection, system_store) {
         checks.push(ratio_check(
             "Projection (live projector catching up)",
             projection.per_second,
@@ -169,7 +182,7 @@ pub fn target_checks(report: &BenchReport) -> Vec<TargetCheck> {
             0.5,
         ));
     }
-    if let Some(store) = fjall {
+    if let Some(store) = system_store {
         checks.push(ratio_check(
             "Query API (`GET /api/tickets/:id`, closed loop)",
             report.query_saturation.per_second,
@@ -228,7 +241,7 @@ impl BenchReport {
         let m = &self.machine;
         let mut out = String::new();
         out.push_str(&format!(
-            "Measured {} on {} ({} cores, {:.0} GiB, {}), commit `{}`, topology `{:?}`, {} partitions per topic, `fetch.wait.max.ms` {}, {} producers.\n\n",
+            "Measured {} on {} ({} cores, {:.0} GiB, {}), commit `{}`, topology `{:?}`, read store `{:?}`, {} partitions per topic, `fetch.wait.max.ms` {}, {} producers.\n\n",
             m.date,
             m.cpu,
             m.cores,
@@ -236,6 +249,7 @@ impl BenchReport {
             m.kernel,
             m.commit,
             self.topology,
+            self.store,
             self.partitions,
             self.fetch_wait_ms,
             if self.idempotent_producers { "idempotent" } else { "non-idempotent" }

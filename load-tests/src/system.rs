@@ -88,11 +88,13 @@ pub struct ProcessMemory {
 
 impl System {
     /// Starts the topology's processes from `binary` against the log of `log` (brokers,
-    /// namespace, partitions, fetch wait, idempotence), with state and logs under `work_dir`, and waits until each answers `/readyz`.
+    /// namespace, partitions, fetch wait) and the read store that `store_env` names, with
+    /// state and logs under `work_dir`, and waits until each answers `/readyz`.
     pub async fn start(
         binary: &Path,
         topology: Topology,
         log: &LogConfig,
+        store_env: &[(String, String)],
         work_dir: &Path,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(binary.is_file(), "{} not found: build it with `cargo build --release -p ticketing`", binary.display());
@@ -108,6 +110,7 @@ impl System {
             // A read side catching up with a backlog is still ready to serve.
             ("READY_MAX_LAG".to_string(), i64::MAX.to_string()),
         ];
+        env.extend(store_env.iter().cloned());
         let mut components: Vec<Running> = topology
             .components()
             .into_iter()

@@ -30,3 +30,12 @@ async fn the_store_baseline_reads_back_every_row_it_wrote() {
     assert_eq!(figures.point_reads.operations, 10_000);
     assert!(figures.point_reads.per_second > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cql_baseline_reads_back_every_row_it_wrote() {
+    let node = platform::local::shared::cassandra().await;
+    let figures = baseline::cql(&node.uri(), "Cassandra", 2_000, 4_000, 64).await.expect("CQL baseline");
+    assert_eq!(figures.writes.operations, 2_000);
+    assert_eq!(figures.point_reads.operations, 4_000);
+    assert!(figures.point_reads.per_second > 0.0);
+}

@@ -16,7 +16,8 @@ use load_tests::run::{Schedule, run_open_model};
 use load_tests::scenario::{Marketplace, saturate};
 use load_tests::system::{System, Topology, sample_cpu, sample_memory};
 use load_tests::{format_progress, progress_line};
-use platform::local::LocalKafka;
+use load_tests::report::StoreKind;
+use platform::local::{LocalCassandra, LocalKafka};
 use platform::log::{LogConfig, TopicReader};
 use schemas::events::AvroEvent;
 use schemas::tickets::TicketEvent;
@@ -64,6 +65,10 @@ struct Args {
     /// One process per component, or everything in `ticketing up`.
     #[arg(long, value_enum, default_value_t = Topology::Split)]
     topology: Topology,
+    /// The read store of the system: the embedded engine or CQL (a local Cassandra node this
+    /// run starts, or the cluster at `SCYLLA_URI`).
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
     /// The `ticketing` binary (default: next to this one).
     #[arg(long)]
     ticketing_bin: Option<PathBuf>,
@@ -113,12 +118,16 @@ async fn main() -> anyhow::Result<()> {
     say(format!("  {:.0} records/s", kafka_consume.per_second));
     say(format!("raw fjall: {} writes, {} point reads …", args.baseline_rows, args.baseline_rows * 5));
     let mut stores = vec![baseline::fjall(&work_dir.join("fjall-baseline"), args.baseline_rows, args.baseline_rows * 5).await?];
-    if let Ok(uri) = std::env::var("SCYLLA_URI") {
-        say(format!("raw ScyllaDB at {uri} …"));
-        stores.push(baseline::scylla(&uri, args.baseline_rows / 5, args.baseline_rows, 256).await?);
-    } else {
-        say("SCYLLA_URI is not set: no ScyllaDB baseline");
-    }
+    let (cql_uri, cassandra, cql_engine) = match std::env::var("SCYLLA_URI") {
+        Ok(uri) => (uri.clone(), None, format!("CQL at {uri}")),
+        Err(_) => {
+            say("starting a Cassandra node …");
+            let node = LocalCassandra::start(&work_dir.join("cassandra"), 0).await.context("Failed to start Cassandra")?;
+            (node.uri(), Some(node), "Cassandra 5.0 (local node)".to_string())
+        }
+    };
+    say(format!("raw CQL ({cql_engine}): {} writes, {} point reads …", args.baseline_rows / 5, args.baseline_rows));
+    stores.push(baseline::cql(&cql_uri, &cql_engine, args.baseline_rows / 5, args.baseline_rows, 256).await?);
     for store in &stores {
         say(format!("  {}: {:.0} writes/s, {:.0} point reads/s", store.engine, store.writes.per_second, store.point_reads.per_second));
     }
@@ -128,10 +137,19 @@ async fn main() -> anyhow::Result<()> {
     say(format!("  {:.0} requests/s", http.per_second));
 
     say(format!("starting the marketplace ({:?} topology) from {} …", args.topology, binary.display()));
-    let mut system = System::start(&binary, args.topology, &log, &work_dir).await?;
+    let store_env: Vec<(String, String)> = match args.store {
+        StoreKind::Embedded => vec![("TICKETING_STORE".into(), "embedded".into())],
+        StoreKind::Cql => vec![
+            ("TICKETING_STORE".into(), "cql".into()),
+            ("SCYLLA_URI".into(), cql_uri.clone()),
+            ("SCYLLA_KEYSPACE_PREFIX".into(), "bench".into()),
+        ],
+    };
+    let mut system = System::start(&binary, args.topology, &log, &store_env, &work_dir).await?;
     let client = ApiClient::new(system.targets(), Duration::from_secs(10))?;
     let mut pids = system.pids();
     pids.extend(broker.pid().map(|pid| ("kafka-broker".to_string(), pid)));
+    pids.extend(cassandra.as_ref().and_then(LocalCassandra::pid).map(|pid| ("cassandra-node".to_string(), pid)));
 
     // What the running system costs with no load, and the HTTP ceiling that leaves: the query
     // API is measured beside the system's idle consumers, not on an idle machine.
@@ -182,10 +200,18 @@ async fn main() -> anyhow::Result<()> {
     };
     system.stop().await?;
     broker.stop().await?;
+    if let Some(node) = cassandra {
+        node.stop().await?;
+    }
 
     let mut report = BenchReport {
         machine: Machine::describe(),
         topology: args.topology,
+        store: args.store,
+        system_store_engine: match args.store {
+            StoreKind::Embedded => stores[0].engine.clone(),
+            StoreKind::Cql => cql_engine.clone(),
+        },
         partitions: args.partitions,
         fetch_wait_ms: args.fetch_wait_ms,
         idempotent_producers: true,
