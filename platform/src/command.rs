@@ -182,6 +182,11 @@ impl<A: Aggregate> CommandPipeline<A> {
         Ok(Self { inner, tail })
     }
 
+    /// Partitions of the aggregate's topic.
+    pub fn partitions(&self) -> i32 {
+        self.inner.partitions
+    }
+
     /// True once the state has caught up with the log as it was at start.
     pub fn is_ready(&self) -> bool {
         *self.inner.ready.borrow()

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod command;
 pub mod forwarding;
 pub mod http;
+pub mod inbox;
 pub mod local;
 pub mod log;
 pub mod metrics;

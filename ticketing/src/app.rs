@@ -22,6 +22,7 @@ use platform::codec::EventCodec;
 use platform::command::CommandPipeline;
 use platform::forwarding::{CommandService, Forwardable};
 use platform::http::{BODY_LIMIT_BYTES, not_found};
+use platform::inbox::run_inbox;
 use platform::log::{DeadLetters, LogConfig, TopicSpec, ensure_topics};
 use platform::ownership::PartitionOwnership;
 use platform::projection::{Projection, ProjectorHealth, ReadModels, run_projector};
@@ -167,11 +168,15 @@ pub async fn connect_log(settings: &Settings, local: &mut LocalServices) -> anyh
     }
 }
 
-/// The event topics of this deployment.
+/// The event topics of this deployment, and the inboxes of the aggregates process managers
+/// send commands to.
 pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
-    [UserEvent::TOPIC, TicketEvent::TOPIC, OrderEvent::TOPIC, PaymentEvent::TOPIC]
+    let events = [UserEvent::TOPIC, TicketEvent::TOPIC, OrderEvent::TOPIC, PaymentEvent::TOPIC].map(|name| config.topic(name));
+    let inboxes = [TicketEvent::TOPIC, OrderEvent::TOPIC].map(|name| platform::inbox::inbox_topic(&config.topic(name)));
+    events
         .into_iter()
-        .map(|name| TopicSpec { name: config.topic(name), partitions: config.partitions, compacted: false })
+        .chain(inboxes)
+        .map(|name| TopicSpec { name, partitions: config.partitions, compacted: false })
         .collect()
 }
 
@@ -448,6 +453,10 @@ impl Application {
                         keys: keys.clone(),
                     }))
                     .merge(tickets.clone().internal_router());
+                tasks.push(spawn_logged(
+                    "tickets-inbox",
+                    run_inbox(log.clone(), codecs.tickets.topic().to_string(), tickets.clone(), shutdown_rx.clone()),
+                ));
             }
             sides.push(Arc::new(Side { name: "tickets", service: tickets.clone(), owning: has(Component::Tickets) }));
         }
@@ -469,11 +478,15 @@ impl Application {
             let saga = OrderSaga {
                 orders_codec: codecs.orders.clone(),
                 payments_codec: codecs.payments.clone(),
-                tickets: tickets.clone(),
-                orders: orders.clone(),
+                tickets_topic: (codecs.tickets.topic().to_string(), tickets.pipeline().partitions()),
+                orders_topic: (codecs.orders.topic().to_string(), orders.pipeline().partitions()),
                 dead_letters: DeadLetters::open(&log).await.context("Failed to open the dead-letter topic")?,
             };
             tasks.push(spawn_logged("order-saga", run_saga(log.clone(), saga, shutdown_rx.clone())));
+            tasks.push(spawn_logged(
+                "orders-inbox",
+                run_inbox(log.clone(), codecs.orders.topic().to_string(), orders.clone(), shutdown_rx.clone()),
+            ));
         }
         if let (Some(payments), Some(orders), Some(tickets)) = (&payments, &orders, &tickets) {
             let gateway: Arc<dyn PaymentGateway> = match &settings.stripe_secret_key {

@@ -1,22 +1,23 @@
-//! The process manager that keeps orders, tickets and payments in step. The commands it sends
-//! have ids derived from the order they concern (`release:<order>`, `sell:<order>`,
-//! `complete:<order>`), so a redelivered event, or the HTTP handler having sent the same
-//! command first, never acts twice.
+//! The process manager that keeps orders, tickets and payments in step. It appends the
+//! commands an event calls for to the target aggregates' inboxes in one transaction with the
+//! event's offset (see `platform::inbox`), and their ids derive from the order they concern
+//! (`release:<order>`, `sell:<order>`, `complete:<order>`), so a redelivered event, or the HTTP
+//! handler having sent the same command first, never acts twice.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use platform::aggregate::{Envelope, EventMetadata};
 use platform::codec::{CodecError, EventCodec};
-use platform::command::{CommandError, CommandRequest};
-use platform::forwarding::CommandService;
-use platform::log::{DeadLetters, GroupConsumer, LogConfig, LogError, LogRecord};
+use platform::command::CommandRequest;
+use platform::inbox::{COMMAND_HEADER, InboxCommand};
+use platform::log::{DeadLetters, GroupConsumer, LogConfig, LogError, LogRecord, OutgoingRecord, TransactionalProducer};
 use schemas::orders::OrderEvent;
 use schemas::payments::PaymentEvent;
-use tickets_command::domain::{Ticket, TicketCommand};
+use tickets_command::domain::TicketCommand;
 use tokio::sync::watch;
 
-use crate::domain::{Order, OrderCommand};
+use crate::domain::OrderCommand;
 
 /// Command id of the reservation made for an order.
 pub fn reserve_command_id(order_id: &str) -> String {
@@ -93,10 +94,11 @@ pub struct OrderSaga {
     pub orders_codec: Arc<dyn EventCodec<OrderEvent>>,
     /// Decodes the payments topic.
     pub payments_codec: Arc<dyn EventCodec<PaymentEvent>>,
-    /// Ticket commands.
-    pub tickets: Arc<CommandService<Ticket>>,
-    /// Order commands.
-    pub orders: Arc<CommandService<Order>>,
+    /// The tickets topic (full name) and its partition count: release and sell commands go to
+    /// its inbox.
+    pub tickets_topic: (String, i32),
+    /// The orders topic (full name) and its partition count: complete commands go to its inbox.
+    pub orders_topic: (String, i32),
     /// Where undecodable events go.
     pub dead_letters: DeadLetters,
 }
@@ -105,6 +107,9 @@ enum Decoded {
     Order(Envelope<OrderEvent>),
     Payment(Envelope<PaymentEvent>),
 }
+
+/// How many records one transaction of the process manager covers at most.
+const MAX_BATCH: usize = 200;
 
 impl OrderSaga {
     async fn decode(&self, record: &LogRecord) -> Result<Decoded, CodecError> {
@@ -116,8 +121,9 @@ impl OrderSaga {
         }
     }
 
-    /// Handles one record until done: retries while a dependency is down, parks poison.
-    pub async fn handle(&self, record: &LogRecord) -> Result<(), LogError> {
+    /// The inbox commands one record calls for: waits while the registry is down, parks
+    /// poison in the dead-letter topic (retrying while the log is down) and calls for nothing.
+    pub async fn commands_for(&self, record: &LogRecord) -> Vec<InboxCommand> {
         let decoded = loop {
             match self.decode(record).await {
                 Ok(decoded) => break decoded,
@@ -126,8 +132,11 @@ impl OrderSaga {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(error) => {
-                    self.dead_letters.park(record, "order-saga", &error.to_string()).await?;
-                    return Ok(());
+                    while let Err(park_error) = self.dead_letters.park(record, "order-saga", &error.to_string()).await {
+                        tracing::warn!(message = "Failed to park a poison record; retrying.", error = %park_error);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    return Vec::new();
                 }
             }
         };
@@ -135,68 +144,36 @@ impl OrderSaga {
             Decoded::Order(e) => (&e.metadata, react_to_order(&e.metadata, &e.event)),
             Decoded::Payment(e) => (&e.metadata, react_to_payment(&e.metadata, &e.event)),
         };
-        for reaction in reactions {
-            self.act(metadata, reaction).await;
-        }
-        Ok(())
+        reactions.into_iter().map(|reaction| self.command(metadata, reaction)).collect()
     }
 
-    async fn act(&self, cause: &EventMetadata, reaction: Reaction) {
-        loop {
-            let outcome = match &reaction {
-                Reaction::ReleaseTicket { ticket_id, order_id } => self
-                    .tickets
-                    .execute(request(cause, ticket_id, release_command_id(order_id), TicketCommand::ReleaseTicket {
-                        order_id: order_id.clone(),
-                    }))
-                    .await
-                    .map(|_| ())
-                    .map_err(describe),
-                Reaction::SellTicket { ticket_id, order_id } => self
-                    .tickets
-                    .execute(request(cause, ticket_id, sell_command_id(order_id), TicketCommand::SellTicket {
-                        order_id: order_id.clone(),
-                    }))
-                    .await
-                    .map(|_| ())
-                    .map_err(describe),
-                Reaction::CompleteOrder { order_id, payment_id, paid_at } => self
-                    .orders
-                    .execute(request(cause, order_id, complete_command_id(order_id), OrderCommand::CompleteOrder {
-                        payment_id: payment_id.clone(),
-                        now: *paid_at,
-                    }))
-                    .await
-                    .map(|_| ())
-                    .map_err(describe),
-            };
-            match outcome {
-                Ok(()) => return,
-                Err(Failure::Refused(reason)) => {
-                    // A rule refused it (e.g. paying an order that expired meanwhile): nothing a
-                    // retry can change. Say so loudly; a refund may be needed.
-                    tracing::error!(message = "A process-manager command was refused.", ?reaction, %reason);
-                    return;
-                }
-                Err(Failure::Retry(reason)) => {
-                    tracing::warn!(message = "A process-manager command failed; retrying.", ?reaction, %reason);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
-}
-
-enum Failure {
-    Refused(String),
-    Retry(String),
-}
-
-fn describe<E: std::error::Error + 'static>(error: CommandError<E>) -> Failure {
-    match error {
-        CommandError::Rejected(e) => Failure::Refused(e.to_string()),
-        CommandError::Conflict { .. } | CommandError::Unavailable(_) | CommandError::NotReady => {
-            Failure::Retry(error.to_string())
+    fn command(&self, cause: &EventMetadata, reaction: Reaction) -> InboxCommand {
+        let (tickets, ticket_partitions) = (&self.tickets_topic.0, self.tickets_topic.1);
+        let (orders, order_partitions) = (&self.orders_topic.0, self.orders_topic.1);
+        match reaction {
+            Reaction::ReleaseTicket { ticket_id, order_id } => InboxCommand::new(
+                tickets,
+                ticket_partitions,
+                "ReleaseTicket",
+                &request(cause, &ticket_id, release_command_id(&order_id), TicketCommand::ReleaseTicket { order_id }),
+            ),
+            Reaction::SellTicket { ticket_id, order_id } => InboxCommand::new(
+                tickets,
+                ticket_partitions,
+                "SellTicket",
+                &request(cause, &ticket_id, sell_command_id(&order_id), TicketCommand::SellTicket { order_id }),
+            ),
+            Reaction::CompleteOrder { order_id, payment_id, paid_at } => InboxCommand::new(
+                orders,
+                order_partitions,
+                "CompleteOrder",
+                &request(
+                    cause,
+                    &order_id,
+                    complete_command_id(&order_id),
+                    OrderCommand::CompleteOrder { payment_id, now: paid_at },
+                ),
+            ),
         }
     }
 }
@@ -213,39 +190,83 @@ fn request<C>(cause: &EventMetadata, aggregate_id: &str, command_id: String, com
     }
 }
 
-/// Runs the process manager as a member of `<namespace>.order-saga` until `shutdown`.
+/// Appends a batch's commands and commits the batch's offsets in one transaction.
+async fn commit_batch(
+    producer: &TransactionalProducer,
+    consumer: &GroupConsumer,
+    batch: &[(LogRecord, Vec<InboxCommand>)],
+) -> Result<(), LogError> {
+    let mut transaction = producer.begin().await?;
+    for command in batch.iter().flat_map(|(_, commands)| commands) {
+        let mut headers: Vec<(&str, &[u8])> = vec![(COMMAND_HEADER, command.command_type.as_bytes())];
+        headers.extend(command.trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+        transaction.send(&OutgoingRecord {
+            topic: &command.topic,
+            partition: command.partition,
+            key: command.key.as_bytes(),
+            payload: &command.payload,
+            headers,
+        })?;
+    }
+    let records: Vec<LogRecord> = batch.iter().map(|(record, _)| record.clone()).collect();
+    transaction.consume(consumer, &records)?;
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Runs the process manager as a member of `<namespace>.order-saga` until `shutdown`: it reads
+/// order and payment events and, per batch, appends the commands they call for to the target
+/// aggregates' inboxes in one transaction with the batch's offsets (consume-transform-produce).
 pub async fn run_saga(config: LogConfig, saga: OrderSaga, mut shutdown: watch::Receiver<bool>) -> Result<(), LogError> {
     let topics = [saga.orders_codec.topic().to_string(), saga.payments_codec.topic().to_string()];
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let consumer = GroupConsumer::subscribe(&config, &config.group("order-saga"), &topics)?;
+    let group = config.group("order-saga");
+    let consumer = GroupConsumer::subscribe_transactional(&config, &group, &topics)?;
+    // One id per member: the group's generation, sent with the offsets, fences a member that
+    // lost its partitions (KIP-447), and the broker aborts a dead member's open transaction at
+    // its timeout.
+    let producer = TransactionalProducer::new(&config, format!("{group}.{}", uuid::Uuid::new_v4()));
     loop {
-        let record = tokio::select! {
+        let first = tokio::select! {
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             record = consumer.next() => record,
         };
-        let record = match record {
-            Ok(record) => record,
+        let mut records = match first {
+            Ok(record) => vec![record],
             Err(error) => {
                 tracing::warn!(message = "Failed to read the log.", %error);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let span = tracing::info_span!("order_saga", topic = %record.topic, offset = record.position.offset);
-        platform::telemetry::continue_trace(&span, &record.headers);
-        if let Err(error) = tracing::Instrument::instrument(saga.handle(&record), span).await {
-            // Parking a poison record failed (the log is down): read it again later.
-            tracing::warn!(message = "Failed to handle a record; it will be redelivered.", %error);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
+        // Whatever else has arrived joins the same transaction.
+        while records.len() < MAX_BATCH {
+            match consumer.next_within_time(Duration::from_millis(2)).await {
+                Ok(Some(record)) => records.push(record),
+                _ => break,
+            }
         }
-        // After a rebalance took the partition away this fails; the new owner replays it.
-        if let Err(error) = consumer.store_offset(&record) {
-            tracing::warn!(message = "Failed to store a process-manager offset.", %error);
+        let mut batch = Vec::with_capacity(records.len());
+        for record in records {
+            let span = tracing::info_span!("order_saga", topic = %record.topic, offset = record.position.offset);
+            platform::telemetry::continue_trace(&span, &record.headers);
+            let commands = tracing::Instrument::instrument(saga.commands_for(&record), span).await;
+            batch.push((record, commands));
         }
-    }
-    if let Err(error) = consumer.commit() {
-        tracing::warn!(message = "Failed to commit process-manager offsets on shutdown.", %error);
+        loop {
+            match commit_batch(&producer, &consumer, &batch).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(message = "A process-manager transaction failed; retrying.", %error);
+                    // Records of partitions this member lost are the new owner's to redo.
+                    batch.retain(|(record, _)| consumer.is_assigned(&record.topic, record.position.partition));
+                    if batch.is_empty() || *shutdown.borrow() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
     Ok(())
 }

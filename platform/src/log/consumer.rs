@@ -245,12 +245,23 @@ pub struct GroupConsumer {
 }
 
 impl GroupConsumer {
-    /// Joins `group` and subscribes to `topics`; a new group starts at the beginning.
+    /// Joins `group` and subscribes to `topics`; a new group starts at the beginning. Offsets
+    /// stored with [`GroupConsumer::store_offset`] are committed every 500 ms.
     pub fn subscribe(config: &LogConfig, group: &str, topics: &[&str]) -> Result<Self, LogError> {
+        Self::join(config, group, topics, true)
+    }
+
+    /// Joins `group` as a member that never commits offsets itself: they are committed in the
+    /// transactions that append what the records caused ([`super::Transaction::consume`]).
+    pub fn subscribe_transactional(config: &LogConfig, group: &str, topics: &[&str]) -> Result<Self, LogError> {
+        Self::join(config, group, topics, false)
+    }
+
+    fn join(config: &LogConfig, group: &str, topics: &[&str], auto_commit: bool) -> Result<Self, LogError> {
         let consumer: StreamConsumer<WatermarkContext> = config
             .client_config()
             .set("group.id", group)
-            .set("enable.auto.commit", "true")
+            .set("enable.auto.commit", auto_commit.to_string())
             .set("auto.commit.interval.ms", "500")
             // Offsets are stored by the caller after its write, so a crash replays, never skips.
             .set("enable.auto.offset.store", "false")
@@ -264,6 +275,17 @@ impl GroupConsumer {
             .create_with_context(WatermarkContext::default())?;
         consumer.subscribe(topics)?;
         Ok(Self { consumer: Some(consumer) })
+    }
+
+    /// The group metadata a transaction needs to commit this member's offsets (its generation,
+    /// so the broker refuses a commit from a member that lost its partitions).
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer().group_metadata()
+    }
+
+    /// Whether `partition` of `topic` is still assigned to this member.
+    pub fn is_assigned(&self, topic: &str, partition: i32) -> bool {
+        self.assigned_partitions().iter().any(|(t, p)| t == topic && *p == partition)
     }
 
     fn consumer(&self) -> &StreamConsumer<WatermarkContext> {

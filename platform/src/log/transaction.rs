@@ -14,7 +14,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::{APPEND_TIMEOUT, LogConfig, LogError, LogPosition, blocking, classify};
+use super::{APPEND_TIMEOUT, GroupConsumer, LogConfig, LogError, LogPosition, LogRecord, blocking, classify};
 
 /// How long the broker keeps a transaction open before aborting it on its own: the bound on
 /// how long a writer that died mid-transaction (and whose id nobody initialises again) holds
@@ -143,6 +143,25 @@ impl Transaction<'_> {
     pub fn send_offsets(&mut self, offsets: &TopicPartitionList, group: &ConsumerGroupMetadata) -> Result<(), LogError> {
         let result = blocking(|| self.producer().send_offsets_to_transaction(offsets, group, APPEND_TIMEOUT));
         result.map_err(|error| transaction_error(error, &mut self.slot))
+    }
+
+    /// Commits `consumer`'s offsets past `records` with this transaction (consume-transform-
+    /// produce): the records count as consumed exactly when what they caused is visible.
+    pub fn consume(&mut self, consumer: &GroupConsumer, records: &[LogRecord]) -> Result<(), LogError> {
+        let mut next: std::collections::BTreeMap<(&str, i32), i64> = std::collections::BTreeMap::new();
+        for record in records {
+            let entry = next.entry((record.topic.as_str(), record.position.partition)).or_insert(0);
+            *entry = (*entry).max(record.position.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            offsets.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))?;
+        }
+        let group = consumer.group_metadata().ok_or_else(|| LogError::Unavailable("the consumer has no group metadata".into()))?;
+        self.send_offsets(&offsets, &group)
     }
 
     /// Commits; the positions of the records sent, in order.

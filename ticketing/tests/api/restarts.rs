@@ -12,7 +12,7 @@ use crate::helpers::{JWT_KEY, session_cookie};
 /// How soon a restarted system must answer `/readyz` with 200.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
-struct Up {
+pub(crate) struct Up {
     child: Option<Child>,
     base: String,
     http: reqwest::Client,
@@ -20,7 +20,7 @@ struct Up {
 
 impl Up {
     /// Starts `ticketing up` on `data` and returns once `/readyz` answers 200, with how long it took.
-    async fn start(data: &std::path::Path, port: u16, kafka_port: u16) -> (Self, Duration) {
+    pub(crate) async fn start(data: &std::path::Path, port: u16, kafka_port: u16) -> (Self, Duration) {
         let started = Instant::now();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("up.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
@@ -58,8 +58,13 @@ impl Up {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<serde_json::Value>, headers: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).header("cookie", session_cookie("alice"));
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Option<serde_json::Value>, headers: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
+        self.send_as("alice", method, path, body, headers).await
+    }
+
+    /// As [`Up::send`], signed in as `user`.
+    pub(crate) async fn send_as(&self, user: &str, method: Method, path: &str, body: Option<serde_json::Value>, headers: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).header("cookie", session_cookie(user));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -73,14 +78,14 @@ impl Up {
 
     /// SIGKILL the launcher; its broker's JVM dies with it (the launcher's watchdog), as with
     /// `kill -9` of every process.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
     /// SIGTERM, as a service manager stops it; waits for the exit.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         Command::new("kill").arg(child.id().to_string()).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -202,3 +202,80 @@ async fn half_writer() {
     println!("HALF-WRITTEN");
     tokio::time::sleep(Duration::from_secs(120)).await;
 }
+
+/// The process manager's reactions are appended to the tickets inbox in one transaction with
+/// the offsets of the events that caused them: `ticketing up` killed with SIGKILL while it
+/// reacts to a burst of cancellations, then started again, has exactly one release command per
+/// cancelled order in the inbox, and every ticket is for sale again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_survive_a_kill_9_of_the_process_manager_exactly_once() {
+    use crate::restarts::Up;
+    let data = tempfile::tempdir().unwrap();
+    let port = platform::local::free_port().unwrap();
+    let kafka_port = platform::local::free_port().unwrap();
+    let (up, _) = Up::start(data.path(), port, kafka_port).await;
+    let mut tickets = Vec::new();
+    let mut orders = Vec::new();
+    for i in 0..12 {
+        let (status, ticket) = up.send(Method::POST, "/api/tickets", Some(json!({"title": format!("t{i}"), "price": 5})), &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{ticket}");
+        let ticket = ticket["id"].as_str().unwrap().to_string();
+        let (status, order) = up.send_as("buyer", Method::POST, "/api/orders", Some(json!({"ticketId": ticket})), &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        orders.push(order["id"].as_str().unwrap().to_string());
+        tickets.push(ticket);
+    }
+    for order in &orders {
+        let (status, body) = up.send_as("buyer", Method::DELETE, &format!("/api/orders/{order}"), None, &[]).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    // The process manager is reacting to the cancellations right now.
+    up.kill();
+
+    let (up, _) = Up::start(data.path(), port, kafka_port).await;
+    let deadline = Instant::now() + platform::log::TRANSACTION_TIMEOUT + Duration::from_secs(30);
+    for ticket in &tickets {
+        loop {
+            let (status, shown) = up.send(Method::GET, &format!("/api/tickets/{ticket}"), None, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{shown}");
+            if shown.get("orderId").is_none() {
+                assert_eq!(shown["version"], 2, "created, reserved, released once: {shown}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "ticket {ticket} was never released: {shown}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The restarted process manager redoes what the killed one had not committed (once the
+    // broker has aborted the dead member's transaction), and nothing it had.
+    let log = LogConfig::new(format!("127.0.0.1:{kafka_port}"), "ticketing");
+    let inbox = platform::inbox::inbox_topic(&log.topic(TicketEvent::TOPIC));
+    let expected: std::collections::BTreeMap<String, usize> =
+        orders.iter().map(|order| (orders_command::saga::release_command_id(order), 1)).collect();
+    let mut commands = std::collections::BTreeMap::new();
+    while Instant::now() < deadline {
+        commands = committed_commands(&log, &inbox).await;
+        if commands.len() == expected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(commands, expected, "one committed release command per cancelled order");
+    up.stop().await;
+}
+
+/// How often each command id occurs among the committed records of an inbox.
+async fn committed_commands(log: &LogConfig, inbox: &str) -> std::collections::BTreeMap<String, usize> {
+    let reader = platform::log::TopicReader::from_beginning(log, inbox).unwrap();
+    let ends = reader.end_offsets().unwrap();
+    let mut commands = std::collections::BTreeMap::new();
+    reader
+        .read_until(&ends, |record| {
+            let request: serde_json::Value = serde_json::from_slice(record.payload.as_deref().unwrap()).unwrap();
+            *commands.entry(request["command_id"].as_str().unwrap().to_string()).or_default() += 1;
+        })
+        .await
+        .unwrap();
+    commands
+}
