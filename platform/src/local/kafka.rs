@@ -171,6 +171,10 @@ transaction.state.log.num.partitions=6
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# A restarted node registers again only once its previous incarnation's session has expired
+# (9 s by default): after a kill -9 that was most of a restart.
+broker.session.timeout.ms=2000
+broker.heartbeat.interval.ms=500
 num.partitions=1
 # The log is the source of truth: it never expires.
 log.retention.ms=-1
