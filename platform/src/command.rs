@@ -502,10 +502,10 @@ async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
             None => tracing::warn!(message = "Skipped a record without value.", offset = position.offset),
         }
         if !pending.is_empty() {
+            // Partitions whose end lies past their last record are found while idle (above).
             if pending.get(&position.partition).is_some_and(|end| position.offset + 1 >= *end) {
                 pending.remove(&position.partition);
             }
-            reader.forget_reached(&mut pending);
             if pending.is_empty() {
                 inner.ready.send_replace(true);
             }

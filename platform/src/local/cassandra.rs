@@ -3,18 +3,17 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use scylla::client::session_builder::SessionBuilder;
 
 use super::process::JavaProcess;
+use super::{LocalCassandra, LocalNode};
 
 /// A first start creates the system keyspaces; a restart replays its commit log.
 const START_LIMIT: Duration = Duration::from_secs(180);
-/// A clean stop drains and flushes memtables.
-const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Cassandra's own `conf/jvm17-server.options` (module access for Java 17, G1, Netty), with a
 /// heap bounded for a shared machine.
@@ -69,16 +68,6 @@ const LOGBACK: &str = r#"<configuration>
 </configuration>
 "#;
 
-/// A running node with its data under `data_dir`.
-///
-/// Killed when dropped (and when the process that started it dies); [`LocalCassandra::stop`]
-/// stops it cleanly.
-pub struct LocalCassandra {
-    process: JavaProcess,
-    addr: SocketAddr,
-    data_dir: PathBuf,
-}
-
 impl LocalCassandra {
     /// Starts a node whose CQL port is `127.0.0.1:port` (0 picks a free port) with its data in
     /// `data_dir`, and waits until it answers a CQL query. The storage (gossip) port is
@@ -109,73 +98,23 @@ impl LocalCassandra {
         args.push("org.apache.cassandra.service.CassandraDaemon".into());
         let process = JavaProcess::spawn("Cassandra", args, &data_dir, data_dir.join("cassandra.log"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut node = Self { process, addr, data_dir };
-        node.wait_ready().await?;
+        let mut node = LocalNode { process, addr, data_dir, kind: std::marker::PhantomData };
+        let uri = node.uri();
+        node.process.wait_ready(addr, START_LIMIT, || answers_cql(uri.clone())).await?;
         Ok(node)
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let start = std::time::Instant::now();
-        self.process.wait_listening(self.addr, START_LIMIT).await?;
-        loop {
-            let answered = async {
-                let session = SessionBuilder::new()
-                    .known_node(self.uri())
-                    .connection_timeout(Duration::from_secs(2))
-                    .build()
-                    .await?;
-                session.query_unpaged("SELECT release_version FROM system.local", &[]).await?;
-                anyhow::Ok(())
-            };
-            match tokio::time::timeout(Duration::from_secs(10), answered).await {
-                Ok(Ok(())) => {
-                    tracing::debug!(message = "Cassandra is ready.", addr = %self.addr, elapsed = ?start.elapsed());
-                    return Ok(());
-                }
-                Ok(Err(error)) => tracing::debug!(message = "Cassandra is not ready yet.", %error),
-                Err(_) => tracing::debug!(message = "Cassandra did not answer within 10 s yet."),
-            }
-            self.process.check_running()?;
-            if start.elapsed() > START_LIMIT {
-                bail!(
-                    "Cassandra on {} did not become ready within {START_LIMIT:?}; see {}",
-                    self.addr,
-                    self.process.log().display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     /// `host:port` of the CQL port, as `SCYLLA_URI` takes it.
     pub fn uri(&self) -> String {
         self.addr.to_string()
     }
+}
 
-    /// The CQL port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Process id of the node's JVM, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
-    }
-
-    /// Where the node keeps its data.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
-    /// Stops the node cleanly (SIGTERM; SIGKILL if it takes more than 30 s).
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.process.stop(STOP_GRACE).await
-    }
-
-    /// Kills the node with SIGKILL, as a crash would.
-    pub fn kill(mut self) {
-        self.process.kill();
-    }
+/// Whether a node at `uri` answers a CQL query.
+async fn answers_cql(uri: String) -> anyhow::Result<()> {
+    let session = SessionBuilder::new().known_node(uri).connection_timeout(Duration::from_secs(2)).build().await?;
+    session.query_unpaged("SELECT release_version FROM system.local", &[]).await?;
+    Ok(())
 }
 
 fn cassandra_yaml(port: u16, storage_port: u16, dir: &Path) -> String {

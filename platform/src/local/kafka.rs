@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,11 +11,10 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::process::{JavaProcess, run_java};
+use super::{LocalKafka, LocalNode};
 
 /// How long a start may take: a restart after `kill -9` recovers its log segments first.
 const START_LIMIT: Duration = Duration::from_secs(120);
-/// A clean stop moves leadership away and flushes; one node needs a few seconds.
-const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// The JVM's flags: a bounded heap, low-pause GC.
 const JVM_FLAGS: &[&str] = &[
@@ -38,16 +37,6 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 logger.kafka.name = kafka.server.KafkaRaftServer
 logger.kafka.level = info
 ";
-
-/// A running broker with its log under `data_dir/log`.
-///
-/// Killed when dropped (and when the process that started it dies); [`LocalKafka::stop`]
-/// stops it cleanly.
-pub struct LocalKafka {
-    process: JavaProcess,
-    addr: SocketAddr,
-    data_dir: PathBuf,
-}
 
 impl LocalKafka {
     /// Starts a broker on `127.0.0.1:port` (0 picks a free port) with its data in `data_dir`,
@@ -85,64 +74,30 @@ impl LocalKafka {
         args.push(properties.into());
         let process = JavaProcess::spawn("Kafka", args, &data_dir, data_dir.join("kafka.log"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut broker = Self { process, addr, data_dir };
-        broker.wait_ready().await?;
+        let mut broker = LocalNode { process, addr, data_dir, kind: std::marker::PhantomData };
+        let bootstrap = broker.bootstrap_servers();
+        // The port opens before the broker has registered with its controller.
+        broker.process.wait_ready(addr, START_LIMIT, || answers_metadata(bootstrap.clone())).await?;
         Ok(broker)
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let start = std::time::Instant::now();
-        self.process.wait_listening(self.addr, START_LIMIT).await?;
-        let bootstrap = self.bootstrap_servers();
-        loop {
-            let bootstrap = bootstrap.clone();
-            // The port opens before the broker has registered with its controller.
-            let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-                let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
-                Ok(consumer.fetch_metadata(None, Duration::from_secs(2))?.brokers().len())
-            })
-            .await?;
-            if matches!(brokers, Ok(n) if n > 0) {
-                tracing::debug!(message = "Kafka is ready.", addr = %self.addr, elapsed = ?start.elapsed());
-                return Ok(());
-            }
-            self.process.check_running()?;
-            if start.elapsed() > START_LIMIT {
-                bail!("Kafka on {} did not become ready within {START_LIMIT:?}; see {}", self.addr, self.process.log().display());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     /// `host:port` to give clients as bootstrap servers.
     pub fn bootstrap_servers(&self) -> String {
         self.addr.to_string()
     }
+}
 
-    /// The port clients connect to.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Process id of the broker's JVM, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
-    }
-
-    /// Where the broker keeps its data.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
-    /// Stops the broker cleanly (SIGTERM; SIGKILL if it takes more than 30 s).
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.process.stop(STOP_GRACE).await
-    }
-
-    /// Kills the broker with SIGKILL, as a crash would.
-    pub fn kill(mut self) {
-        self.process.kill();
-    }
+/// Whether a broker at `bootstrap` lists itself in a metadata answer.
+async fn answers_metadata(bootstrap: String) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+        let brokers = consumer.fetch_metadata(None, Duration::from_secs(2))?.brokers().len();
+        if brokers == 0 {
+            bail!("no broker registered yet");
+        }
+        Ok(())
+    })
+    .await?
 }
 
 /// A KRaft cluster id: 16 random bytes, base64url without padding (what `random-uuid` prints).

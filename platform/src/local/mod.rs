@@ -7,13 +7,76 @@ mod kafka;
 mod process;
 pub mod shared;
 
-pub use cassandra::LocalCassandra;
-pub use kafka::LocalKafka;
-
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::marker::PhantomData;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+/// A JVM service this process started: [`LocalKafka`] or [`LocalCassandra`].
+///
+/// Killed when dropped (and when the process that started it dies); [`LocalNode::stop`]
+/// stops it cleanly.
+pub struct LocalNode<K: NodeKind> {
+    process: process::JavaProcess,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    kind: PhantomData<K>,
+}
+
+/// What kind of service a [`LocalNode`] is.
+pub trait NodeKind {
+    /// How long a clean stop may take before SIGKILL.
+    const STOP_GRACE: Duration;
+}
+
+/// An Apache Kafka broker (KRaft, broker and controller in one JVM).
+pub enum Kafka {}
+/// An Apache Cassandra node.
+pub enum Cassandra {}
+
+impl NodeKind for Kafka {
+    // One node moves no leadership anywhere; it flushes and closes its log.
+    const STOP_GRACE: Duration = Duration::from_secs(30);
+}
+
+impl NodeKind for Cassandra {
+    // A clean stop drains and flushes memtables.
+    const STOP_GRACE: Duration = Duration::from_secs(30);
+}
+
+/// A single-node Kafka broker with its log under its data directory.
+pub type LocalKafka = LocalNode<Kafka>;
+/// A single Cassandra node with its data under its data directory.
+pub type LocalCassandra = LocalNode<Cassandra>;
+
+impl<K: NodeKind> LocalNode<K> {
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Process id of the JVM, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Where the service keeps its data.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the service cleanly (SIGTERM; SIGKILL if it takes more than 30 s).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.process.stop(K::STOP_GRACE).await
+    }
+
+    /// Kills the service with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.process.kill();
+    }
+}
 
 /// Where `scripts/install-infra.sh` keeps the jars: `TICKETING_INFRA_HOME`, else
 /// `$XDG_CACHE_HOME/ticketing/infra`, else `~/.cache/ticketing/infra`.

@@ -60,11 +60,6 @@ impl JavaProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The log file of the process.
-    pub(super) fn log(&self) -> &Path {
-        &self.log
-    }
-
     /// Fails when the process has exited, pointing at its log.
     pub(super) fn check_running(&mut self) -> anyhow::Result<()> {
         if let Some(child) = self.child.as_mut()
@@ -87,6 +82,32 @@ impl JavaProcess {
                 bail!("{} did not listen on {addr} within {limit:?}; see {}", self.name, self.log.display());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `addr` accepts connections and then until `probe` succeeds (the service
+    /// answers its own protocol), failing early if the process dies and after `limit`.
+    pub(super) async fn wait_ready<F, Fut>(&mut self, addr: std::net::SocketAddr, limit: Duration, mut probe: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let start = Instant::now();
+        self.wait_listening(addr, limit).await?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), probe()).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(message = "A local service is ready.", service = self.name, %addr, elapsed = ?start.elapsed());
+                    return Ok(());
+                }
+                Ok(Err(error)) => tracing::debug!(message = "A local service is not ready yet.", service = self.name, %error),
+                Err(_) => tracing::debug!(message = "A local service did not answer within 10 s.", service = self.name),
+            }
+            self.check_running()?;
+            if start.elapsed() > limit {
+                bail!("{} on {addr} did not become ready within {limit:?}; see {}", self.name, self.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -161,13 +161,16 @@ impl TopicReader {
         remaining: &mut BTreeMap<i32, i64>,
     ) -> Result<Option<LogRecord>, LogError> {
         loop {
-            self.forget_reached(remaining);
             if remaining.is_empty() {
                 return Ok(None);
             }
             // The end may lie past records never delivered (transaction markers, aborted
-            // records): only the position tells, so look at it while nothing arrives.
-            let Ok(record) = tokio::time::timeout(IDLE_POSITION_CHECK, self.next()).await else { continue };
+            // records): only the position tells, so look at it while nothing arrives (per
+            // record it would cost a replay most of its speed).
+            let Ok(record) = tokio::time::timeout(IDLE_POSITION_CHECK, self.next()).await else {
+                self.forget_reached(remaining);
+                continue;
+            };
             let record = record?;
             let partition = record.position.partition;
             let Some(end) = remaining.get(&partition).copied() else { continue };

@@ -69,11 +69,13 @@ async fn of_twenty_concurrent_puts_with_one_if_match_exactly_one_wins_across_two
     assert_eq!(by_status.get(&StatusCode::CONFLICT), Some(&19), "{by_status:?}");
     let winner = replies.iter().find(|r| r.status == StatusCode::OK).unwrap();
 
-    // The log holds exactly one new version, and it is the winner's: the commands met at the
-    // partition's owner, so the losers never reached the log.
+    // The log holds exactly one new valid version, and it is the winner's. The commands meet at
+    // the partition's owner, so losers normally never reach the log; when a forward fails (an
+    // owner slow to answer on a loaded machine) the sender runs the command itself, and the
+    // arbiter then judges its record a duplicate of version 2.
     let events = read_ticket_log(&deployment.log(), &first.registry_url()).await;
-    let records = events.iter().filter(|e| e.metadata.aggregate_id == id).count();
-    assert_eq!(records, 2, "created + one update, nothing else");
+    let records: Vec<i64> = events.iter().filter(|e| e.metadata.aggregate_id == id).map(|e| e.metadata.aggregate_version).collect();
+    assert!(records.len() >= 2 && records[..2] == [1, 2] && records[2..].iter().all(|v| *v == 2), "{records:?}");
     let mut arbiter = VersionArbiter::default();
     let valid: Vec<_> = events
         .iter()
