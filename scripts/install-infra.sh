@@ -44,9 +44,12 @@ install() {
     echo "install-infra: fetching $name ($(sed -n 's:.*<artifactId>\(kafka_2.13\|cassandra-all\)</artifactId>.*:\1:p' "$pom") $(sed -n '0,/<version>/s:.*<version>\(.*\)</version>.*:\1:p' "$pom")) from Maven Central into $target ..." >&2
     rm -rf "$target/lib.partial"
     mkdir -p "$target"
-    mvn -B -q -f "$pom" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$target/lib.partial" ||
-        missing "Maven could not resolve $pom (is Maven Central reachable?)"
+    local log="$target/mvn.log"
+    if ! mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$target/lib.partial" >"$log" 2>&1; then
+        cat "$log" >&2
+        missing "Maven could not resolve $pom (is Maven Central reachable?); its output is above and in $log"
+    fi
     rm -rf "$target/lib"
     mv "$target/lib.partial" "$target/lib"
     echo "$stamp" >"$target/installed"

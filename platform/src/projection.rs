@@ -209,7 +209,14 @@ async fn apply_with_retry(
     }
 }
 
+/// How many records a partition's worker may have waiting before the consumer waits for it.
+const PARTITION_QUEUE: usize = 256;
+
 /// Runs a projector as a member of `group` until `shutdown` turns true.
+///
+/// Records of one partition are applied in order by that partition's worker; partitions are
+/// applied concurrently (order matters only within an aggregate, and an aggregate lives in one
+/// partition), so a store with a round trip per write is not bound by one write at a time.
 pub async fn run_projector(
     config: LogConfig,
     projection: Arc<dyn Projection>,
@@ -218,7 +225,8 @@ pub async fn run_projector(
     health: Arc<ProjectorHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LogError> {
-    let consumer = GroupConsumer::subscribe(&config, &group, &[projection.topic()])?;
+    let consumer = Arc::new(GroupConsumer::subscribe(&config, &group, &[projection.topic()])?);
+    let mut workers: HashMap<i32, (tokio::sync::mpsc::Sender<LogRecord>, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut last_health = Instant::now() - Duration::from_secs(10);
     loop {
         if last_health.elapsed() > Duration::from_secs(1) {
@@ -238,6 +246,37 @@ pub async fn run_projector(
                 continue;
             }
         };
+        let partition = record.position.partition;
+        let (queue, _) = workers.entry(partition).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(PARTITION_QUEUE);
+            let worker = tokio::spawn(project_partition(rx, projection.clone(), read_models.clone(), consumer.clone()));
+            (tx, worker)
+        });
+        if queue.send(record).await.is_err() {
+            tracing::error!(message = "A projector's partition worker stopped.", projection = projection.name(), partition);
+            workers.remove(&partition);
+        }
+    }
+    // Let the workers finish what they hold, so its offsets are stored before the commit.
+    for (_, (queue, worker)) in workers.drain() {
+        drop(queue);
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    }
+    if let Err(error) = consumer.commit() {
+        tracing::warn!(message = "Failed to commit projector offsets on shutdown.", %error);
+    }
+    Ok(())
+}
+
+/// Applies one partition's records in order: the write, then the progress recorded with it,
+/// then the offset stored for the next commit.
+async fn project_partition(
+    mut records: tokio::sync::mpsc::Receiver<LogRecord>,
+    projection: Arc<dyn Projection>,
+    read_models: ReadModels,
+    consumer: Arc<GroupConsumer>,
+) {
+    while let Some(record) = records.recv().await {
         let namespace = loop {
             match read_models.current(projection.name()).await {
                 Ok(ns) => break ns,
@@ -269,10 +308,6 @@ pub async fn run_projector(
             tracing::warn!(message = "Failed to store a projector offset.", %error);
         }
     }
-    if let Err(error) = consumer.commit() {
-        tracing::warn!(message = "Failed to commit projector offsets on shutdown.", %error);
-    }
-    Ok(())
 }
 
 async fn update_health(

@@ -128,9 +128,9 @@ impl Projection for OrderProjector {
         };
         let value = serde_json::to_vec(&row).map_err(|e| ProjectionError::Poison(e.to_string()))?;
         let by_user = CellKey { namespace, table: ORDERS_BY_USER_TABLE, partition: &row.user_id, clustering: &row.list_key };
-        store.put(by_user, &value, version).await?;
         let by_id = CellKey { namespace, table: ORDERS_TABLE, partition: &row.id, clustering: "" };
-        store.put(by_id, &value, version).await?;
+        // Independent cells, each guarded by its own timestamp: written at once.
+        futures::try_join!(store.put(by_user, &value, version), store.put(by_id, &value, version))?;
         Ok(Applied::Changed)
     }
 }

@@ -158,21 +158,27 @@ impl Projection for TicketProjector {
         let value = serde_json::to_vec(&row).map_err(|e| ProjectionError::Poison(e.to_string()))?;
         // The aggregate version is the write timestamp: a stale or repeated write loses.
         let week = listing_week(&row.list_key);
-        if matches!(envelope.event, TicketEvent::Created(_)) {
-            // Written the same way by every listing of the week: idempotent.
-            let week_cell = week_key(week);
-            let weeks = CellKey { namespace, table: FOR_SALE_WEEKS_TABLE, partition: FOR_SALE_WEEKS_PARTITION, clustering: &week_cell };
-            store.put(weeks, b"", 1).await?;
-        }
+        let week_cell = week_key(week);
+        let listed = async {
+            if matches!(envelope.event, TicketEvent::Created(_)) {
+                // Written the same way by every listing of the week: idempotent.
+                let weeks = CellKey { namespace, table: FOR_SALE_WEEKS_TABLE, partition: FOR_SALE_WEEKS_PARTITION, clustering: &week_cell };
+                store.put(weeks, b"", 1).await?;
+            }
+            Ok::<(), StoreError>(())
+        };
         let partition = for_sale_partition(week, &row.id);
         let for_sale = CellKey { namespace, table: FOR_SALE_TABLE, partition: &partition, clustering: &row.list_key };
-        if row.status == "available" {
-            store.put(for_sale, &value, version).await?;
-        } else {
-            store.delete(for_sale, version).await?;
-        }
+        let for_sale = async {
+            if row.status == "available" {
+                store.put(for_sale, &value, version).await
+            } else {
+                store.delete(for_sale, version).await
+            }
+        };
         let by_id = CellKey { namespace, table: TICKETS_TABLE, partition: &row.id, clustering: "" };
-        store.put(by_id, &value, version).await?;
+        // Independent cells, each guarded by its own timestamp: written at once.
+        futures::try_join!(listed, for_sale, store.put(by_id, &value, version))?;
         Ok(Applied::Changed)
     }
 }

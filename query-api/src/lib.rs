@@ -1,6 +1,7 @@
 //! The HTTP read side: the reference app's GET routes served from the read store, with
 //! read-your-writes through `X-Consistency-Token`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
@@ -29,6 +30,24 @@ pub struct QueryState {
     pub keys: SessionKeys,
     /// Most tickets `GET /api/tickets` answers: the most recently listed ones.
     pub list_limit: usize,
+    /// The last list of tickets for sale, reused for a short while.
+    pub list_cache: Arc<ListCache>,
+}
+
+/// The list of tickets for sale as last read, per namespace: without it every browse reads up
+/// to [`QueryState::list_limit`] rows, which a CQL cluster serves far slower than requests
+/// arrive. A request that carries a tickets consistency token never gets it, so a client still
+/// reads its own writes; others may see a list up to the cache's age old.
+pub struct ListCache {
+    max_age: Duration,
+    entry: tokio::sync::Mutex<Option<(String, Instant, Arc<serde_json::Value>)>>,
+}
+
+impl ListCache {
+    /// A cache whose lists are reused for at most `max_age` (zero: never).
+    pub fn new(max_age: Duration) -> Self {
+        Self { max_age, entry: tokio::sync::Mutex::new(None) }
+    }
 }
 
 impl axum::extract::FromRef<QueryState> for SessionKeys {
@@ -99,9 +118,30 @@ fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
 #[tracing::instrument(name = "GET /api/tickets", skip_all)]
 async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
+    let token = headers
+        .get(CONSISTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ConsistencyToken::parse)
+        .is_some_and(|t| t.topic == "tickets");
+    let cache = &state.list_cache;
+    if token || cache.max_age.is_zero() {
+        let rows = tickets_for_sale(&state, &namespace).await?;
+        let tickets = rows.iter().map(TicketRow::to_api_json).collect();
+        return Ok(with_staleness(serde_json::Value::Array(tickets), stale));
+    }
+    // Held while reading: concurrent misses wait for one read instead of each making theirs.
+    let mut entry = cache.entry.lock().await;
+    if let Some((cached_namespace, at, list)) = entry.as_ref()
+        && *cached_namespace == namespace
+        && at.elapsed() < cache.max_age
+    {
+        return Ok(with_staleness((**list).clone(), false));
+    }
     let rows = tickets_for_sale(&state, &namespace).await?;
-    let tickets = rows.iter().map(TicketRow::to_api_json).collect();
-    Ok(with_staleness(serde_json::Value::Array(tickets), stale))
+    let list = Arc::new(serde_json::Value::Array(rows.iter().map(TicketRow::to_api_json).collect()));
+    *entry = Some((namespace, Instant::now(), list.clone()));
+    drop(entry);
+    Ok(with_staleness((*list).clone(), false))
 }
 
 /// The [`QueryState::list_limit`] most recently listed tickets for sale, oldest first (the

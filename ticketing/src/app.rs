@@ -543,6 +543,7 @@ impl Application {
                     read_models: ReadModels::new(store.clone()),
                     keys: keys.clone(),
                     list_limit: settings.tickets_list_limit,
+                    list_cache: Arc::new(query_api::ListCache::new(Duration::from_millis(settings.tickets_list_cache_ms))),
                 }));
             }
         }

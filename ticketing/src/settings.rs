@@ -74,6 +74,9 @@ pub struct Settings {
     /// Most tickets `GET /api/tickets` answers, the most recently listed (`TICKETS_LIST_LIMIT`,
     /// default 1000).
     pub tickets_list_limit: usize,
+    /// How long a read list of tickets for sale is reused for requests without a tickets
+    /// consistency token (`TICKETS_LIST_CACHE_MS`, default 250; 0 turns it off).
+    pub tickets_list_cache_ms: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -180,6 +183,10 @@ impl Settings {
             stripe_api_base: env("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
             ready_max_lag: number("READY_MAX_LAG", 10_000)?,
             tickets_list_limit: number("TICKETS_LIST_LIMIT", 1000)? as usize,
+            tickets_list_cache_ms: match env("TICKETS_LIST_CACHE_MS") {
+                None => 250,
+                Some(v) => v.trim().parse().with_context(|| format!("TICKETS_LIST_CACHE_MS={v:?} must be a whole number of milliseconds"))?,
+            },
         })
     }
 }

@@ -209,6 +209,8 @@ impl Deployment {
             secure_cookie: false,
             ready_max_lag: 10_000,
             tickets_list_limit: 1000,
+            // Tests read lists right after writes without always passing a token.
+            tickets_list_cache_ms: 0,
             expiration_window_seconds: self.expiration_window_seconds,
             stripe_secret_key: None,
             stripe_api_base: "http://127.0.0.1:9".into(),

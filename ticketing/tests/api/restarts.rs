@@ -21,9 +21,20 @@ pub(crate) struct Up {
 impl Up {
     /// Starts `ticketing up` on `data` and returns once `/readyz` answers 200, with how long it took.
     pub(crate) async fn start(data: &std::path::Path, port: u16, kafka_port: u16) -> (Self, Duration) {
+        Self::start_on(data, port, kafka_port, None).await
+    }
+
+    /// As [`Up::start`]; with `cassandra_port` on the CQL store, a local Cassandra node that
+    /// `ticketing up` starts under `data` itself (`TICKETING_STORE=cql`, no `SCYLLA_URI`).
+    pub(crate) async fn start_on(data: &std::path::Path, port: u16, kafka_port: u16, cassandra_port: Option<u16>) -> (Self, Duration) {
         let started = Instant::now();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("up.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ticketing"));
+        match cassandra_port {
+            Some(cql) => command.env("TICKETING_STORE", "cql").env("TICKETING_CASSANDRA_PORT", cql.to_string()),
+            None => command.env("TICKETING_STORE", "embedded"),
+        };
+        let child = command
             .arg("up")
             .env("TICKETING_ADDR", format!("127.0.0.1:{port}"))
             .env("TICKETING_DATA_DIR", data)
@@ -34,7 +45,6 @@ impl Up {
             .env_remove("KAFKA_BOOTSTRAP_SERVERS")
             .env_remove("SCHEMA_REGISTRY_URL")
             .env_remove("SCYLLA_URI")
-            .env_remove("TICKETING_STORE")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -45,8 +55,9 @@ impl Up {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
         };
-        // A first start also formats the broker's storage; allow it more than a restart.
-        let limit = Duration::from_secs(120);
+        // A first start also formats the broker's storage (and creates Cassandra's system
+        // keyspaces); allow it more than a restart.
+        let limit = Duration::from_secs(180);
         loop {
             if let Ok(reply) = up.http.get(format!("{}/readyz", up.base)).send().await
                 && reply.status() == StatusCode::OK
@@ -142,15 +153,27 @@ async fn assert_all_there(up: &Up, acknowledged: &[(String, i64, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_a_clean_stop_and_a_kill_9_and_the_system_is_ready_within_30_s() {
+    survives_restarts(false).await;
+}
+
+/// The same with `TICKETING_STORE=cql`: the launcher also starts (and on `kill -9` loses) its
+/// Cassandra node, whose commit log keeps the read models.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_cql_store_every_acknowledged_write_survives_a_clean_stop_and_a_kill_9() {
+    survives_restarts(true).await;
+}
+
+async fn survives_restarts(cql: bool) {
     let data = tempfile::tempdir().unwrap();
     let port = platform::local::free_port().unwrap();
     let kafka_port = platform::local::free_port().unwrap();
+    let cassandra_port = cql.then(|| platform::local::free_port().unwrap());
 
-    let (up, _) = Up::start(data.path(), port, kafka_port).await;
+    let (up, _) = Up::start_on(data.path(), port, kafka_port, cassandra_port).await;
     let mut acknowledged = write_tickets(&up, "first", 10).await;
     up.stop().await;
 
-    let (up, ready_after_stop) = Up::start(data.path(), port, kafka_port).await;
+    let (up, ready_after_stop) = Up::start_on(data.path(), port, kafka_port, cassandra_port).await;
     assert!(ready_after_stop < READY_WITHIN, "ready {ready_after_stop:?} after a clean stop");
     assert_all_there(&up, &acknowledged).await;
     acknowledged.last_mut().unwrap().1 += 1;
@@ -158,9 +181,9 @@ async fn every_acknowledged_write_survives_a_clean_stop_and_a_kill_9_and_the_sys
     acknowledged.extend(write_tickets(&up, "second", 10).await);
     up.kill();
 
-    let (up, ready_after_kill) = Up::start(data.path(), port, kafka_port).await;
+    let (up, ready_after_kill) = Up::start_on(data.path(), port, kafka_port, cassandra_port).await;
     assert!(ready_after_kill < READY_WITHIN, "ready {ready_after_kill:?} after kill -9");
     assert_all_there(&up, &acknowledged).await;
-    eprintln!("ready again {ready_after_stop:?} after a clean stop, {ready_after_kill:?} after kill -9");
+    eprintln!("ready again {ready_after_stop:?} after a clean stop, {ready_after_kill:?} after kill -9 (cql: {cql})");
     up.stop().await;
 }

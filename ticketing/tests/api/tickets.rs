@@ -134,3 +134,27 @@ async fn the_list_answers_the_most_recently_listed_tickets_for_sale_oldest_first
     app.stop().await;
 }
 }
+
+both_stores! {
+async fn the_list_is_reused_for_a_while_but_never_hides_a_clients_own_write() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let mut settings = deployment.settings();
+    settings.tickets_list_cache_ms = 60_000;
+    let app = crate::helpers::TestApp::start(settings, &ticketing::app::Component::ALL).await;
+    let first = app.create_ticket("alice", "first", 10.0).await;
+    let listed = app.get_after("/api/tickets", &first).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    // Read without a token: this list is now the cached one.
+    let cached = app.request(Method::GET, "/api/tickets", None, None).await;
+
+    let second = app.create_ticket("alice", "second", 10.0).await;
+    let _ = app.get_after(&format!("/api/tickets/{}", second.id()), &second).await;
+    let without_token = app.request(Method::GET, "/api/tickets", None, None).await;
+    assert_eq!(without_token.body, cached.body, "a client without a token may get the list as read a moment ago");
+    let with_token = app.get_after("/api/tickets", &second).await;
+    let titles: Vec<&str> = with_token.body.as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, vec!["first", "second"], "the writer's token always reads past the cache");
+    app.stop().await;
+}
+}
