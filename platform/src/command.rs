@@ -272,11 +272,7 @@ impl<A: Aggregate> CommandPipeline<A> {
                     event,
                 })
                 .collect();
-            let echoes = if envelopes.len() == 1 {
-                vec![self.append_and_await_echo(&envelopes[0]).await?]
-            } else {
-                self.append_atomically_and_await_echoes(&envelopes).await?
-            };
+            let echoes = self.append_and_await_echoes(&envelopes).await?;
             let mut won = true;
             for (envelope, echo) in envelopes.iter().zip(&echoes) {
                 if echo.verdict != Verdict::Valid {
@@ -307,37 +303,34 @@ impl<A: Aggregate> CommandPipeline<A> {
         Err(CommandError::Conflict { expected: actual, actual: self.state(&request.aggregate_id).1 })
     }
 
-    /// Appends the events of one command in one transaction, so that no `read_committed`
-    /// reader ever sees some of them without the others, then awaits every echo.
-    async fn append_atomically_and_await_echoes(
+    /// Appends the events of one command and answers with their echoes. Several events go in
+    /// one transaction, so that no `read_committed` reader ever sees some without the others;
+    /// a single event needs none and goes through the idempotent producer.
+    async fn append_and_await_echoes(
         &self,
         envelopes: &[Envelope<A::Event>],
     ) -> Result<Vec<Echo>, CommandError<A::Error>> {
         let inner = &self.inner;
-        let key = envelopes[0].metadata.aggregate_id.as_bytes();
-        let partition = partition_for(key, inner.partitions);
+        let topic = inner.codec.topic();
+        let first = &envelopes[0].metadata;
+        let key = first.aggregate_id.as_bytes();
         let mut encoded = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             encoded.push(inner.codec.encode(envelope).await?);
         }
         let span = tracing::info_span!(
             "append",
-            topic = inner.codec.topic(),
-            aggregate_id = %envelopes[0].metadata.aggregate_id,
-            version = envelopes[0].metadata.aggregate_version,
+            topic,
+            aggregate_id = %first.aggregate_id,
+            version = first.aggregate_version,
             events = envelopes.len(),
         );
         let trace = span.in_scope(crate::telemetry::current_trace_headers);
-        let records: Vec<OutgoingRecord<'_>> = envelopes
-            .iter()
-            .zip(&encoded)
-            .map(|(envelope, bytes)| {
-                let mut headers: Vec<(&str, &[u8])> =
-                    vec![("event_type", inner.codec.event_type(&envelope.event).as_bytes())];
-                headers.extend(trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-                OutgoingRecord { topic: inner.codec.topic(), partition, key, payload: bytes, headers }
-            })
-            .collect();
+        let headers = |envelope: &Envelope<A::Event>| {
+            let mut headers: Vec<(&str, &[u8])> = vec![("event_type", inner.codec.event_type(&envelope.event).as_bytes())];
+            headers.extend(trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+            headers
+        };
         let mut receivers = Vec::with_capacity(envelopes.len());
         {
             let mut echoes = inner.echoes.lock().expect("echoes lock");
@@ -347,8 +340,18 @@ impl<A: Aggregate> CommandPipeline<A> {
                 receivers.push(rx);
             }
         }
-        let producer = inner.transactional_producer(partition);
-        if let Err(error) = producer.append_all(&records).instrument(span).await {
+        let appended = if let [envelope] = envelopes {
+            inner.producer.append(topic, key, &encoded[0], &headers(envelope)).instrument(span).await.map(|_| ())
+        } else {
+            let partition = partition_for(key, inner.partitions);
+            let records: Vec<OutgoingRecord<'_>> = envelopes
+                .iter()
+                .zip(&encoded)
+                .map(|(envelope, bytes)| OutgoingRecord { topic, partition, key, payload: bytes, headers: headers(envelope) })
+                .collect();
+            inner.transactional_producer(partition).append_all(&records).instrument(span).await.map(|_| ())
+        };
+        if let Err(error) = appended {
             let mut echoes = inner.echoes.lock().expect("echoes lock");
             for envelope in envelopes {
                 echoes.remove(&envelope.metadata.event_id);
@@ -360,37 +363,6 @@ impl<A: Aggregate> CommandPipeline<A> {
             echoes.push(rx.await.map_err(|_| CommandError::Unavailable("the log tail stopped".into()))?);
         }
         Ok(echoes)
-    }
-
-    async fn append_and_await_echo(
-        &self,
-        envelope: &Envelope<A::Event>,
-    ) -> Result<Echo, CommandError<A::Error>> {
-        let inner = &self.inner;
-        let bytes = inner.codec.encode(envelope).await?;
-        let (tx, rx) = oneshot::channel();
-        let event_id = envelope.metadata.event_id;
-        inner.echoes.lock().expect("echoes lock").insert(event_id, tx);
-        let event_type = inner.codec.event_type(&envelope.event);
-        let span = tracing::info_span!(
-            "append",
-            topic = inner.codec.topic(),
-            aggregate_id = %envelope.metadata.aggregate_id,
-            version = envelope.metadata.aggregate_version,
-        );
-        let trace = span.in_scope(crate::telemetry::current_trace_headers);
-        let mut headers: Vec<(&str, &[u8])> = vec![("event_type", event_type.as_bytes())];
-        headers.extend(trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-        let appended = inner
-            .producer
-            .append(inner.codec.topic(), envelope.metadata.aggregate_id.as_bytes(), &bytes, &headers)
-            .instrument(span)
-            .await;
-        if let Err(error) = appended {
-            inner.echoes.lock().expect("echoes lock").remove(&event_id);
-            return Err(error.into());
-        }
-        rx.await.map_err(|_| CommandError::Unavailable("the log tail stopped".into()))
     }
 }
 
@@ -407,7 +379,7 @@ impl<A: Aggregate> Inner<A> {
             .entry(partition)
             .or_insert_with(|| {
                 let id = writer_transactional_id(self.codec.topic(), partition);
-                Arc::new(TransactionalProducer::new(&self.config, id))
+                Arc::new(TransactionalProducer::new(&self.config, &id))
             })
             .clone()
     }
@@ -445,13 +417,7 @@ impl<A: Aggregate> Inner<A> {
 }
 
 async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
-    let mut pending: BTreeMap<i32, i64> = match reader.end_offsets().and_then(|ends| reader.remaining_before(&ends)) {
-        Ok(pending) => pending,
-        Err(error) => {
-            tracing::error!(message = "Failed to read the end offsets; the command side stays unready.", %error);
-            return;
-        }
-    };
+    let mut pending: BTreeMap<i32, i64> = reader.remaining_before(&reader.end_offsets());
     if pending.is_empty() {
         inner.ready.send_replace(true);
     }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::command::{CommandError, CommandRequest};
 use crate::forwarding::{CommandService, Forwardable};
-use crate::log::{DeadLetters, GroupConsumer, LogConfig, LogError, LogRecord};
+use crate::log::{DeadLetters, GroupConsumer, LogConfig, LogError, LogRecord, OutgoingRecord};
 use crate::ownership::partition_for;
 
 /// The inbox topic of an aggregate topic (full names).
@@ -59,6 +59,13 @@ impl InboxCommand {
             command_type,
             trace: crate::telemetry::current_trace_headers().into_iter().collect(),
         }
+    }
+
+    /// The record to append for it.
+    pub fn record(&self) -> OutgoingRecord<'_> {
+        let mut headers: Vec<(&str, &[u8])> = vec![(COMMAND_HEADER, self.command_type.as_bytes())];
+        headers.extend(self.trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+        OutgoingRecord { topic: &self.topic, partition: self.partition, key: self.key.as_bytes(), payload: &self.payload, headers }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod arbiter;
 pub mod codec;
 pub mod command;
+pub mod config;
 pub mod forwarding;
 pub mod http;
 pub mod inbox;

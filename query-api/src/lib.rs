@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use platform::http::{ApiError, CONSISTENCY_HEADER, ConsistencyToken};
 use platform::projection::ReadModels;
+use platform::store::Cell;
 use platform::session::{CurrentUser, SessionKeys};
 use projectors::orders::{ORDERS_BY_USER_TABLE, OrderRow, get_order};
 use projectors::tickets::{
@@ -40,7 +41,8 @@ pub struct QueryState {
 /// reads its own writes; others may see a list up to the cache's age old.
 pub struct ListCache {
     max_age: Duration,
-    entry: tokio::sync::Mutex<Option<(String, Instant, Arc<serde_json::Value>)>>,
+    /// Namespace, when it was read, and the answer's body as sent.
+    entry: tokio::sync::Mutex<Option<(String, Instant, axum::body::Bytes)>>,
 }
 
 impl ListCache {
@@ -78,6 +80,12 @@ fn unavailable(error: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(error.to_string())
 }
 
+/// The request's consistency token, when it names a write to `read_model`.
+fn token_for(read_model: &str, headers: &HeaderMap) -> Option<ConsistencyToken> {
+    let token = headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()).and_then(ConsistencyToken::parse)?;
+    (token.topic == read_model).then_some(token)
+}
+
 /// Resolves the namespace serving `read_model`, after waiting (bounded) for the write named by
 /// the request's consistency token. Returns whether the wait timed out.
 async fn namespace_after_token(
@@ -85,13 +93,13 @@ async fn namespace_after_token(
     read_model: &str,
     headers: &HeaderMap,
 ) -> Result<(String, bool), ApiError> {
-    let token = headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()).and_then(ConsistencyToken::parse);
+    let token = token_for(read_model, headers);
     let deadline = Instant::now() + CONSISTENCY_WAIT;
     // Short first pauses: a projector is usually a few milliseconds behind.
     let mut pause = Duration::from_millis(1);
     loop {
         let namespace = state.read_models.current(read_model).await.map_err(unavailable)?;
-        let Some(token) = token.as_ref().filter(|t| t.topic == read_model) else {
+        let Some(token) = token.as_ref() else {
             return Ok((namespace, false));
         };
         let done = state.read_models.progress(&namespace, token.partition).await.map_err(unavailable)?;
@@ -118,52 +126,37 @@ fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
 #[tracing::instrument(name = "GET /api/tickets", skip_all)]
 async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
-    let token = headers
-        .get(CONSISTENCY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(ConsistencyToken::parse)
-        .is_some_and(|t| t.topic == "tickets");
     let cache = &state.list_cache;
-    if token || cache.max_age.is_zero() {
-        let rows = tickets_for_sale(&state, &namespace).await?;
-        let tickets = rows.iter().map(TicketRow::to_api_json).collect();
-        return Ok(with_staleness(serde_json::Value::Array(tickets), stale));
+    if token_for("tickets", &headers).is_some() || cache.max_age.is_zero() {
+        return Ok(with_staleness(tickets_for_sale(&state, &namespace).await?, stale));
     }
     // Held while reading: concurrent misses wait for one read instead of each making theirs.
     let mut entry = cache.entry.lock().await;
-    if let Some((cached_namespace, at, list)) = entry.as_ref()
+    if let Some((cached_namespace, at, body)) = entry.as_ref()
         && *cached_namespace == namespace
         && at.elapsed() < cache.max_age
     {
-        return Ok(with_staleness((**list).clone(), false));
+        return Ok(json_body(body.clone()));
     }
-    let rows = tickets_for_sale(&state, &namespace).await?;
-    let list = Arc::new(serde_json::Value::Array(rows.iter().map(TicketRow::to_api_json).collect()));
-    *entry = Some((namespace, Instant::now(), list.clone()));
-    drop(entry);
-    Ok(with_staleness((*list).clone(), false))
+    let list = tickets_for_sale(&state, &namespace).await?;
+    let body = axum::body::Bytes::from(serde_json::to_vec(&list).map_err(|e| ApiError::Unexpected(e.into()))?);
+    *entry = Some((namespace, Instant::now(), body.clone()));
+    Ok(json_body(body))
+}
+
+/// A JSON answer whose body is already serialised.
+fn json_body(body: axum::body::Bytes) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The [`QueryState::list_limit`] most recently listed tickets for sale, oldest first (the
-/// reference app's order): whole weeks from the newest back, each week's shards read at once.
-async fn tickets_for_sale(state: &QueryState, namespace: &str) -> Result<Vec<TicketRow>, ApiError> {
-    let store = state.read_models.store();
-    let mut weeks = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .scan(namespace, FOR_SALE_WEEKS_TABLE, FOR_SALE_WEEKS_PARTITION, after.as_deref(), 500)
-            .await
-            .map_err(unavailable)?;
-        weeks.extend(page.cells.into_iter().map(|cell| cell.clustering_key));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+/// reference app's order), as the API shows them: whole weeks from the newest back, each
+/// week's shards read at once.
+async fn tickets_for_sale(state: &QueryState, namespace: &str) -> Result<serde_json::Value, ApiError> {
+    let weeks = scan_cells(state, namespace, FOR_SALE_WEEKS_TABLE, FOR_SALE_WEEKS_PARTITION).await?;
     let mut newest_first: Vec<Vec<TicketRow>> = Vec::new();
     let mut count = 0;
-    for week in weeks.iter().rev() {
+    for week in weeks.iter().rev().map(|cell| &cell.clustering_key) {
         let week: i64 = week
             .parse()
             .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("corrupt week {week:?} in {FOR_SALE_WEEKS_TABLE}")))?;
@@ -183,32 +176,38 @@ async fn tickets_for_sale(state: &QueryState, namespace: &str) -> Result<Vec<Tic
     let mut rows: Vec<TicketRow> = newest_first.into_iter().rev().flatten().collect();
     let excess = rows.len().saturating_sub(state.list_limit);
     rows.drain(..excess);
-    Ok(rows)
+    Ok(serde_json::Value::Array(rows.iter().map(TicketRow::to_api_json).collect()))
 }
 
-/// Every row of a partition, page by page.
+/// Every cell of a partition, page by page.
+async fn scan_cells(state: &QueryState, namespace: &str, table: &str, partition: &str) -> Result<Vec<Cell>, ApiError> {
+    let store = state.read_models.store();
+    let mut cells = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.scan(namespace, table, partition, after.as_deref(), 500).await.map_err(unavailable)?;
+        cells.extend(page.cells);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(cells),
+        }
+    }
+}
+
+/// Every row of a partition, decoded.
 async fn scan_all<T: serde::de::DeserializeOwned>(
     state: &QueryState,
     namespace: &str,
     table: &str,
     partition: &str,
 ) -> Result<Vec<T>, ApiError> {
-    let store = state.read_models.store();
-    let mut rows = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.scan(namespace, table, partition, after.as_deref(), 500).await.map_err(unavailable)?;
-        for cell in &page.cells {
-            rows.push(
-                serde_json::from_slice(&cell.value)
-                    .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("corrupt row in {table}: {e}")))?,
-            );
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(rows),
-        }
-    }
+    scan_cells(state, namespace, table, partition)
+        .await?
+        .iter()
+        .map(|cell| {
+            serde_json::from_slice(&cell.value).map_err(|e| ApiError::Unexpected(anyhow::anyhow!("corrupt row in {table}: {e}")))
+        })
+        .collect()
 }
 
 #[tracing::instrument(name = "GET /api/orders", skip_all)]

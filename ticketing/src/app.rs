@@ -124,20 +124,15 @@ pub async fn open_store(settings: &Settings, local: &mut LocalServices) -> anyho
             let uri = match uri {
                 Some(uri) => uri.clone(),
                 None => {
-                    let node = match local.cassandra.take() {
-                        Some(node) => node,
-                        None => {
-                            let dir = settings.data_dir.join("cassandra");
-                            let node = LocalCassandra::start(&dir, *local_port)
-                                .await
-                                .context("Failed to start the local Cassandra node")?;
-                            tracing::info!(message = "Started the local Cassandra node.", uri = %node.uri(), dir = %dir.display());
-                            node
-                        }
-                    };
-                    let uri = node.uri();
-                    local.cassandra = Some(node);
-                    uri
+                    if local.cassandra.is_none() {
+                        let dir = settings.data_dir.join("cassandra");
+                        let node = LocalCassandra::start(&dir, *local_port)
+                            .await
+                            .context("Failed to start the local Cassandra node")?;
+                        tracing::info!(message = "Started the local Cassandra node.", uri = %node.uri(), dir = %dir.display());
+                        local.cassandra = Some(node);
+                    }
+                    local.cassandra.as_ref().map(LocalCassandra::uri).expect("started above")
                 }
             };
             Arc::new(

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use platform::config::{ConfigError, env_number};
 use platform::log::LogConfig;
 use platform::store::CqlOptions;
 
@@ -100,21 +101,12 @@ fn env(key: &str) -> Option<String> {
 }
 
 /// A whole number of at least 1 from the environment.
-fn number(key: &str, default: i64) -> anyhow::Result<i64> {
-    match env(key) {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => bail!("{key}={v:?} must be a whole number of at least 1"),
-        },
-    }
+fn number(key: &str, default: i64) -> Result<i64, ConfigError> {
+    env_number(key, default, 1, "a whole number of at least 1")
 }
 
-fn port(key: &str, default: u16) -> anyhow::Result<u16> {
-    env(key)
-        .map(|p| p.trim().parse().with_context(|| format!("{key}={p:?} must be a port number")))
-        .transpose()
-        .map(|p| p.unwrap_or(default))
+fn port(key: &str, default: u16) -> Result<u16, ConfigError> {
+    env_number(key, default, 0, "a port number")
 }
 
 impl Settings {
@@ -183,10 +175,7 @@ impl Settings {
             stripe_api_base: env("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
             ready_max_lag: number("READY_MAX_LAG", 10_000)?,
             tickets_list_limit: number("TICKETS_LIST_LIMIT", 1000)? as usize,
-            tickets_list_cache_ms: match env("TICKETS_LIST_CACHE_MS") {
-                None => 250,
-                Some(v) => v.trim().parse().with_context(|| format!("TICKETS_LIST_CACHE_MS={v:?} must be a whole number of milliseconds"))?,
-            },
+            tickets_list_cache_ms: env_number("TICKETS_LIST_CACHE_MS", 250, 0, "a whole number of milliseconds")?,
         })
     }
 }

@@ -89,7 +89,7 @@ pub async fn run_expiration(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LogError> {
     let reader = TopicReader::from_beginning(&config, codec.topic())?;
-    let mut catching_up = reader.remaining_before(&reader.end_offsets()?)?;
+    let mut catching_up = reader.remaining_before(&reader.end_offsets());
     if catching_up.is_empty() {
         health.caught_up.store(true, Ordering::Relaxed);
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use platform::aggregate::{Envelope, EventMetadata};
 use platform::codec::{CodecError, EventCodec};
 use platform::command::CommandRequest;
-use platform::inbox::{COMMAND_HEADER, InboxCommand};
-use platform::log::{DeadLetters, GroupConsumer, LogConfig, LogError, LogRecord, OutgoingRecord, TransactionalProducer};
+use platform::inbox::InboxCommand;
+use platform::log::{DeadLetters, GroupConsumer, LogConfig, LogError, LogRecord, TransactionalProducer};
 use schemas::orders::OrderEvent;
 use schemas::payments::PaymentEvent;
 use tickets_command::domain::TicketCommand;
@@ -198,18 +198,9 @@ async fn commit_batch(
 ) -> Result<(), LogError> {
     let mut transaction = producer.begin().await?;
     for command in batch.iter().flat_map(|(_, commands)| commands) {
-        let mut headers: Vec<(&str, &[u8])> = vec![(COMMAND_HEADER, command.command_type.as_bytes())];
-        headers.extend(command.trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-        transaction.send(&OutgoingRecord {
-            topic: &command.topic,
-            partition: command.partition,
-            key: command.key.as_bytes(),
-            payload: &command.payload,
-            headers,
-        })?;
+        transaction.send(&command.record())?;
     }
-    let records: Vec<LogRecord> = batch.iter().map(|(record, _)| record.clone()).collect();
-    transaction.consume(consumer, &records)?;
+    transaction.consume(consumer, batch.iter().map(|(record, _)| record))?;
     transaction.commit().await?;
     Ok(())
 }
@@ -225,7 +216,7 @@ pub async fn run_saga(config: LogConfig, saga: OrderSaga, mut shutdown: watch::R
     // One id per member: the group's generation, sent with the offsets, fences a member that
     // lost its partitions (KIP-447), and the broker aborts a dead member's open transaction at
     // its timeout.
-    let producer = TransactionalProducer::new(&config, format!("{group}.{}", uuid::Uuid::new_v4()));
+    let producer = TransactionalProducer::new(&config, &format!("{group}.{}", uuid::Uuid::new_v4()));
     loop {
         let first = tokio::select! {
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,

@@ -2,18 +2,14 @@
 //! machine (same protocol, same `scylla` driver).
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use scylla::client::session_builder::SessionBuilder;
 
-use super::process::JavaProcess;
-use super::{LocalCassandra, LocalNode};
+use super::LocalCassandra;
 
-/// A first start creates the system keyspaces; a restart replays its commit log.
-const START_LIMIT: Duration = Duration::from_secs(180);
 
 /// Cassandra's own `conf/jvm17-server.options` (module access for Java 17, G1, Netty), with a
 /// heap bounded for a shared machine.
@@ -73,13 +69,11 @@ impl LocalCassandra {
     /// `data_dir`, and waits until it answers a CQL query. The storage (gossip) port is
     /// remembered in the data directory.
     pub async fn start(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("Failed to create {}", data_dir.display()))?;
-        let data_dir = std::path::absolute(data_dir)?;
-        let classpath = super::classpath("cassandra")?;
-        let port = super::port_or_free(port).await?;
-        let storage_port = super::remembered_port(&data_dir, "cassandra-storage")?;
+        let site = Self::site(data_dir, port).await?;
+        let data_dir = &site.data_dir;
+        let storage_port = super::remembered_port(data_dir, "cassandra-storage")?;
         let config = data_dir.join("cassandra.yaml");
-        std::fs::write(&config, cassandra_yaml(port, storage_port, &data_dir))
+        std::fs::write(&config, cassandra_yaml(site.port, storage_port, data_dir))
             .with_context(|| format!("Failed to write {}", config.display()))?;
         let logback = data_dir.join("logback.xml");
         std::fs::write(&logback, LOGBACK)?;
@@ -94,14 +88,10 @@ impl LocalCassandra {
         args.push(format!("-Dcassandra.logdir={}", data_dir.display()).into());
         args.push(format!("-Djava.io.tmpdir={}", tmp.display()).into());
         args.push("-cp".into());
-        args.push(classpath.into());
+        args.push(site.classpath.clone().into());
         args.push("org.apache.cassandra.service.CassandraDaemon".into());
-        let process = JavaProcess::spawn("Cassandra", args, &data_dir, data_dir.join("cassandra.log"))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut node = LocalNode { process, addr, data_dir, kind: std::marker::PhantomData };
-        let uri = node.uri();
-        node.process.wait_ready(addr, START_LIMIT, || answers_cql(uri.clone())).await?;
-        Ok(node)
+        let uri = format!("127.0.0.1:{}", site.port);
+        Self::launch(site, args, || answers_cql(uri.clone())).await
     }
 
     /// `host:port` of the CQL port, as `SCYLLA_URI` takes it.

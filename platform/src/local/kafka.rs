@@ -1,7 +1,6 @@
 //! A single-node Apache Kafka broker in KRaft combined mode (broker and controller in one JVM).
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,11 +9,9 @@ use base64::Engine;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use super::process::{JavaProcess, run_java};
-use super::{LocalKafka, LocalNode};
+use super::LocalKafka;
+use super::process::run_java;
 
-/// How long a start may take: a restart after `kill -9` recovers its log segments first.
-const START_LIMIT: Duration = Duration::from_secs(120);
 
 /// The JVM's flags: a bounded heap, low-pause GC.
 const JVM_FLAGS: &[&str] = &[
@@ -43,14 +40,12 @@ impl LocalKafka {
     /// formatting the storage on first use, and waits until it answers metadata requests.
     /// The controller listens on a port remembered in the data directory.
     pub async fn start(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("Failed to create {}", data_dir.display()))?;
-        let data_dir = std::path::absolute(data_dir)?;
-        let classpath = super::classpath("kafka")?;
-        let port = super::port_or_free(port).await?;
-        let controller_port = super::remembered_port(&data_dir, "kafka-controller")?;
+        let site = Self::site(data_dir, port).await?;
+        let data_dir = &site.data_dir;
+        let controller_port = super::remembered_port(data_dir, "kafka-controller")?;
         let log_dirs = data_dir.join("log");
         let properties = data_dir.join("server.properties");
-        std::fs::write(&properties, server_properties(port, controller_port, &log_dirs))
+        std::fs::write(&properties, server_properties(site.port, controller_port, &log_dirs))
             .with_context(|| format!("Failed to write {}", properties.display()))?;
         let log4j = data_dir.join("log4j2.properties");
         std::fs::write(&log4j, LOG4J2)?;
@@ -58,7 +53,7 @@ impl LocalKafka {
         let mut base: Vec<OsString> = JVM_FLAGS.iter().map(OsString::from).collect();
         base.push(format!("-Dlog4j2.configurationFile=file:{}", log4j.display()).into());
         base.push("-cp".into());
-        base.push(classpath.into());
+        base.push(site.classpath.clone().into());
 
         if !log_dirs.join("meta.properties").exists() {
             let mut format = base.clone();
@@ -66,19 +61,15 @@ impl LocalKafka {
             format.push(cluster_id().into());
             format.push("-c".into());
             format.push(properties.clone().into());
-            run_java("Kafka's storage format", format, &data_dir).await?;
+            run_java("Kafka's storage format", format, data_dir).await?;
         }
 
         let mut args = base;
         args.push("kafka.Kafka".into());
         args.push(properties.into());
-        let process = JavaProcess::spawn("Kafka", args, &data_dir, data_dir.join("kafka.log"))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut broker = LocalNode { process, addr, data_dir, kind: std::marker::PhantomData };
-        let bootstrap = broker.bootstrap_servers();
+        let bootstrap = format!("127.0.0.1:{}", site.port);
         // The port opens before the broker has registered with its controller.
-        broker.process.wait_ready(addr, START_LIMIT, || answers_metadata(bootstrap.clone())).await?;
-        Ok(broker)
+        Self::launch(site, args, || answers_metadata(bootstrap.clone())).await
     }
 
     /// `host:port` to give clients as bootstrap servers.

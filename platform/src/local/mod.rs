@@ -21,12 +21,17 @@ use anyhow::{Context, bail};
 pub struct LocalNode<K: NodeKind> {
     process: process::JavaProcess,
     addr: SocketAddr,
-    data_dir: PathBuf,
     kind: PhantomData<K>,
 }
 
 /// What kind of service a [`LocalNode`] is.
 pub trait NodeKind {
+    /// Its name in messages; its output goes to `<data dir>/<name in lower case>.log`.
+    const NAME: &'static str;
+    /// Which jars of the install step it runs (`<infra home>/<component>/lib`).
+    const COMPONENT: &'static str;
+    /// How long a start may take.
+    const START_LIMIT: Duration;
     /// How long a clean stop may take before SIGKILL.
     const STOP_GRACE: Duration;
 }
@@ -37,13 +42,29 @@ pub enum Kafka {}
 pub enum Cassandra {}
 
 impl NodeKind for Kafka {
+    const NAME: &'static str = "Kafka";
+    const COMPONENT: &'static str = "kafka";
+    // A restart after `kill -9` recovers its log segments first.
+    const START_LIMIT: Duration = Duration::from_secs(120);
     // One node moves no leadership anywhere; it flushes and closes its log.
     const STOP_GRACE: Duration = Duration::from_secs(30);
 }
 
 impl NodeKind for Cassandra {
+    const NAME: &'static str = "Cassandra";
+    const COMPONENT: &'static str = "cassandra";
+    // A first start creates the system keyspaces; a restart replays its commit log.
+    const START_LIMIT: Duration = Duration::from_secs(180);
     // A clean stop drains and flushes memtables.
     const STOP_GRACE: Duration = Duration::from_secs(30);
+}
+
+/// Where a node is about to start: its data directory (absolute, created), the classpath of
+/// its jars and the port its clients will use.
+struct Site {
+    data_dir: PathBuf,
+    classpath: String,
+    port: u16,
 }
 
 /// A single-node Kafka broker with its log under its data directory.
@@ -52,6 +73,31 @@ pub type LocalKafka = LocalNode<Kafka>;
 pub type LocalCassandra = LocalNode<Cassandra>;
 
 impl<K: NodeKind> LocalNode<K> {
+    /// Prepares a start in `data_dir` on `127.0.0.1:port` (0 picks a free port).
+    async fn site(data_dir: &Path, port: u16) -> anyhow::Result<Site> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("Failed to create {}", data_dir.display()))?;
+        Ok(Site {
+            data_dir: std::path::absolute(data_dir)?,
+            classpath: classpath(K::COMPONENT)?,
+            port: port_or_free(port).await?,
+        })
+    }
+
+    /// Runs `java <args>` at `site` and waits until its port accepts connections and `probe`
+    /// succeeds (the node answers its own protocol).
+    async fn launch<F, Fut>(site: Site, args: Vec<std::ffi::OsString>, probe: F) -> anyhow::Result<Self>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let log = site.data_dir.join(format!("{}.log", K::NAME.to_ascii_lowercase()));
+        let process = process::JavaProcess::spawn(K::NAME, args, &site.data_dir, log)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], site.port));
+        let mut node = Self { process, addr, kind: PhantomData };
+        node.process.wait_ready(addr, K::START_LIMIT, probe).await?;
+        Ok(node)
+    }
+
     /// The port clients connect to.
     pub fn port(&self) -> u16 {
         self.addr.port()
@@ -60,11 +106,6 @@ impl<K: NodeKind> LocalNode<K> {
     /// Process id of the JVM, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
-    }
-
-    /// Where the service keeps its data.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 
     /// Stops the service cleanly (SIGTERM; SIGKILL if it takes more than 30 s).

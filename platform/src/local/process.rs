@@ -61,7 +61,7 @@ impl JavaProcess {
     }
 
     /// Fails when the process has exited, pointing at its log.
-    pub(super) fn check_running(&mut self) -> anyhow::Result<()> {
+    fn check_running(&mut self) -> anyhow::Result<()> {
         if let Some(child) = self.child.as_mut()
             && let Some(status) = child.try_wait()?
         {
@@ -71,7 +71,7 @@ impl JavaProcess {
     }
 
     /// Waits until `addr` accepts connections, failing early if the process dies.
-    pub(super) async fn wait_listening(&mut self, addr: std::net::SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    async fn wait_listening(&mut self, addr: std::net::SocketAddr, limit: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -158,7 +158,7 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// The last `lines` lines of a log file.
-pub(super) fn tail(path: &Path, lines: usize) -> String {
+fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

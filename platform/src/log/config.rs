@@ -2,6 +2,8 @@
 
 use rdkafka::ClientConfig;
 
+use crate::config::{ConfigError, env_number};
+
 /// Where the log lives and how topic names are prefixed.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -30,18 +32,6 @@ pub struct LogConfig {
     pub fetch_wait_ms: u32,
 }
 
-/// A setting of the environment with a value it cannot take.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?} is invalid: {expected}")]
-pub struct ConfigError {
-    /// The variable.
-    pub name: String,
-    /// What it holds.
-    pub value: String,
-    /// What it should hold.
-    pub expected: &'static str,
-}
-
 /// Parses `key=value,key=value`.
 fn parse_pairs(name: &str, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
     text.split(',')
@@ -52,18 +42,6 @@ fn parse_pairs(name: &str, text: &str) -> Result<Vec<(String, String)>, ConfigEr
             _ => Err(ConfigError { name: name.into(), value: text.into(), expected: "key=value pairs separated by commas" }),
         })
         .collect()
-}
-
-/// A number from the environment, `default` when unset, an error when it does not parse or is
-/// below `min`.
-fn env_number<T: std::str::FromStr + PartialOrd + Copy>(name: &str, default: T, min: T, expected: &'static str) -> Result<T, ConfigError> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => match value.trim().parse::<T>() {
-            Ok(n) if n >= min => Ok(n),
-            _ => Err(ConfigError { name: name.into(), value, expected }),
-        },
-        _ => Ok(default),
-    }
 }
 
 impl LogConfig {

@@ -117,8 +117,8 @@ impl TopicReader {
 
     /// The offset one past the last record of every partition, as of when the reader was
     /// opened.
-    pub fn end_offsets(&self) -> Result<BTreeMap<i32, i64>, LogError> {
-        Ok(self.watermarks.iter().map(|(p, (_, high))| (*p, *high)).collect())
+    pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        self.watermarks.iter().map(|(p, (_, high))| (*p, *high)).collect()
     }
 
     /// Waits for the next record of any partition.
@@ -133,7 +133,7 @@ impl TopicReader {
         ends: &BTreeMap<i32, i64>,
         mut on_record: impl FnMut(LogRecord),
     ) -> Result<(), LogError> {
-        let mut remaining = self.remaining_before(ends)?;
+        let mut remaining = self.remaining_before(ends);
         while let Some(record) = self.next_within(&mut remaining).await? {
             on_record(record);
         }
@@ -142,7 +142,7 @@ impl TopicReader {
 
     /// The partitions that still hold records below their offset in `ends`, for
     /// [`TopicReader::next_within`]. Call it before reading anything.
-    pub fn remaining_before(&self, ends: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>, LogError> {
+    pub fn remaining_before(&self, ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
         let mut remaining = BTreeMap::new();
         for (p, end) in ends {
             let (low, high) = self.watermarks.get(p).copied().unwrap_or((0, 0));
@@ -151,7 +151,7 @@ impl TopicReader {
                 remaining.insert(*p, *end);
             }
         }
-        Ok(remaining)
+        remaining
     }
 
     /// The next record below the offsets in `remaining`, or `None` once every partition has

@@ -4,7 +4,7 @@ mod config;
 mod consumer;
 mod transaction;
 
-pub use config::{ConfigError, LogConfig};
+pub use config::LogConfig;
 pub use consumer::{GroupConsumer, TopicReader, shut_down_consumer};
 pub use transaction::{OutgoingRecord, TRANSACTION_TIMEOUT, Transaction, TransactionalProducer};
 
@@ -103,11 +103,7 @@ impl LogProducer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<LogPosition, LogError> {
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (name, value) in headers {
-            owned = owned.insert(Header { key: name, value: Some(*value) });
-        }
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
+        let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned_headers(headers));
         let producer = self.inner.read().expect("producer lock").clone();
         match producer.send(record, Timeout::After(APPEND_TIMEOUT)).await {
             Ok(delivery) => Ok(LogPosition { partition: delivery.partition, offset: delivery.offset }),
@@ -131,6 +127,13 @@ impl LogProducer {
             }
         }
     }
+}
+
+/// Record headers as librdkafka takes them.
+pub(crate) fn owned_headers(headers: &[(&str, &[u8])]) -> OwnedHeaders {
+    headers.iter().fold(OwnedHeaders::new_with_capacity(headers.len()), |owned, (name, value)| {
+        owned.insert(Header { key: name, value: Some(*value) })
+    })
 }
 
 /// Dropping a producer flushes it, which blocks while the broker is away: never on a runtime

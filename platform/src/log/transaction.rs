@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::sync::{Mutex, MutexGuard};
@@ -27,7 +26,6 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A producer whose appends happen in transactions.
 pub struct TransactionalProducer {
     config: ClientConfig,
-    transactional_id: String,
     /// `None` until first use, and again after a fatal error (fenced by a newer owner of the
     /// id, or unable to go on): the next transaction initialises a fresh producer.
     producer: Mutex<Option<FutureProducer>>,
@@ -56,20 +54,14 @@ fn transaction_error(error: KafkaError, slot: &mut Option<FutureProducer>) -> Lo
 
 impl TransactionalProducer {
     /// A producer for `transactional_id`; it connects on the first transaction.
-    pub fn new(config: &LogConfig, transactional_id: impl Into<String>) -> Self {
-        let transactional_id = transactional_id.into();
+    pub fn new(config: &LogConfig, transactional_id: &str) -> Self {
         let mut client = config.producer_config();
         client
-            .set("transactional.id", &transactional_id)
+            .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", TRANSACTION_TIMEOUT.as_millis().to_string())
             .set("linger.ms", "1")
             .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string());
-        Self { config: client, transactional_id, producer: Mutex::new(None) }
-    }
-
-    /// The `transactional.id`.
-    pub fn transactional_id(&self) -> &str {
-        &self.transactional_id
+        Self { config: client, producer: Mutex::new(None) }
     }
 
     /// Opens a transaction, initialising the producer first if needed (which aborts whatever
@@ -124,15 +116,11 @@ impl Transaction<'_> {
     /// Adds a record to the transaction; it is visible to `read_committed` readers only once
     /// the transaction commits.
     pub fn send(&mut self, record: &OutgoingRecord<'_>) -> Result<(), LogError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (name, value) in &record.headers {
-            headers = headers.insert(Header { key: name, value: Some(*value) });
-        }
         let future = FutureRecord::to(record.topic)
             .partition(record.partition)
             .key(record.key)
             .payload(record.payload)
-            .headers(headers);
+            .headers(super::owned_headers(&record.headers));
         let delivery = self.producer().send_result(future).map_err(|(error, _)| classify(error))?;
         self.deliveries.push(delivery);
         Ok(())
@@ -147,7 +135,7 @@ impl Transaction<'_> {
 
     /// Commits `consumer`'s offsets past `records` with this transaction (consume-transform-
     /// produce): the records count as consumed exactly when what they caused is visible.
-    pub fn consume(&mut self, consumer: &GroupConsumer, records: &[LogRecord]) -> Result<(), LogError> {
+    pub fn consume<'r>(&mut self, consumer: &GroupConsumer, records: impl IntoIterator<Item = &'r LogRecord>) -> Result<(), LogError> {
         let mut next: std::collections::BTreeMap<(&str, i32), i64> = std::collections::BTreeMap::new();
         for record in records {
             let entry = next.entry((record.topic.as_str(), record.position.partition)).or_insert(0);

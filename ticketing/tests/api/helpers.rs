@@ -219,7 +219,14 @@ impl Deployment {
 
     /// Starts every component, as `ticketing up` does.
     pub async fn spawn(&self) -> TestApp {
-        TestApp::start(self.settings(), &Component::ALL).await
+        self.spawn_with(|_| ()).await
+    }
+
+    /// Starts every component with settings changed by `change`.
+    pub async fn spawn_with(&self, change: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings();
+        change(&mut settings);
+        TestApp::start(settings, &Component::ALL).await
     }
 }
 
@@ -415,7 +422,7 @@ pub fn ticket_codec(log: &LogConfig, registry_url: &str) -> Arc<AvroCodec<Ticket
 pub async fn read_ticket_log(log: &LogConfig, registry_url: &str) -> Vec<Envelope<TicketEvent>> {
     let codec = ticket_codec(log, registry_url);
     let reader = TopicReader::from_beginning(log, &log.topic(TicketEvent::TOPIC)).unwrap();
-    let ends = reader.end_offsets().unwrap();
+    let ends = reader.end_offsets();
     let mut records = Vec::new();
     reader.read_until(&ends, |r| records.push(r)).await.unwrap();
     records.sort_by_key(|r| r.position);

@@ -114,10 +114,7 @@ async fn the_same_idempotency_key_creates_one_ticket_and_gives_the_same_answer()
 both_stores! {
 async fn the_list_answers_the_most_recently_listed_tickets_for_sale_oldest_first_up_to_its_limit() {
     let broker = TestBroker::start().await;
-    let deployment = Deployment::new(&broker).await;
-    let mut settings = deployment.settings();
-    settings.tickets_list_limit = 3;
-    let app = crate::helpers::TestApp::start(settings, &ticketing::app::Component::ALL).await;
+    let app = Deployment::new(&broker).await.spawn_with(|settings| settings.tickets_list_limit = 3).await;
     let mut created = Vec::new();
     for i in 0..5 {
         created.push(app.create_ticket("alice", &format!("ticket {i}"), 10.0).await);
@@ -138,10 +135,7 @@ async fn the_list_answers_the_most_recently_listed_tickets_for_sale_oldest_first
 both_stores! {
 async fn the_list_is_reused_for_a_while_but_never_hides_a_clients_own_write() {
     let broker = TestBroker::start().await;
-    let deployment = Deployment::new(&broker).await;
-    let mut settings = deployment.settings();
-    settings.tickets_list_cache_ms = 60_000;
-    let app = crate::helpers::TestApp::start(settings, &ticketing::app::Component::ALL).await;
+    let app = Deployment::new(&broker).await.spawn_with(|settings| settings.tickets_list_cache_ms = 60_000).await;
     let first = app.create_ticket("alice", "first", 10.0).await;
     let listed = app.get_after("/api/tickets", &first).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
