@@ -51,6 +51,8 @@ pub async fn encode_ticket_events(
                 aggregate_id: aggregate_id.clone(),
                 aggregate_version: version,
                 command_id: format!("backlog:{n}"),
+                command_event_index: 0,
+                command_event_count: 1,
                 occurred_at: now,
                 correlation_id: format!("backlog:{n}"),
                 causation_id: None,

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, Envelope, EventMetadata};
-use crate::arbiter::{Verdict, judge};
+use crate::arbiter::{Head, Verdict};
 use crate::codec::{CodecError, EventCodec};
 use crate::log::{LogConfig, LogError, LogPosition, LogProducer, OutgoingRecord, TopicReader, TransactionalProducer};
 use crate::ownership::partition_for;
@@ -46,9 +46,7 @@ pub struct CommandRequest<C> {
     pub correlation_id: String,
     /// Event that caused this command (process managers).
     pub causation_id: Option<String>,
-    /// Decision time in milliseconds since the Unix epoch.
-    pub occurred_at: i64,
-    /// The command.
+    /// The command (its decision time is the owner's clock, taken by the pipeline).
     pub command: C,
 }
 
@@ -61,7 +59,6 @@ impl<C> CommandRequest<C> {
             expected_version: None,
             correlation_id: Uuid::new_v4().to_string(),
             causation_id: None,
-            occurred_at: chrono::Utc::now().timestamp_millis(),
             command,
         }
     }
@@ -120,13 +117,13 @@ impl<E: std::error::Error + 'static> From<LogError> for CommandError<E> {
 
 struct Slot<A: Aggregate> {
     state: A,
-    version: i64,
+    head: Head,
     processed: HashMap<String, Outcome<A>>,
 }
 
 impl<A: Aggregate> Default for Slot<A> {
     fn default() -> Self {
-        Self { state: A::default(), version: 0, processed: HashMap::new() }
+        Self { state: A::default(), head: Head::default(), processed: HashMap::new() }
     }
 }
 
@@ -144,7 +141,7 @@ struct Inner<A: Aggregate> {
     transactional: Mutex<HashMap<i32, Arc<TransactionalProducer>>>,
     slots: Mutex<HashMap<String, Slot<A>>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    echoes: Mutex<HashMap<Uuid, oneshot::Sender<Echo>>>,
+    echoes: EchoSenders,
     ready: watch::Sender<bool>,
 }
 
@@ -203,7 +200,7 @@ impl<A: Aggregate> CommandPipeline<A> {
         let slots = self.inner.slots.lock().expect("slots lock");
         slots
             .get(aggregate_id)
-            .map_or_else(|| (A::default(), 0), |s| (s.state.clone(), s.version))
+            .map_or_else(|| (A::default(), 0), |s| (s.state.clone(), s.head.version))
     }
 
     /// Decides the command, appends its events and answers after their echo.
@@ -240,14 +237,16 @@ impl<A: Aggregate> CommandPipeline<A> {
                         if let Some(outcome) = slot.processed.get(&request.command_id) {
                             return Ok(outcome.clone());
                         }
-                        (slot.state.clone(), slot.version)
+                        (slot.state.clone(), slot.head.version)
                     }
                     None => (A::default(), 0),
                 }
             };
             actual = version;
+            // One clock: time enters the decision here, at the aggregate's owner.
+            let now = chrono::Utc::now().timestamp_millis();
             // Decide first, so that "not found" or "not yours" wins over a stale version.
-            let events = state.decide(&request.command).map_err(CommandError::Rejected)?;
+            let events = state.decide(&request.command, now).map_err(CommandError::Rejected)?;
             if let Some(expected) = request.expected_version
                 && expected != version
             {
@@ -256,6 +255,7 @@ impl<A: Aggregate> CommandPipeline<A> {
             if events.is_empty() {
                 return Ok(Outcome { state, version, position: None });
             }
+            let count = events.len() as i32;
             let envelopes: Vec<Envelope<A::Event>> = events
                 .into_iter()
                 .enumerate()
@@ -265,7 +265,9 @@ impl<A: Aggregate> CommandPipeline<A> {
                         aggregate_id: request.aggregate_id.clone(),
                         aggregate_version: version + 1 + i as i64,
                         command_id: request.command_id.clone(),
-                        occurred_at: request.occurred_at,
+                        command_event_index: i as i32,
+                        command_event_count: count,
+                        occurred_at: now,
                         correlation_id: request.correlation_id.clone(),
                         causation_id: request.causation_id.clone(),
                     },
@@ -331,15 +333,9 @@ impl<A: Aggregate> CommandPipeline<A> {
             headers.extend(trace.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
             headers
         };
-        let mut receivers = Vec::with_capacity(envelopes.len());
-        {
-            let mut echoes = inner.echoes.lock().expect("echoes lock");
-            for envelope in envelopes {
-                let (tx, rx) = oneshot::channel();
-                echoes.insert(envelope.metadata.event_id, tx);
-                receivers.push(rx);
-            }
-        }
+        // Registered before the append (the echo may come back before it returns); removed
+        // when this future ends in any way, the deadline firing mid-wait included.
+        let waiting = PendingEchoes::register(&inner.echoes, envelopes.iter().map(|e| e.metadata.event_id));
         let appended = if let [envelope] = envelopes {
             inner.producer.append(topic, key, &encoded[0], &headers(envelope)).instrument(span).await.map(|_| ())
         } else {
@@ -351,18 +347,51 @@ impl<A: Aggregate> CommandPipeline<A> {
                 .collect();
             inner.transactional_producer(partition).append_all(&records).instrument(span).await.map(|_| ())
         };
-        if let Err(error) = appended {
-            let mut echoes = inner.echoes.lock().expect("echoes lock");
-            for envelope in envelopes {
-                echoes.remove(&envelope.metadata.event_id);
-            }
-            return Err(error.into());
+        appended?;
+        waiting.wait().await
+    }
+}
+
+type EchoSenders = Mutex<HashMap<Uuid, oneshot::Sender<Echo>>>;
+
+/// The echoes one command waits for; dropping it forgets those still pending.
+struct PendingEchoes<'a> {
+    senders: &'a EchoSenders,
+    ids: Vec<Uuid>,
+    receivers: Vec<oneshot::Receiver<Echo>>,
+}
+
+impl<'a> PendingEchoes<'a> {
+    fn register(senders: &'a EchoSenders, ids: impl Iterator<Item = Uuid>) -> Self {
+        let mut map = senders.lock().expect("echoes lock");
+        let mut waiting = Self { senders, ids: Vec::new(), receivers: Vec::new() };
+        for id in ids {
+            let (tx, rx) = oneshot::channel();
+            map.insert(id, tx);
+            waiting.ids.push(id);
+            waiting.receivers.push(rx);
         }
-        let mut echoes = Vec::with_capacity(receivers.len());
-        for rx in receivers {
+        drop(map);
+        crate::metrics::METRICS.echoes_pending(waiting.ids.len() as i64);
+        waiting
+    }
+
+    async fn wait<E: std::error::Error + 'static>(mut self) -> Result<Vec<Echo>, CommandError<E>> {
+        let mut echoes = Vec::with_capacity(self.receivers.len());
+        for rx in std::mem::take(&mut self.receivers) {
             echoes.push(rx.await.map_err(|_| CommandError::Unavailable("the log tail stopped".into()))?);
         }
         Ok(echoes)
+    }
+}
+
+impl Drop for PendingEchoes<'_> {
+    fn drop(&mut self) {
+        let mut map = self.senders.lock().expect("echoes lock");
+        for id in &self.ids {
+            map.remove(id);
+        }
+        crate::metrics::METRICS.echoes_pending(-(self.ids.len() as i64));
     }
 }
 
@@ -389,16 +418,20 @@ impl<A: Aggregate> Inner<A> {
         let verdict = {
             let mut slots = self.slots.lock().expect("slots lock");
             let slot = slots.entry(metadata.aggregate_id.clone()).or_default();
-            let verdict = judge(slot.version, metadata.aggregate_version);
+            let verdict = slot.head.judge(metadata);
             if verdict == Verdict::Valid {
                 slot.state = std::mem::take(&mut slot.state).evolve(&envelope.event);
-                slot.version = metadata.aggregate_version;
-                let outcome = Outcome {
-                    state: slot.state.clone(),
-                    version: slot.version,
-                    position: Some(position),
-                };
-                slot.processed.insert(metadata.command_id.clone(), outcome);
+                slot.head = Head::of(metadata);
+                // A command is processed once all its events are: a repeat of it must never be
+                // answered with half its effect.
+                if metadata.completes_command() {
+                    let outcome = Outcome {
+                        state: slot.state.clone(),
+                        version: slot.head.version,
+                        position: Some(position),
+                    };
+                    slot.processed.insert(metadata.command_id.clone(), outcome);
+                }
             }
             verdict
         };

@@ -89,8 +89,56 @@ impl IntoResponse for ApiError {
             }
             other => vec![ErrorEntry { message: other.to_string(), field: None }],
         };
-        (status, axum::Json(ErrorBody { errors })).into_response()
+        let mut response = (status, axum::Json(ErrorBody { errors })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
     }
+}
+
+/// Seconds a client should wait before retrying a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
+/// Gives every command request (`POST`, `PUT`, `DELETE` under `/api/`) an `Idempotency-Key`:
+/// the client's, or one made up here, and names it in the answer's own `Idempotency-Key`
+/// header. A 503 may come after the write landed (the deadline fired while the echo was on its
+/// way); retrying with that key returns the first outcome instead of acting twice.
+pub async fn assign_idempotency_key(mut request: Request, next: axum::middleware::Next) -> Response {
+    let is_command = matches!(*request.method(), axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::DELETE)
+        && request.uri().path().starts_with("/api/");
+    if !is_command {
+        return next.run(request).await;
+    }
+    let key = match request.headers().get(IDEMPOTENCY_HEADER) {
+        Some(key) => key.clone(),
+        None => {
+            let made = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value");
+            request.headers_mut().insert(IDEMPOTENCY_HEADER, made.clone());
+            made
+        }
+    };
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(IDEMPOTENCY_HEADER, key);
+    response
+}
+
+/// Routes `/api/tickets/` like `/api/tickets`, as Express does by default (later versions of
+/// the reference client add the slash). Runs before routing, so it wraps the whole router.
+pub fn trim_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let rewritten = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(uri) = rewritten.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
 }
 
 /// Marks every `413 Payload Too Large` answer `Connection: close`, whichever extractor

@@ -14,6 +14,7 @@ pub mod log;
 pub mod metrics;
 pub mod ownership;
 pub mod projection;
+pub mod reaction;
 pub mod session;
 pub mod store;
 pub mod telemetry;

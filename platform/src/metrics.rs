@@ -53,6 +53,7 @@ pub struct Metrics {
     projector_lag: Family<PartitionLabels, Gauge>,
     projection_events: Family<ProjectionLabels, Counter>,
     expiration_pending: Gauge,
+    echoes_pending: Gauge,
     payments: Family<CommandLabels, Counter>,
 }
 
@@ -80,9 +81,15 @@ impl Default for Metrics {
         registry.register("projection_events", "Events a projection applied or ignored", projection_events.clone());
         let expiration_pending = Gauge::default();
         registry.register("expiration_deadlines_pending", "Order payment deadlines not yet fired", expiration_pending.clone());
+        let echoes_pending = Gauge::default();
+        registry.register(
+            "command_echoes_pending",
+            "Events appended by commands still waiting for their echo from the log",
+            echoes_pending.clone(),
+        );
         let payments = Family::<CommandLabels, Counter>::default();
         registry.register("payments", "Payment outcomes: succeeded, declined, unavailable", payments.clone());
-        Self { registry, http_requests, http_latency, commands, projector_lag, projection_events, expiration_pending, payments }
+        Self { registry, http_requests, http_latency, commands, projector_lag, projection_events, expiration_pending, echoes_pending, payments }
     }
 }
 
@@ -118,6 +125,11 @@ impl Metrics {
     /// Sets the number of pending expiration deadlines.
     pub fn expiration_pending(&self, pending: i64) {
         self.expiration_pending.set(pending);
+    }
+
+    /// Counts events whose command waits for their echo (negative: no longer waiting).
+    pub fn echoes_pending(&self, change: i64) {
+        self.echoes_pending.inc_by(change);
     }
 
     /// Records a payment outcome (`succeeded`, `declined`, `unavailable`).

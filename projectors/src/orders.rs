@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::arbiter::{Verdict, judge};
+use platform::arbiter::{Head, Verdict};
 use platform::codec::EventCodec;
 use platform::log::LogRecord;
 use platform::projection::{Applied, Projection, ProjectionError, decode_record, read_row};
@@ -43,6 +43,9 @@ pub struct OrderRow {
     pub ticket: OrderTicket,
     /// Aggregate version (1-based, as in the log).
     pub version: i64,
+    /// The command of the last valid event, for the arbiter's judgement of the next one.
+    #[serde(default)]
+    pub command_id: String,
     /// Clustering key in the user's list (creation time, then id).
     pub list_key: String,
 }
@@ -104,11 +107,14 @@ impl Projection for OrderProjector {
         let envelope = decode_record(self.codec.as_ref(), record).await?;
         let meta = &envelope.metadata;
         let current = get_order(store, namespace, &meta.aggregate_id).await?;
-        if judge(current.as_ref().map_or(0, |row| row.version), meta.aggregate_version) != Verdict::Valid {
+        let head = current
+            .as_ref()
+            .map_or_else(Head::default, |row| Head { version: row.version, command_id: row.command_id.clone() });
+        if head.judge(meta) != Verdict::Valid {
             return Ok(Applied::Ignored);
         }
         let version = meta.aggregate_version;
-        let row = match (&envelope.event, current) {
+        let mut row = match (&envelope.event, current) {
             (OrderEvent::Created(e), _) => OrderRow {
                 id: meta.aggregate_id.clone(),
                 user_id: e.user_id.clone(),
@@ -121,11 +127,13 @@ impl Projection for OrderProjector {
                 },
                 version,
                 list_key: format!("{:016}:{}", meta.occurred_at.max(0), meta.aggregate_id),
+                command_id: String::new(),
             },
             (OrderEvent::Cancelled(_), Some(row)) => OrderRow { status: "cancelled".into(), version, ..row },
             (OrderEvent::Completed(_), Some(row)) => OrderRow { status: "complete".into(), version, ..row },
             (_, None) => return Ok(Applied::Ignored),
         };
+        row.command_id.clone_from(&meta.command_id);
         let value = serde_json::to_vec(&row).map_err(|e| ProjectionError::Poison(e.to_string()))?;
         let by_user = CellKey { namespace, table: ORDERS_BY_USER_TABLE, partition: &row.user_id, clustering: &row.list_key };
         let by_id = CellKey { namespace, table: ORDERS_TABLE, partition: &row.id, clustering: "" };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::arbiter::{Verdict, judge};
+use platform::arbiter::{Head, Verdict};
 use platform::codec::EventCodec;
 use platform::log::LogRecord;
 use platform::projection::{Applied, Projection, ProjectionError, decode_record, read_row};
@@ -59,6 +59,9 @@ pub struct TicketRow {
     pub user_id: String,
     /// Aggregate version (1-based, as in the log).
     pub version: i64,
+    /// The command of the last valid event, for the arbiter's judgement of the next one.
+    #[serde(default)]
+    pub command_id: String,
     /// Clustering key in the list of tickets for sale (creation time, then id).
     pub list_key: String,
     /// The order holding or having bought the ticket.
@@ -95,6 +98,10 @@ pub async fn get_ticket(store: &dyn ReadStore, namespace: &str, id: &str) -> Res
     read_row(store, namespace, TICKETS_TABLE, id).await
 }
 
+fn head_of(row: Option<&TicketRow>) -> Head {
+    row.map_or_else(Head::default, |row| Head { version: row.version, command_id: row.command_id.clone() })
+}
+
 /// Folds the tickets topic.
 pub struct TicketProjector {
     codec: Arc<dyn EventCodec<TicketEvent>>,
@@ -126,12 +133,11 @@ impl Projection for TicketProjector {
         let envelope = decode_record(self.codec.as_ref(), record).await?;
         let meta = &envelope.metadata;
         let current = get_ticket(store, namespace, &meta.aggregate_id).await?;
-        let last = current.as_ref().map_or(0, |row| row.version);
-        if judge(last, meta.aggregate_version) != Verdict::Valid {
+        if head_of(current.as_ref()).judge(meta) != Verdict::Valid {
             return Ok(Applied::Ignored);
         }
         let version = meta.aggregate_version;
-        let row = match (&envelope.event, current) {
+        let mut row = match (&envelope.event, current) {
             (TicketEvent::Created(e), _) => TicketRow {
                 id: meta.aggregate_id.clone(),
                 title: e.title.clone(),
@@ -141,6 +147,7 @@ impl Projection for TicketProjector {
                 list_key: format!("{:016}:{}", meta.occurred_at.max(0), meta.aggregate_id),
                 order_id: None,
                 status: available(),
+                command_id: String::new(),
             },
             (TicketEvent::Updated(e), Some(row)) => {
                 TicketRow { title: e.title.clone(), price_cents: e.price_cents, version, ..row }
@@ -152,9 +159,10 @@ impl Projection for TicketProjector {
             (TicketEvent::Sold(e), Some(row)) => {
                 TicketRow { order_id: Some(e.order_id.clone()), status: "sold".into(), version, ..row }
             }
-            // A valid non-creating event always follows a create; judge() already ruled this out.
+            // A valid non-creating event always follows a create; the arbiter already ruled this out.
             (_, None) => return Ok(Applied::Ignored),
         };
+        row.command_id.clone_from(&meta.command_id);
         let value = serde_json::to_vec(&row).map_err(|e| ProjectionError::Poison(e.to_string()))?;
         // The aggregate version is the write timestamp: a stale or repeated write loses.
         let week = listing_week(&row.list_key);

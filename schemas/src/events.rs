@@ -74,6 +74,17 @@ impl RecordFields {
         }
     }
 
+    /// An int field, or `default` when the writer's schema predates it.
+    pub fn int_or(&self, name: &str, default: i32) -> Result<i32, CodecError> {
+        if !self.0.iter().any(|(n, _)| n == name) {
+            return Ok(default);
+        }
+        match Self::unwrap_union(self.get(name)?) {
+            Value::Int(v) => Ok(*v),
+            other => Err(CodecError::Undecodable(format!("field {name} is not an int: {other:?}"))),
+        }
+    }
+
     /// A long (or timestamp) field.
     pub fn long(&self, name: &str) -> Result<i64, CodecError> {
         match Self::unwrap_union(self.get(name)?) {
@@ -91,6 +102,8 @@ pub fn metadata_fields(metadata: &EventMetadata) -> Vec<(&'static str, Value)> {
         ("aggregate_id", Value::String(metadata.aggregate_id.clone())),
         ("aggregate_version", Value::Long(metadata.aggregate_version)),
         ("command_id", Value::String(metadata.command_id.clone())),
+        ("command_event_index", Value::Int(metadata.command_event_index)),
+        ("command_event_count", Value::Int(metadata.command_event_count)),
         ("occurred_at", Value::TimestampMillis(metadata.occurred_at)),
         ("correlation_id", Value::String(metadata.correlation_id.clone())),
         (
@@ -113,6 +126,9 @@ pub fn metadata_from(fields: &RecordFields) -> Result<EventMetadata, CodecError>
         aggregate_id: fields.string("aggregate_id")?,
         aggregate_version: fields.long("aggregate_version")?,
         command_id: fields.string("command_id")?,
+        // Absent from records written before v2: each of their events was a command of its own.
+        command_event_index: fields.int_or("command_event_index", 0)?,
+        command_event_count: fields.int_or("command_event_count", 1)?,
         occurred_at: fields.long("occurred_at")?,
         correlation_id: fields.string("correlation_id")?,
         causation_id: fields.optional_string("causation_id")?,

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
+use tower::Layer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use expiration_worker::{ExpirationHealth, run_expiration};
+use expiration_worker::{ExpirationHealth, ExpirationWorker, run_expiration};
 use orders_command::domain::Order;
 use orders_command::saga::{OrderSaga, run_saga};
 use payments_command::domain::Payment;
@@ -136,7 +138,13 @@ pub async fn open_store(settings: &Settings, local: &mut LocalServices) -> anyho
                 }
             };
             Arc::new(
-                ScyllaStore::connect(&uri, keyspace_prefix, replication, credentials.clone(), options)
+                ScyllaStore::connect(
+                    &uri,
+                    keyspace_prefix,
+                    replication,
+                    credentials.as_ref().map(|(user, password)| (user.clone(), password.expose_secret().to_string())),
+                    options,
+                )
                     .await
                     .with_context(|| format!("Failed to connect to the CQL store at {uri}"))?,
             )
@@ -402,7 +410,7 @@ impl Application {
             router = router.merge(schemas::registry::router(registry));
         }
         let codecs = Codecs::new(&log, &registry_url)?;
-        let keys = SessionKeys::new(settings.jwt_key.as_bytes(), settings.session_ttl_seconds, settings.secure_cookie);
+        let keys = SessionKeys::new(settings.jwt_key.expose_secret().as_bytes(), settings.session_ttl_seconds, settings.secure_cookie);
         let needs_store = has(Component::ProjectorTickets) || has(Component::ProjectorOrders) || has(Component::QueryApi);
         let store = if needs_store { Some(open_store(&settings, &mut local).await?) } else { None };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -415,7 +423,7 @@ impl Application {
         } else {
             None
         };
-        let tickets = if has(Component::Tickets) || has(Component::Orders) || has(Component::Payments) {
+        let tickets = if has(Component::Tickets) || has(Component::Orders) || has(Component::Payments) || has(Component::Expiration) {
             Some(command_side::<Ticket>("tickets", &log, codecs.tickets.clone(), own(Component::Tickets), &keys).await?)
         } else {
             None
@@ -485,7 +493,7 @@ impl Application {
         }
         if let (Some(payments), Some(orders), Some(tickets)) = (&payments, &orders, &tickets) {
             let gateway: Arc<dyn PaymentGateway> = match &settings.stripe_secret_key {
-                Some(key) => Arc::new(StripeGateway::new(&settings.stripe_api_base, key)),
+                Some(key) => Arc::new(StripeGateway::new(&settings.stripe_api_base, key.expose_secret())),
                 None => Arc::new(SandboxGateway),
             };
             router = router
@@ -499,12 +507,17 @@ impl Application {
                 .merge(payments.clone().internal_router());
         }
         let mut expiration = None;
-        if let (true, Some(orders)) = (has(Component::Expiration), &orders) {
+        if let (true, Some(orders), Some(tickets)) = (has(Component::Expiration), &orders, &tickets) {
             let health = Arc::new(ExpirationHealth::default());
-            let codec: Arc<dyn EventCodec<OrderEvent>> = codecs.orders.clone();
+            let worker = ExpirationWorker {
+                orders_codec: codecs.orders.clone(),
+                tickets_codec: codecs.tickets.clone(),
+                orders: orders.clone(),
+                tickets: tickets.clone(),
+            };
             tasks.push(spawn_logged(
                 "expiration",
-                run_expiration(log.clone(), codec, orders.clone(), health.clone(), shutdown_rx.clone()),
+                run_expiration(log.clone(), worker, health.clone(), shutdown_rx.clone()),
             ));
             expiration = Some(health);
         }
@@ -561,6 +574,7 @@ impl Application {
                     .with_state(readiness),
             )
             .fallback(not_found)
+            .layer(axum::middleware::from_fn(platform::http::assign_idempotency_key))
             .layer(axum::middleware::from_fn(platform::metrics::track_http))
             .layer(axum::middleware::from_fn(platform::telemetry::trace_http))
             .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -568,7 +582,8 @@ impl Application {
 
         let mut stop = shutdown_rx.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
+            let app = tower::util::MapRequestLayer::new(platform::http::trim_trailing_slash).layer(router);
+            axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

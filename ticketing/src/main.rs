@@ -1,13 +1,16 @@
 use clap::{Parser, Subcommand};
 use ticketing::app::{Application, Component};
-use ticketing::settings::Settings;
+use ticketing::settings::{Settings, SettingsArgs};
 
-/// Ticket marketplace on an event log. Configured by environment variables (see README).
+/// Ticket marketplace on an event log. Configured by flags or their environment variables
+/// (see README); `KAFKA_*` settings come from the environment only.
 #[derive(Parser)]
 #[command(name = "ticketing", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Subcommand)]
@@ -35,7 +38,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let _telemetry = platform::telemetry::init_tracing();
     let cli = Cli::parse();
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_args(cli.settings)?;
     match cli.command {
         Command::Up => Application::build(settings, &Component::ALL).await?.run_until_stopped().await,
         Command::Serve { components } => Application::build(settings, &components).await?.run_until_stopped().await,

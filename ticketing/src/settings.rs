@@ -1,11 +1,12 @@
-//! Settings of the launcher, from environment variables with single-machine defaults.
+//! Settings of the launcher: flags or environment variables with single-machine defaults,
+//! parsed once by clap into typed values (secrets in `secrecy` types, never printed).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use platform::config::{ConfigError, env_number};
 use platform::log::LogConfig;
+use secrecy::SecretString;
 use platform::store::CqlOptions;
 
 /// Where the read models live.
@@ -29,7 +30,7 @@ pub enum StoreSettings {
         /// Replication map of new keyspaces (`SCYLLA_REPLICATION`).
         replication: String,
         /// `SCYLLA_USERNAME` and `SCYLLA_PASSWORD`, when set.
-        credentials: Option<(String, String)>,
+        credentials: Option<(String, SecretString)>,
         /// `SCYLLA_CONSISTENCY` (default `LOCAL_QUORUM`) and `SCYLLA_LOCAL_DC`.
         options: CqlOptions,
     },
@@ -58,7 +59,7 @@ pub struct Settings {
     /// The read store.
     pub store: StoreSettings,
     /// HS256 key of session tokens (`JWT_KEY`; generated into the data dir when unset).
-    pub jwt_key: String,
+    pub jwt_key: SecretString,
     /// Session lifetime in seconds (`SESSION_TTL_SECONDS`, default 86400).
     pub session_ttl_seconds: i64,
     /// Mark the session cookie `Secure` (`COOKIE_SECURE=true`).
@@ -66,7 +67,7 @@ pub struct Settings {
     /// How long an order holds its ticket (`EXPIRATION_WINDOW_SECONDS`, default 900).
     pub expiration_window_seconds: i64,
     /// Stripe secret key (`STRIPE_SECRET_KEY`); unset: the sandbox gateway.
-    pub stripe_secret_key: Option<String>,
+    pub stripe_secret_key: Option<SecretString>,
     /// Stripe API base URL (`STRIPE_API_BASE`, default `https://api.stripe.com`).
     pub stripe_api_base: String,
     /// `/readyz` fails while a projector is more records behind than this (`READY_MAX_LAG`,
@@ -89,108 +90,208 @@ impl std::fmt::Debug for Settings {
             .field("namespace", &self.namespace)
             .field("registry_url", &self.registry_url)
             .field("store", &self.store)
-            .field("jwt_key", &"<redacted>")
             .field("expiration_window_seconds", &self.expiration_window_seconds)
-            .field("stripe", &self.stripe_secret_key.as_ref().map(|_| &self.stripe_api_base))
+            .field("stripe_api_base", &self.stripe_api_base)
             .finish()
     }
 }
 
-fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+/// The launcher's settings as they come in: each one from a flag or its environment variable,
+/// parsed once and typed, so a malformed value stops start-up with a message naming it.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Settings (flags or environment variables)")]
+pub struct SettingsArgs {
+    /// Public address; port 0 picks a free one.
+    #[arg(long, env = "TICKETING_ADDR", value_name = "TICKETING_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Local state: broker log, embedded store, generated JWT key.
+    #[arg(long, env = "TICKETING_DATA_DIR", value_name = "TICKETING_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Base URL peers use to forward commands to this instance.
+    #[arg(long, env = "TICKETING_ADVERTISED_URL", value_name = "TICKETING_ADVERTISED_URL", value_parser = http_url)]
+    pub advertised_url: Option<String>,
+    /// Topic and group prefix.
+    #[arg(long, env = "TICKETING_NAMESPACE", value_name = "TICKETING_NAMESPACE", default_value = "ticketing", value_parser = name_part)]
+    pub namespace: String,
+    /// Port of the local broker (when KAFKA_BOOTSTRAP_SERVERS is unset).
+    #[arg(long, env = "TICKETING_KAFKA_PORT", value_name = "TICKETING_KAFKA_PORT", default_value_t = 9092)]
+    pub kafka_port: u16,
+    /// An external schema registry; unset serves the bundled one on the public port.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", value_name = "SCHEMA_REGISTRY_URL", value_parser = http_url)]
+    pub schema_registry_url: Option<String>,
+    /// The read store: `embedded`, or `cql` (ScyllaDB at SCYLLA_URI, or a local Cassandra node).
+    #[arg(long, env = "TICKETING_STORE", value_name = "TICKETING_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+    /// Comma-separated `host:port` contact points of the CQL cluster.
+    #[arg(long, env = "SCYLLA_URI", value_name = "SCYLLA_URI")]
+    pub scylla_uri: Option<String>,
+    /// CQL port of the local Cassandra node.
+    #[arg(long, env = "TICKETING_CASSANDRA_PORT", value_name = "TICKETING_CASSANDRA_PORT", default_value_t = 9042)]
+    pub cassandra_port: u16,
+    /// Prefix of the keyspaces (1 to 7 letters, digits or `_`; keyspace names are at most 48).
+    #[arg(long, env = "SCYLLA_KEYSPACE_PREFIX", value_name = "SCYLLA_KEYSPACE_PREFIX", default_value = "tkt", value_parser = keyspace_prefix)]
+    pub scylla_keyspace_prefix: String,
+    /// Replication map of new keyspaces.
+    #[arg(long, env = "SCYLLA_REPLICATION", value_name = "SCYLLA_REPLICATION", default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}")]
+    pub scylla_replication: String,
+    /// CQL user name (with SCYLLA_PASSWORD).
+    #[arg(long, env = "SCYLLA_USERNAME", value_name = "SCYLLA_USERNAME")]
+    pub scylla_username: Option<String>,
+    /// CQL password (with SCYLLA_USERNAME).
+    #[arg(long, env = "SCYLLA_PASSWORD", value_name = "SCYLLA_PASSWORD", hide_env_values = true)]
+    pub scylla_password: Option<SecretString>,
+    /// Consistency of every statement: ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL.
+    #[arg(long, env = "SCYLLA_CONSISTENCY", value_name = "SCYLLA_CONSISTENCY", value_parser = consistency)]
+    pub scylla_consistency: Option<platform::store::Consistency>,
+    /// The local datacenter of the token-aware, DC-aware policy.
+    #[arg(long, env = "SCYLLA_LOCAL_DC", value_name = "SCYLLA_LOCAL_DC")]
+    pub scylla_local_dc: Option<String>,
+    /// HS256 key of session tokens; unset generates one into the data dir.
+    #[arg(long, env = "JWT_KEY", value_name = "JWT_KEY", hide_env_values = true)]
+    pub jwt_key: Option<SecretString>,
+    /// Session lifetime in seconds.
+    #[arg(long, env = "SESSION_TTL_SECONDS", value_name = "SESSION_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..))]
+    pub session_ttl_seconds: i64,
+    /// Mark the session cookie `Secure` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`).
+    #[arg(long, env = "COOKIE_SECURE", value_name = "COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub cookie_secure: bool,
+    /// How long an order holds its ticket, in seconds.
+    #[arg(long, env = "EXPIRATION_WINDOW_SECONDS", value_name = "EXPIRATION_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..))]
+    pub expiration_window_seconds: i64,
+    /// Stripe secret key; unset uses the sandbox gateway.
+    #[arg(long, env = "STRIPE_SECRET_KEY", value_name = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretString>,
+    /// Stripe API base URL.
+    #[arg(long, env = "STRIPE_API_BASE", value_name = "STRIPE_API_BASE", default_value = "https://api.stripe.com", value_parser = http_url)]
+    pub stripe_api_base: String,
+    /// `/readyz` fails while a projector is more records behind than this.
+    #[arg(long, env = "READY_MAX_LAG", value_name = "READY_MAX_LAG", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub ready_max_lag: i64,
+    /// Most tickets `GET /api/tickets` answers, the most recently listed.
+    #[arg(long, env = "TICKETS_LIST_LIMIT", value_name = "TICKETS_LIST_LIMIT", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tickets_list_limit: u64,
+    /// How long a read list of tickets for sale is reused for requests without a tickets
+    /// consistency token, in milliseconds (0 turns it off).
+    #[arg(long, env = "TICKETS_LIST_CACHE_MS", value_name = "TICKETS_LIST_CACHE_MS", default_value_t = 250)]
+    pub tickets_list_cache_ms: u64,
 }
 
-/// A whole number of at least 1 from the environment.
-fn number(key: &str, default: i64) -> Result<i64, ConfigError> {
-    env_number(key, default, 1, "a whole number of at least 1")
+/// Which read store `TICKETING_STORE` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// The embedded engine under the data dir.
+    Embedded,
+    /// A CQL cluster or the local Cassandra node.
+    Cql,
 }
 
-fn port(key: &str, default: u16) -> Result<u16, ConfigError> {
-    env_number(key, default, 0, "a port number")
+fn http_url(value: &str) -> Result<String, String> {
+    let url = value.trim().trim_end_matches('/');
+    match url.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(url.to_string()),
+        _ => Err("expected an http:// or https:// URL".into()),
+    }
+}
+
+fn name_part(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok { Ok(value.to_string()) } else { Err("expected letters, digits, '-' or '_'".into()) }
+}
+
+fn keyspace_prefix(value: &str) -> Result<String, String> {
+    let ok = (1..=7).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok { Ok(value.to_string()) } else { Err("expected 1 to 7 letters, digits or '_'".into()) }
+}
+
+fn consistency(value: &str) -> Result<platform::store::Consistency, String> {
+    CqlOptions::parse_consistency(value)
+        .ok_or_else(|| "expected ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL".into())
+}
+
+/// Only the settings, for callers without subcommands (`Settings::from_env`).
+#[derive(clap::Parser)]
+struct SettingsOnly {
+    #[command(flatten)]
+    args: SettingsArgs,
 }
 
 impl Settings {
-    /// Reads the settings from the environment.
+    /// Reads the settings from the environment alone.
     pub fn from_env() -> anyhow::Result<Self> {
-        let addr = env("TICKETING_ADDR")
-            .unwrap_or_else(|| "127.0.0.1:8080".into())
-            .parse()
-            .context("TICKETING_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
-        let data_dir = PathBuf::from(env("TICKETING_DATA_DIR").unwrap_or_else(|| "data".into()));
-        let namespace = env("TICKETING_NAMESPACE").unwrap_or_else(|| "ticketing".into());
+        use clap::Parser;
+        let only = SettingsOnly::try_parse_from(["ticketing"]).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        Self::from_args(only.args)
+    }
+
+    /// The settings from parsed flags and environment variables, plus the Kafka settings
+    /// (`KAFKA_*`, read by [`LogConfig::from_env`]).
+    pub fn from_args(args: SettingsArgs) -> anyhow::Result<Self> {
         let log = LogConfig::from_env()?;
-        let broker_port = port("TICKETING_KAFKA_PORT", 9092)?;
-        let uri = env("SCYLLA_URI");
-        let cql = match env("TICKETING_STORE").as_deref() {
-            None => uri.is_some(),
-            Some("cql") => true,
-            Some("embedded") if uri.is_some() => {
+        let cql = match args.store {
+            None => args.scylla_uri.is_some(),
+            Some(StoreKind::Cql) => true,
+            Some(StoreKind::Embedded) if args.scylla_uri.is_some() => {
                 bail!("TICKETING_STORE=embedded contradicts SCYLLA_URI; unset one of them")
             }
-            Some("embedded") => false,
-            Some(other) => bail!("TICKETING_STORE={other:?} is invalid: use embedded or cql"),
+            Some(StoreKind::Embedded) => false,
+        };
+        let credentials = match (args.scylla_username, args.scylla_password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => bail!("SCYLLA_USERNAME and SCYLLA_PASSWORD go together: set both or neither"),
         };
         let store = if cql {
             StoreSettings::Scylla {
-                uri,
-                local_port: port("TICKETING_CASSANDRA_PORT", 9042)?,
-                keyspace_prefix: env("SCYLLA_KEYSPACE_PREFIX").unwrap_or_else(|| "tkt".into()),
-                replication: env("SCYLLA_REPLICATION")
-                    .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into()),
-                credentials: env("SCYLLA_USERNAME").zip(env("SCYLLA_PASSWORD")),
+                uri: args.scylla_uri,
+                local_port: args.cassandra_port,
+                keyspace_prefix: args.scylla_keyspace_prefix,
+                replication: args.scylla_replication,
+                credentials,
                 options: CqlOptions {
-                    consistency: match env("SCYLLA_CONSISTENCY") {
-                        None => CqlOptions::default().consistency,
-                        Some(name) => CqlOptions::parse_consistency(&name).with_context(|| {
-                            format!("SCYLLA_CONSISTENCY={name:?} is invalid: use ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL")
-                        })?,
-                    },
-                    local_datacenter: env("SCYLLA_LOCAL_DC"),
+                    consistency: args.scylla_consistency.unwrap_or(CqlOptions::default().consistency),
+                    local_datacenter: args.scylla_local_dc,
                 },
             }
         } else {
-            StoreSettings::Embedded { path: data_dir.join("store") }
+            StoreSettings::Embedded { path: args.data_dir.join("store") }
         };
-        let jwt_key = match env("JWT_KEY") {
+        let jwt_key = match args.jwt_key {
             Some(key) => key,
-            None => generated_jwt_key(&data_dir)?,
+            None => generated_jwt_key(&args.data_dir)?,
         };
         Ok(Self {
-            addr,
-            data_dir,
-            advertised_url: env("TICKETING_ADVERTISED_URL"),
+            addr: args.addr,
+            data_dir: args.data_dir,
+            advertised_url: args.advertised_url,
             log,
-            namespace,
-            broker_port,
-            registry_url: env("SCHEMA_REGISTRY_URL"),
+            namespace: args.namespace,
+            broker_port: args.kafka_port,
+            registry_url: args.schema_registry_url,
             store,
             jwt_key,
-            session_ttl_seconds: number("SESSION_TTL_SECONDS", 86_400)?,
-            secure_cookie: env("COOKIE_SECURE").is_some_and(|v| v == "true" || v == "1"),
-            expiration_window_seconds: env("EXPIRATION_WINDOW_SECONDS")
-                .map(|s| s.parse().context("EXPIRATION_WINDOW_SECONDS must be a number of seconds"))
-                .transpose()?
-                .unwrap_or(900),
-            stripe_secret_key: env("STRIPE_SECRET_KEY"),
-            stripe_api_base: env("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
-            ready_max_lag: number("READY_MAX_LAG", 10_000)?,
-            tickets_list_limit: number("TICKETS_LIST_LIMIT", 1000)? as usize,
-            tickets_list_cache_ms: env_number("TICKETS_LIST_CACHE_MS", 250, 0, "a whole number of milliseconds")?,
+            session_ttl_seconds: args.session_ttl_seconds,
+            secure_cookie: args.cookie_secure,
+            expiration_window_seconds: args.expiration_window_seconds,
+            stripe_secret_key: args.stripe_secret_key,
+            stripe_api_base: args.stripe_api_base,
+            ready_max_lag: args.ready_max_lag,
+            tickets_list_limit: args.tickets_list_limit as usize,
+            tickets_list_cache_ms: args.tickets_list_cache_ms,
         })
     }
 }
 
 /// A random key kept in the data dir, so sessions survive restarts of a single-machine setup.
-fn generated_jwt_key(data_dir: &std::path::Path) -> anyhow::Result<String> {
+fn generated_jwt_key(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
     let path = data_dir.join("jwt.key");
     if let Ok(key) = std::fs::read_to_string(&path)
         && !key.trim().is_empty()
     {
-        return Ok(key.trim().to_string());
+        return Ok(key.trim().into());
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("Failed to create {}", data_dir.display()))?;
     let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     std::fs::write(&path, &key).with_context(|| format!("Failed to write {}", path.display()))?;
     tracing::warn!(message = "JWT_KEY is not set; generated one.", path = %path.display());
-    Ok(key)
+    Ok(key.into())
 }

@@ -1,6 +1,10 @@
-//! The expiration worker: payment deadlines derived from the orders topic (created with
-//! `expiresAt`, cleared by cancel or completion), rebuilt by replaying the topic on start, and
-//! fired within a second by sending `ExpireOrder` to the order's owner. No Redis.
+//! The expiration worker: deadlines derived from the log, rebuilt by replaying it on start, and
+//! fired within a second. Two kinds: an order's payment deadline (created with `expiresAt`,
+//! cleared by cancel or completion) sends `ExpireOrder` to the order's owner; a ticket's hold
+//! (`TicketReserved`, cleared by release or sale) whose order was never created sends
+//! `ReleaseTicket`, so a hold left behind by a failed order never keeps a ticket off sale.
+//! Both topics are judged with the arbiter rule like every other reader, so a duplicate or a
+//! stale writer's event sets no deadline. No Redis.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -8,11 +12,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use orders_command::domain::{Order, OrderCommand};
+use orders_command::saga::release_command_id;
+use platform::aggregate::{Aggregate, Envelope};
+use platform::arbiter::{Verdict, VersionArbiter};
 use platform::codec::{CodecError, EventCodec};
 use platform::command::{CommandError, CommandRequest};
 use platform::forwarding::CommandService;
-use platform::log::{LogConfig, LogError, TopicReader};
+use platform::log::{LogConfig, LogError, LogRecord, TopicReader};
 use schemas::orders::OrderEvent;
+use schemas::tickets::TicketEvent;
+use tickets_command::domain::{Ticket, TicketCommand};
 use tokio::sync::watch;
 
 /// How often due deadlines are looked for.
@@ -23,47 +32,87 @@ pub fn expire_command_id(order_id: &str) -> String {
     format!("expire:{order_id}")
 }
 
-/// Pending payment deadlines (pure).
+/// What falls due.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Deadline {
+    /// An order's payment deadline.
+    Order(String),
+    /// A ticket's hold for an order.
+    Hold {
+        /// The held ticket.
+        ticket_id: String,
+        /// The order the hold is for.
+        order_id: String,
+    },
+}
+
+/// Pending deadlines (pure).
 #[derive(Debug, Default)]
 pub struct Deadlines {
-    by_time: BTreeSet<(i64, String)>,
-    by_order: HashMap<String, i64>,
+    by_time: BTreeSet<(i64, Deadline)>,
+    at: HashMap<Deadline, i64>,
+    /// The deadline of each ticket's hold (a ticket has one hold at a time).
+    holds: HashMap<String, Deadline>,
 }
 
 impl Deadlines {
-    /// Folds an order event: a created order gets a deadline, a cancelled or completed one
-    /// loses it.
-    pub fn apply(&mut self, order_id: &str, event: &OrderEvent) {
+    /// Folds a valid order event: a created order gets a deadline, a cancelled or completed
+    /// one loses it.
+    pub fn apply_order(&mut self, order_id: &str, event: &OrderEvent) {
+        let deadline = Deadline::Order(order_id.to_string());
         match event {
-            OrderEvent::Created(e) => {
-                self.clear(order_id);
-                self.by_time.insert((e.expires_at, order_id.to_string()));
-                self.by_order.insert(order_id.to_string(), e.expires_at);
-            }
-            OrderEvent::Cancelled(_) | OrderEvent::Completed(_) => self.clear(order_id),
+            OrderEvent::Created(e) => self.set(deadline, e.expires_at),
+            OrderEvent::Cancelled(_) | OrderEvent::Completed(_) => self.clear(&deadline),
         }
     }
 
-    /// Forgets an order's deadline.
-    pub fn clear(&mut self, order_id: &str) {
-        if let Some(at) = self.by_order.remove(order_id) {
-            self.by_time.remove(&(at, order_id.to_string()));
+    /// Folds a valid ticket event: a reservation gets a deadline, a release or sale ends it.
+    pub fn apply_ticket(&mut self, ticket_id: &str, event: &TicketEvent) {
+        if let Some(previous) = self.holds.remove(ticket_id) {
+            self.clear(&previous);
+        }
+        if let TicketEvent::Reserved(e) = event {
+            let deadline = Deadline::Hold { ticket_id: ticket_id.to_string(), order_id: e.order_id.clone() };
+            self.holds.insert(ticket_id.to_string(), deadline.clone());
+            self.set(deadline, e.expires_at);
         }
     }
 
-    /// Orders whose deadline is at or before `now`, earliest first.
-    pub fn due(&self, now: i64) -> Vec<String> {
-        self.by_time.iter().take_while(|(at, _)| *at <= now).map(|(_, id)| id.clone()).collect()
+    fn set(&mut self, deadline: Deadline, at: i64) {
+        self.unschedule(&deadline);
+        self.by_time.insert((at, deadline.clone()));
+        self.at.insert(deadline, at);
+    }
+
+    fn unschedule(&mut self, deadline: &Deadline) {
+        if let Some(at) = self.at.remove(deadline) {
+            self.by_time.remove(&(at, deadline.clone()));
+        }
+    }
+
+    /// Forgets a deadline.
+    pub fn clear(&mut self, deadline: &Deadline) {
+        self.unschedule(deadline);
+        if let Deadline::Hold { ticket_id, .. } = deadline
+            && self.holds.get(ticket_id) == Some(deadline)
+        {
+            self.holds.remove(ticket_id);
+        }
+    }
+
+    /// Deadlines at or before `now`, earliest first.
+    pub fn due(&self, now: i64) -> Vec<Deadline> {
+        self.by_time.iter().take_while(|(at, _)| *at <= now).map(|(_, d)| d.clone()).collect()
     }
 
     /// How many deadlines are pending.
     pub fn len(&self) -> usize {
-        self.by_order.len()
+        self.at.len()
     }
 
     /// True when none is pending.
     pub fn is_empty(&self) -> bool {
-        self.by_order.is_empty()
+        self.at.is_empty()
     }
 }
 
@@ -74,25 +123,91 @@ pub struct ExpirationHealth {
 }
 
 impl ExpirationHealth {
-    /// True once the deadlines have been rebuilt from the whole topic.
+    /// True once the deadlines have been rebuilt from both topics.
     pub fn is_caught_up(&self) -> bool {
         self.caught_up.load(Ordering::Relaxed)
+    }
+}
+
+/// What the worker reads and whom it tells.
+pub struct ExpirationWorker {
+    /// Decodes the orders topic.
+    pub orders_codec: Arc<dyn EventCodec<OrderEvent>>,
+    /// Decodes the tickets topic.
+    pub tickets_codec: Arc<dyn EventCodec<TicketEvent>>,
+    /// The command side of orders (expiries; its state tells whether an order exists).
+    pub orders: Arc<CommandService<Order>>,
+    /// The command side of tickets (releases of holds without an order).
+    pub tickets: Arc<CommandService<Ticket>>,
+}
+
+/// One topic read from its start, judged with the arbiter rule.
+struct JudgedTopic<E> {
+    reader: TopicReader,
+    codec: Arc<dyn EventCodec<E>>,
+    arbiter: VersionArbiter,
+    catching_up: std::collections::BTreeMap<i32, i64>,
+}
+
+impl<E: Clone + Send + Sync + 'static> JudgedTopic<E> {
+    fn open(config: &LogConfig, codec: Arc<dyn EventCodec<E>>) -> Result<Self, LogError> {
+        let reader = TopicReader::from_beginning(config, codec.topic())?;
+        let catching_up = reader.remaining_before(&reader.end_offsets());
+        Ok(Self { reader, codec, arbiter: VersionArbiter::default(), catching_up })
+    }
+
+    /// The event of a record when the arbiter judges it valid.
+    async fn valid_event(&mut self, record: &LogRecord) -> Option<Envelope<E>> {
+        if self.catching_up.get(&record.position.partition).is_some_and(|end| record.position.offset + 1 >= *end) {
+            self.catching_up.remove(&record.position.partition);
+        }
+        let bytes = record.payload.as_deref()?;
+        loop {
+            match self.codec.decode(bytes).await {
+                Ok(envelope) => {
+                    return (self.arbiter.admit(&envelope.metadata) == Verdict::Valid).then_some(envelope);
+                }
+                Err(CodecError::RegistryUnavailable(reason)) => {
+                    tracing::warn!(message = "Waiting for the schema registry.", %reason);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => {
+                    // The aggregate ignores it too; the saga parks it.
+                    tracing::warn!(message = "Skipped an undecodable event.", topic = %record.topic, %error);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// True once the reader has reached the end offsets seen at start.
+    fn caught_up(&mut self) -> bool {
+        // The end may lie past records never delivered (transaction markers).
+        self.reader.forget_reached(&mut self.catching_up);
+        self.catching_up.is_empty()
+    }
+}
+
+async fn next_record(reader: &TopicReader) -> Option<LogRecord> {
+    match reader.next().await {
+        Ok(record) => Some(record),
+        Err(error) => {
+            tracing::warn!(message = "Failed to read the log.", %error);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
     }
 }
 
 /// Runs the worker until `shutdown`.
 pub async fn run_expiration(
     config: LogConfig,
-    codec: Arc<dyn EventCodec<OrderEvent>>,
-    orders: Arc<CommandService<Order>>,
+    worker: ExpirationWorker,
     health: Arc<ExpirationHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LogError> {
-    let reader = TopicReader::from_beginning(&config, codec.topic())?;
-    let mut catching_up = reader.remaining_before(&reader.end_offsets());
-    if catching_up.is_empty() {
-        health.caught_up.store(true, Ordering::Relaxed);
-    }
+    let mut orders = JudgedTopic::open(&config, worker.orders_codec.clone())?;
+    let mut tickets = JudgedTopic::open(&config, worker.tickets_codec.clone())?;
     let mut deadlines = Deadlines::default();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,59 +215,31 @@ pub async fn run_expiration(
         tokio::select! {
             // Mapped to (): the watch guard must not live across the other arms' awaits.
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return Ok(()),
-            record = reader.next() => {
-                let record = match record {
-                    Ok(record) => record,
-                    Err(error) => {
-                        tracing::warn!(message = "Failed to read the orders topic.", %error);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                };
-                if let Some(end) = catching_up.get(&record.position.partition).copied()
-                    && record.position.offset + 1 >= end
-                {
-                    catching_up.remove(&record.position.partition);
-                    if catching_up.is_empty() {
-                        health.caught_up.store(true, Ordering::Relaxed);
-                        tracing::info!(message = "Deadlines rebuilt from the log.", pending = deadlines.len());
-                    }
+            Some(record) = next_record(&orders.reader) => {
+                if let Some(envelope) = orders.valid_event(&record).await {
+                    deadlines.apply_order(&envelope.metadata.aggregate_id, &envelope.event);
                 }
-                let Some(bytes) = record.payload.as_deref() else { continue };
-                loop {
-                    match codec.decode(bytes).await {
-                        Ok(envelope) => {
-                            deadlines.apply(&envelope.metadata.aggregate_id, &envelope.event);
-                            break;
-                        }
-                        Err(CodecError::RegistryUnavailable(reason)) => {
-                            tracing::warn!(message = "Waiting for the schema registry.", %reason);
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                        Err(error) => {
-                            // The order aggregate ignores it too; the saga parks it.
-                            tracing::warn!(message = "Skipped an undecodable order event.", %error);
-                            break;
-                        }
-                    }
+                platform::metrics::METRICS.expiration_pending(deadlines.len() as i64);
+            }
+            Some(record) = next_record(&tickets.reader) => {
+                if let Some(envelope) = tickets.valid_event(&record).await {
+                    deadlines.apply_ticket(&envelope.metadata.aggregate_id, &envelope.event);
                 }
                 platform::metrics::METRICS.expiration_pending(deadlines.len() as i64);
             }
             _ = ticker.tick() => {
-                // Firing before the whole topic is read could expire an order that was paid.
+                // Firing before both topics are read could expire an order that was paid.
                 if !health.is_caught_up() {
-                    // The end may lie past records never delivered (transaction markers).
-                    reader.forget_reached(&mut catching_up);
-                    if catching_up.is_empty() {
+                    if orders.caught_up() && tickets.caught_up() {
                         health.caught_up.store(true, Ordering::Relaxed);
                         tracing::info!(message = "Deadlines rebuilt from the log.", pending = deadlines.len());
                     }
                     continue;
                 }
                 let now = chrono::Utc::now().timestamp_millis();
-                for order_id in deadlines.due(now) {
-                    if expire(&orders, &order_id, now).await {
-                        deadlines.clear(&order_id);
+                for deadline in deadlines.due(now) {
+                    if fire(&worker, &deadline).await {
+                        deadlines.clear(&deadline);
                     }
                 }
                 platform::metrics::METRICS.expiration_pending(deadlines.len() as i64);
@@ -161,28 +248,51 @@ pub async fn run_expiration(
     }
 }
 
-/// Sends `ExpireOrder`; true when the deadline is settled (expired, or nothing left to do).
-async fn expire(orders: &CommandService<Order>, order_id: &str, now: i64) -> bool {
-    let request = CommandRequest {
-        aggregate_id: order_id.to_string(),
-        command_id: expire_command_id(order_id),
-        expected_version: None,
-        correlation_id: format!("expiration:{order_id}"),
-        causation_id: None,
-        occurred_at: now,
-        command: OrderCommand::ExpireOrder { now },
-    };
-    match orders.execute(request).await {
+/// Acts on a due deadline; true when it is settled (done, or nothing left to do).
+async fn fire(worker: &ExpirationWorker, deadline: &Deadline) -> bool {
+    match deadline {
+        Deadline::Order(order_id) => {
+            let request = CommandRequest {
+                aggregate_id: order_id.to_string(),
+                command_id: expire_command_id(order_id),
+                expected_version: None,
+                correlation_id: format!("expiration:{order_id}"),
+                causation_id: None,
+                command: OrderCommand::ExpireOrder,
+            };
+            settled(worker.orders.execute(request).await, "order", order_id)
+        }
+        Deadline::Hold { ticket_id, order_id } => {
+            // An order that exists ends its hold itself when it lapses or is cancelled; a hold
+            // is only this worker's to end when its order was never created.
+            if worker.orders.pipeline().state(order_id).0.exists {
+                return true;
+            }
+            let request = CommandRequest {
+                aggregate_id: ticket_id.to_string(),
+                command_id: release_command_id(order_id),
+                expected_version: None,
+                correlation_id: format!("expiration:{order_id}"),
+                causation_id: None,
+                command: TicketCommand::ReleaseTicket { order_id: order_id.clone() },
+            };
+            settled(worker.tickets.execute(request).await, "hold", order_id)
+        }
+    }
+}
+
+fn settled<A: Aggregate>(result: Result<platform::command::Outcome<A>, CommandError<A::Error>>, kind: &str, order_id: &str) -> bool {
+    match result {
         Ok(outcome) => {
-            tracing::info!(message = "Order expired.", %order_id, status = outcome.state.status.as_api_str());
+            tracing::info!(message = "Deadline reached.", kind, %order_id, version = outcome.version);
             true
         }
         Err(CommandError::Rejected(error)) => {
-            tracing::info!(message = "Nothing to expire.", %order_id, %error);
+            tracing::info!(message = "Nothing to do at the deadline.", kind, %order_id, %error);
             true
         }
         Err(error) => {
-            tracing::warn!(message = "Failed to expire an order; retrying.", %order_id, %error);
+            tracing::warn!(message = "Failed to act on a deadline; retrying.", kind, %order_id, %error);
             false
         }
     }
@@ -192,6 +302,7 @@ async fn expire(orders: &CommandService<Order>, order_id: &str, now: i64) -> boo
 mod tests {
     use super::*;
     use schemas::orders::{OrderCancelled, OrderCompleted, OrderCreated};
+    use schemas::tickets::{TicketReleased, TicketReserved};
 
     fn created(at: i64) -> OrderEvent {
         OrderEvent::Created(OrderCreated {
@@ -203,18 +314,37 @@ mod tests {
         })
     }
 
+    fn order(id: &str) -> Deadline {
+        Deadline::Order(id.into())
+    }
+
     #[test]
     fn deadlines_follow_the_orders_lifecycle() {
         let mut deadlines = Deadlines::default();
-        deadlines.apply("a", &created(100));
-        deadlines.apply("b", &created(50));
-        deadlines.apply("c", &created(300));
-        assert_eq!(deadlines.due(99), vec!["b".to_string()]);
-        assert_eq!(deadlines.due(100), vec!["b".to_string(), "a".to_string()]);
-        deadlines.apply("b", &OrderEvent::Cancelled(OrderCancelled { ticket_id: "t".into(), reason: "cancelled".into() }));
-        deadlines.apply("a", &OrderEvent::Completed(OrderCompleted { ticket_id: "t".into(), payment_id: "p".into() }));
+        deadlines.apply_order("a", &created(100));
+        deadlines.apply_order("b", &created(50));
+        deadlines.apply_order("c", &created(300));
+        assert_eq!(deadlines.due(99), vec![order("b")]);
+        assert_eq!(deadlines.due(100), vec![order("b"), order("a")]);
+        deadlines.apply_order("b", &OrderEvent::Cancelled(OrderCancelled { ticket_id: "t".into(), reason: "cancelled".into() }));
+        deadlines.apply_order("a", &OrderEvent::Completed(OrderCompleted { ticket_id: "t".into(), payment_id: "p".into() }));
         assert!(deadlines.due(200).is_empty());
         assert_eq!(deadlines.len(), 1);
-        assert_eq!(deadlines.due(300), vec!["c".to_string()]);
+        assert_eq!(deadlines.due(300), vec![order("c")]);
+    }
+
+    #[test]
+    fn a_hold_has_a_deadline_until_released_or_replaced() {
+        let hold = |order: &str| Deadline::Hold { ticket_id: "t".into(), order_id: order.into() };
+        let mut deadlines = Deadlines::default();
+        deadlines.apply_ticket("t", &TicketEvent::Reserved(TicketReserved { order_id: "o1".into(), expires_at: 100 }));
+        assert_eq!(deadlines.due(100), vec![hold("o1")]);
+        // The next reservation (after a lapsed hold) replaces it.
+        deadlines.apply_ticket("t", &TicketEvent::Released(TicketReleased { order_id: "o1".into() }));
+        deadlines.apply_ticket("t", &TicketEvent::Reserved(TicketReserved { order_id: "o2".into(), expires_at: 200 }));
+        assert_eq!(deadlines.due(150), vec![]);
+        assert_eq!(deadlines.due(200), vec![hold("o2")]);
+        deadlines.apply_ticket("t", &TicketEvent::Released(TicketReleased { order_id: "o2".into() }));
+        assert!(deadlines.is_empty());
     }
 }

@@ -58,17 +58,12 @@ pub enum OrderCommand {
         /// Who asks.
         user_id: String,
     },
-    /// Cancel because the deadline passed (sent by the expiration worker).
-    ExpireOrder {
-        /// Decision time, ms since the epoch.
-        now: i64,
-    },
-    /// Mark the order paid.
+    /// Cancel because the deadline passed (sent by the expiration worker; a no-op before it).
+    ExpireOrder,
+    /// Mark the order paid (refused once its deadline has passed).
     CompleteOrder {
         /// The payment.
         payment_id: String,
-        /// Decision time, ms since the epoch.
-        now: i64,
     },
 }
 
@@ -124,7 +119,7 @@ impl Aggregate for Order {
     type Event = OrderEvent;
     type Error = OrderError;
 
-    fn decide(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+    fn decide(&self, command: &OrderCommand, now: i64) -> Result<Vec<OrderEvent>, OrderError> {
         match command {
             OrderCommand::CreateOrder { user_id, ticket, expires_at } => {
                 if self.exists {
@@ -151,11 +146,11 @@ impl Aggregate for Order {
                     OrderStatus::Created | OrderStatus::AwaitingPayment => Ok(vec![self.cancelled("cancelled")]),
                 }
             }
-            OrderCommand::ExpireOrder { now } => {
-                let lapsed = self.exists && self.status == OrderStatus::Created && *now >= self.expires_at;
+            OrderCommand::ExpireOrder => {
+                let lapsed = self.exists && self.status == OrderStatus::Created && now >= self.expires_at;
                 Ok(if lapsed { vec![self.cancelled("expired")] } else { vec![] })
             }
-            OrderCommand::CompleteOrder { payment_id, now } => {
+            OrderCommand::CompleteOrder { payment_id } => {
                 if !self.exists {
                     return Err(OrderError::NotFound);
                 }
@@ -166,7 +161,7 @@ impl Aggregate for Order {
                         Err(OrderError::AlreadyPaid)
                     };
                 }
-                if !self.is_payable(*now) {
+                if !self.is_payable(now) {
                     return Err(OrderError::NotPayable);
                 }
                 Ok(vec![OrderEvent::Completed(OrderCompleted {
@@ -244,38 +239,38 @@ mod tests {
             .when(OrderCommand::CancelOrder { user_id: "bob".into() })
             .then_expect_error(OrderError::CannotCancelComplete);
         given::<Order>(vec![created(), completed()])
-            .when(OrderCommand::ExpireOrder { now: 5000 })
+            .at(5000).when(OrderCommand::ExpireOrder)
             .then_expect_events(vec![]);
     }
 
     #[test]
     fn an_order_expires_only_after_its_deadline() {
-        given::<Order>(vec![created()]).when(OrderCommand::ExpireOrder { now: 999 }).then_expect_events(vec![]);
+        given::<Order>(vec![created()]).at(999).when(OrderCommand::ExpireOrder).then_expect_events(vec![]);
         given::<Order>(vec![created()])
-            .when(OrderCommand::ExpireOrder { now: 1000 })
+            .at(1000).when(OrderCommand::ExpireOrder)
             .then_expect_events(vec![cancelled("expired")]);
     }
 
     #[test]
     fn cancelled_or_lapsed_orders_cannot_be_paid() {
         given::<Order>(vec![created(), cancelled("expired")])
-            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 10 })
+            .at(10).when(OrderCommand::CompleteOrder { payment_id: "p1".into() })
             .then_expect_error(OrderError::NotPayable);
         given::<Order>(vec![created()])
-            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 1000 })
+            .at(1000).when(OrderCommand::CompleteOrder { payment_id: "p1".into() })
             .then_expect_error(OrderError::NotPayable);
         given::<Order>(vec![created()])
-            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 10 })
+            .at(10).when(OrderCommand::CompleteOrder { payment_id: "p1".into() })
             .then_expect_events(vec![completed()]);
     }
 
     #[test]
     fn paying_twice_with_the_same_payment_changes_nothing() {
         given::<Order>(vec![created(), completed()])
-            .when(OrderCommand::CompleteOrder { payment_id: "p1".into(), now: 10 })
+            .at(10).when(OrderCommand::CompleteOrder { payment_id: "p1".into() })
             .then_expect_events(vec![]);
         given::<Order>(vec![created(), completed()])
-            .when(OrderCommand::CompleteOrder { payment_id: "p2".into(), now: 10 })
+            .at(10).when(OrderCommand::CompleteOrder { payment_id: "p2".into() })
             .then_expect_error(OrderError::AlreadyPaid);
     }
 }

@@ -112,11 +112,8 @@ async fn create_order(
         Some(key) => Uuid::new_v5(&ORDER_ID_NAMESPACE, format!("{}:{key}", user.id).as_bytes()).to_string(),
         None => Uuid::new_v4().to_string(),
     };
-    let now = Utc::now().timestamp_millis();
-    let expires_at = now + state.expiration_window_seconds * 1000;
-
-    // The ticket's owner decides the reservation, synchronously.
-    let reserve = TicketCommand::ReserveTicket { order_id: order_id.clone(), now, expires_at };
+    // The ticket's owner decides the reservation and its deadline, on its clock.
+    let reserve = TicketCommand::ReserveTicket { order_id: order_id.clone(), hold_ms: state.expiration_window_seconds * 1000 };
     let reserved = state
         .tickets
         .execute(CommandRequest::from_client(&ticket_id, reserve_command_id(&order_id), reserve))
@@ -128,11 +125,13 @@ async fn create_order(
             })
         })?;
     let ticket = &reserved.state;
+    // An order exists only with its own hold, and ends when the hold does.
     let held_until = ticket
         .reservation
         .as_ref()
         .filter(|r| r.order_id == order_id)
-        .map_or(expires_at, |r| r.expires_at);
+        .map(|r| r.expires_at)
+        .ok_or_else(|| ApiError::BadRequest(TicketError::AlreadyReserved.to_string()))?;
 
     let create = OrderCommand::CreateOrder {
         user_id: user.id,

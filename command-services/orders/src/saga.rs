@@ -11,7 +11,9 @@ use platform::aggregate::{Envelope, EventMetadata};
 use platform::codec::{CodecError, EventCodec};
 use platform::command::CommandRequest;
 use platform::inbox::InboxCommand;
+use platform::arbiter::Verdict;
 use platform::log::{DeadLetters, GroupConsumer, LogConfig, LogError, LogRecord, TransactionalProducer};
+use platform::reaction::JudgedPartitions;
 use schemas::orders::OrderEvent;
 use schemas::payments::PaymentEvent;
 use tickets_command::domain::TicketCommand;
@@ -62,8 +64,6 @@ pub enum Reaction {
         order_id: String,
         /// The payment.
         payment_id: String,
-        /// When the payment happened.
-        paid_at: i64,
     },
 }
 
@@ -83,7 +83,6 @@ pub fn react_to_payment(metadata: &EventMetadata, event: &PaymentEvent) -> Vec<R
         PaymentEvent::Created(e) => vec![Reaction::CompleteOrder {
             order_id: e.order_id.clone(),
             payment_id: metadata.aggregate_id.clone(),
-            paid_at: metadata.occurred_at,
         }],
     }
 }
@@ -108,6 +107,38 @@ enum Decoded {
     Payment(Envelope<PaymentEvent>),
 }
 
+/// The arbiter's state of the partitions the process manager reads.
+pub struct SagaJudges {
+    orders: JudgedPartitions<OrderEvent>,
+    payments: JudgedPartitions<PaymentEvent>,
+}
+
+impl SagaJudges {
+    /// Follows the saga's topics.
+    pub fn new(config: &LogConfig, saga: &OrderSaga) -> Self {
+        Self {
+            orders: JudgedPartitions::new(config, saga.orders_codec.clone()),
+            payments: JudgedPartitions::new(config, saga.payments_codec.clone()),
+        }
+    }
+
+    async fn judge(&mut self, record: &LogRecord, decoded: &Decoded, epoch: u64) -> Verdict {
+        loop {
+            let judged = match decoded {
+                Decoded::Order(e) => self.orders.judge(record, &e.metadata, epoch).await,
+                Decoded::Payment(e) => self.payments.judge(record, &e.metadata, epoch).await,
+            };
+            match judged {
+                Ok(verdict) => return verdict,
+                Err(error) => {
+                    tracing::warn!(message = "Failed to catch up the arbiter; retrying.", %error);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
 /// How many records one transaction of the process manager covers at most.
 const MAX_BATCH: usize = 200;
 
@@ -122,8 +153,10 @@ impl OrderSaga {
     }
 
     /// The inbox commands one record calls for: waits while the registry is down, parks
-    /// poison in the dead-letter topic (retrying while the log is down) and calls for nothing.
-    pub async fn commands_for(&self, record: &LogRecord) -> Vec<InboxCommand> {
+    /// poison in the dead-letter topic (retrying while the log is down) and calls for nothing,
+    /// and calls for nothing either when the arbiter rule rejects the event (a duplicate or a
+    /// stale writer's). `epoch` is the consumer's assignment epoch when it read the record.
+    pub async fn commands_for(&self, judges: &mut SagaJudges, record: &LogRecord, epoch: u64) -> Vec<InboxCommand> {
         let decoded = loop {
             match self.decode(record).await {
                 Ok(decoded) => break decoded,
@@ -140,6 +173,11 @@ impl OrderSaga {
                 }
             }
         };
+        let verdict = judges.judge(record, &decoded, epoch).await;
+        if verdict != Verdict::Valid {
+            tracing::debug!(message = "No reaction to an event the arbiter rejects.", ?verdict, offset = record.position.offset);
+            return Vec::new();
+        }
         let (metadata, reactions) = match &decoded {
             Decoded::Order(e) => (&e.metadata, react_to_order(&e.metadata, &e.event)),
             Decoded::Payment(e) => (&e.metadata, react_to_payment(&e.metadata, &e.event)),
@@ -163,7 +201,7 @@ impl OrderSaga {
                 "SellTicket",
                 &request(cause, &ticket_id, sell_command_id(&order_id), TicketCommand::SellTicket { order_id }),
             ),
-            Reaction::CompleteOrder { order_id, payment_id, paid_at } => InboxCommand::new(
+            Reaction::CompleteOrder { order_id, payment_id } => InboxCommand::new(
                 orders,
                 order_partitions,
                 "CompleteOrder",
@@ -171,7 +209,7 @@ impl OrderSaga {
                     cause,
                     &order_id,
                     complete_command_id(&order_id),
-                    OrderCommand::CompleteOrder { payment_id, now: paid_at },
+                    OrderCommand::CompleteOrder { payment_id },
                 ),
             ),
         }
@@ -185,7 +223,6 @@ fn request<C>(cause: &EventMetadata, aggregate_id: &str, command_id: String, com
         expected_version: None,
         correlation_id: cause.correlation_id.clone(),
         causation_id: Some(cause.event_id.to_string()),
-        occurred_at: chrono::Utc::now().timestamp_millis(),
         command,
     }
 }
@@ -217,6 +254,7 @@ pub async fn run_saga(config: LogConfig, saga: OrderSaga, mut shutdown: watch::R
     // lost its partitions (KIP-447), and the broker aborts a dead member's open transaction at
     // its timeout.
     let producer = TransactionalProducer::new(&config, &format!("{group}.{}", uuid::Uuid::new_v4()));
+    let mut judges = SagaJudges::new(&config, &saga);
     loop {
         let first = tokio::select! {
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
@@ -237,11 +275,12 @@ pub async fn run_saga(config: LogConfig, saga: OrderSaga, mut shutdown: watch::R
                 _ => break,
             }
         }
+        let epoch = consumer.assignment_epoch();
         let mut batch = Vec::with_capacity(records.len());
         for record in records {
             let span = tracing::info_span!("order_saga", topic = %record.topic, offset = record.position.offset);
             platform::telemetry::continue_trace(&span, &record.headers);
-            let commands = tracing::Instrument::instrument(saga.commands_for(&record), span).await;
+            let commands = tracing::Instrument::instrument(saga.commands_for(&mut judges, &record, epoch), span).await;
             batch.push((record, commands));
         }
         loop {

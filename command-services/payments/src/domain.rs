@@ -52,7 +52,7 @@ impl Aggregate for Payment {
     type Event = PaymentEvent;
     type Error = PaymentError;
 
-    fn decide(&self, command: &PaymentCommand) -> Result<Vec<PaymentEvent>, PaymentError> {
+    fn decide(&self, command: &PaymentCommand, _now: i64) -> Result<Vec<PaymentEvent>, PaymentError> {
         let PaymentCommand::RecordPayment { order_id, charge_id, amount_cents, currency } = command;
         if self.exists {
             return if &self.charge_id == charge_id { Ok(vec![]) } else { Err(PaymentError::AlreadyPaid) };

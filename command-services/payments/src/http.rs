@@ -107,7 +107,7 @@ async fn create_payment(
 
     // The process manager does the same on PaymentCreated (same command ids); doing it here
     // lets the client see the order complete as soon as we answer.
-    let complete = OrderCommand::CompleteOrder { payment_id: payment_id.clone(), now };
+    let complete = OrderCommand::CompleteOrder { payment_id: payment_id.clone() };
     let completed = state
         .orders
         .execute(CommandRequest::from_client(&order_id, complete_command_id(&order_id), complete))

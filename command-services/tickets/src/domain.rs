@@ -40,10 +40,16 @@ impl Price {
     /// Highest price accepted, in cents (ten million dollars).
     pub const MAX_CENTS: i64 = 1_000_000_000;
 
-    /// Validates the `price` field of a request: a JSON number > 0 with up to two decimals.
+    /// Validates the `price` field of a request: a number > 0 with up to two decimals, as a
+    /// JSON number or a string of decimal digits (the reference client sends `"12.50"`).
     pub fn parse(value: Option<&serde_json::Value>) -> Result<Self, ErrorEntry> {
         let invalid = || ErrorEntry::field("price", "Price must be greater than 0");
-        let price = value.and_then(serde_json::Value::as_f64).ok_or_else(invalid)?;
+        let price = match value {
+            Some(serde_json::Value::Number(number)) => number.as_f64(),
+            Some(serde_json::Value::String(text)) => Self::numeric_string(text),
+            _ => None,
+        }
+        .ok_or_else(invalid)?;
         if !price.is_finite() || price <= 0.0 {
             return Err(invalid());
         }
@@ -55,6 +61,17 @@ impl Price {
             return Err(ErrorEntry::field("price", "Price must be at most 10000000"));
         }
         Ok(Self(cents as i64))
+    }
+
+    /// Digits with at most one decimal point, nothing else (no sign, exponent or spaces inside).
+    fn numeric_string(text: &str) -> Option<f64> {
+        let text = text.trim();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && fraction.is_empty() || !digits(whole) || !digits(fraction) || text.ends_with('.') {
+            return None;
+        }
+        text.parse().ok()
     }
 
     /// A price from cents (must be > 0).
@@ -89,15 +106,13 @@ pub enum TicketCommand {
         /// Who asks.
         user_id: String,
     },
-    /// Reserve the ticket for an order until `expires_at` (a reservation past its end, `now`
-    /// given, no longer holds).
+    /// Reserve the ticket for an order for `hold_ms` from the decision (a hold past its end no
+    /// longer holds).
     ReserveTicket {
         /// The ordering order.
         order_id: String,
-        /// Decision time, ms since the epoch.
-        now: i64,
-        /// End of the reservation, ms since the epoch.
-        expires_at: i64,
+        /// How long the hold lasts, ms.
+        hold_ms: i64,
     },
     /// End an order's reservation without a sale (a no-op unless that order holds it).
     ReleaseTicket {
@@ -165,6 +180,20 @@ impl Ticket {
     pub fn order_id(&self) -> Option<&str> {
         self.sold_to.as_deref().or(self.reservation.as_ref().map(|r| r.order_id.as_str()))
     }
+
+    /// The hold that has not lapsed at `now`, if any.
+    pub fn active_hold(&self, now: i64) -> Option<&Reservation> {
+        self.reservation.as_ref().filter(|held| held.expires_at > now)
+    }
+
+    /// The release of a hold that lapsed before `now`: whoever acts on the ticket next ends it,
+    /// so an expired hold never blocks the ticket.
+    fn release_lapsed(&self, now: i64) -> Option<TicketEvent> {
+        self.reservation
+            .as_ref()
+            .filter(|held| held.expires_at <= now)
+            .map(|held| TicketEvent::Released(TicketReleased { order_id: held.order_id.clone() }))
+    }
 }
 
 impl Aggregate for Ticket {
@@ -172,7 +201,7 @@ impl Aggregate for Ticket {
     type Event = TicketEvent;
     type Error = TicketError;
 
-    fn decide(&self, command: &TicketCommand) -> Result<Vec<TicketEvent>, TicketError> {
+    fn decide(&self, command: &TicketCommand, now: i64) -> Result<Vec<TicketEvent>, TicketError> {
         match command {
             TicketCommand::CreateTicket { title, price, user_id } => {
                 if self.exists {
@@ -188,36 +217,31 @@ impl Aggregate for Ticket {
                 if !self.exists {
                     return Err(TicketError::NotFound);
                 }
-                if self.order_id().is_some() {
+                if self.sold_to.is_some() || self.active_hold(now).is_some() {
                     return Err(TicketError::Reserved);
                 }
                 if &self.user_id != user_id {
                     return Err(TicketError::NotOwner);
                 }
-                Ok(vec![TicketEvent::Updated(TicketUpdated {
+                let mut events: Vec<TicketEvent> = self.release_lapsed(now).into_iter().collect();
+                events.push(TicketEvent::Updated(TicketUpdated {
                     title: title.as_str().to_string(),
                     price_cents: price.cents(),
                     user_id: self.user_id.clone(),
-                })])
+                }));
+                Ok(events)
             }
-            TicketCommand::ReserveTicket { order_id, now, expires_at } => {
+            TicketCommand::ReserveTicket { order_id, hold_ms } => {
                 if !self.exists {
                     return Err(TicketError::NotFound);
                 }
-                if self.sold_to.is_some() {
+                if self.sold_to.is_some() || self.active_hold(now).is_some() {
                     return Err(TicketError::AlreadyReserved);
                 }
-                let mut events = Vec::new();
-                if let Some(held) = &self.reservation {
-                    if held.expires_at > *now {
-                        return Err(TicketError::AlreadyReserved);
-                    }
-                    // The expiration worker has not released it yet; the hold is over anyway.
-                    events.push(TicketEvent::Released(TicketReleased { order_id: held.order_id.clone() }));
-                }
+                let mut events: Vec<TicketEvent> = self.release_lapsed(now).into_iter().collect();
                 events.push(TicketEvent::Reserved(TicketReserved {
                     order_id: order_id.clone(),
-                    expires_at: *expires_at,
+                    expires_at: now + hold_ms,
                 }));
                 Ok(events)
             }
@@ -327,21 +351,43 @@ mod tests {
     #[test]
     fn a_reserved_ticket_cannot_be_edited() {
         given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .at(99)
             .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
             .then_expect_error(TicketError::Reserved);
     }
 
     #[test]
+    fn an_expired_hold_never_blocks_editing() {
+        given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
+            .at(100)
+            .when(TicketCommand::UpdateTicket { title: title("opera"), price: Price(150), user_id: "alice".into() })
+            .then_expect_events(vec![
+                TicketEvent::Released(TicketReleased { order_id: "o1".into() }),
+                TicketEvent::Updated(TicketUpdated { title: "opera".into(), price_cents: 150, user_id: "alice".into() }),
+            ]);
+    }
+
+    #[test]
     fn a_held_ticket_cannot_be_reserved_again() {
         given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
-            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), now: 50, expires_at: 200 })
+            .at(50)
+            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), hold_ms: 150 })
             .then_expect_error(TicketError::AlreadyReserved);
+    }
+
+    #[test]
+    fn the_hold_runs_on_the_owners_clock() {
+        given::<Ticket>(vec![created("alice")])
+            .at(1_000)
+            .when(TicketCommand::ReserveTicket { order_id: "o1".into(), hold_ms: 900_000 })
+            .then_expect_events(vec![reserved("o1", 901_000)]);
     }
 
     #[test]
     fn a_lapsed_hold_is_released_by_the_next_reservation() {
         given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
-            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), now: 100, expires_at: 200 })
+            .at(100)
+            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), hold_ms: 100 })
             .then_expect_events(vec![
                 TicketEvent::Released(TicketReleased { order_id: "o1".into() }),
                 reserved("o2", 200),
@@ -365,7 +411,8 @@ mod tests {
     fn a_sold_ticket_can_be_neither_edited_nor_ordered() {
         let history = vec![created("alice"), reserved("o1", 100), TicketEvent::Sold(TicketSold { order_id: "o1".into() })];
         given::<Ticket>(history.clone())
-            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), now: 500, expires_at: 900 })
+            .at(500)
+            .when(TicketCommand::ReserveTicket { order_id: "o2".into(), hold_ms: 400 })
             .then_expect_error(TicketError::AlreadyReserved);
         given::<Ticket>(history)
             .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
@@ -379,7 +426,14 @@ mod tests {
         assert!(Title::parse(Some(&json!(12))).is_err());
         assert!(Price::parse(Some(&json!(-10))).is_err());
         assert!(Price::parse(Some(&json!(0))).is_err());
-        assert!(Price::parse(Some(&json!("10"))).is_err());
+        assert_eq!(Price::parse(Some(&json!("12.50"))).unwrap().cents(), 1250);
+        assert_eq!(Price::parse(Some(&json!("10"))).unwrap().cents(), 1000);
+        assert_eq!(Price::parse(Some(&json!(".5"))).unwrap().cents(), 50);
+        for refused in ["", " ", "abc", "1e3", "-5", "+5", "0", "0.00", "12.505", "1.2.3", "12.", "NaN", "inf", "0x10", "1 000"] {
+            assert!(Price::parse(Some(&json!(refused))).is_err(), "{refused:?} must be refused");
+        }
+        assert!(Price::parse(Some(&json!(true))).is_err());
+        assert!(Price::parse(Some(&json!([10]))).is_err());
         assert!(Price::parse(Some(&json!(10.001))).is_err());
         assert!(Price::parse(Some(&json!(1e300))).is_err());
         assert_eq!(Price::parse(Some(&json!(10.25))).unwrap().cents(), 1025);

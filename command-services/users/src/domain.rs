@@ -93,7 +93,7 @@ impl Aggregate for User {
     type Event = UserEvent;
     type Error = UserError;
 
-    fn decide(&self, command: &UserCommand) -> Result<Vec<UserEvent>, UserError> {
+    fn decide(&self, command: &UserCommand, _now: i64) -> Result<Vec<UserEvent>, UserError> {
         match command {
             UserCommand::SignUp { user_id, email, password_hash } => {
                 if self.exists {

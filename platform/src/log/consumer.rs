@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -80,6 +82,20 @@ impl TopicReader {
         topic: &str,
         start: &BTreeMap<i32, i64>,
     ) -> Result<Self, LogError> {
+        Self::open(config, topic, start, None)
+    }
+
+    /// Assigns one partition of `topic` from `offset`.
+    pub fn partition_from(config: &LogConfig, topic: &str, partition: i32, offset: i64) -> Result<Self, LogError> {
+        Self::open(config, topic, &BTreeMap::from([(partition, offset)]), Some(partition))
+    }
+
+    fn open(
+        config: &LogConfig,
+        topic: &str,
+        start: &BTreeMap<i32, i64>,
+        only: Option<i32>,
+    ) -> Result<Self, LogError> {
         let consumer: StreamConsumer = config
             .client_config()
             .set("group.id", format!("{}.reader.{}", config.namespace, uuid::Uuid::new_v4()))
@@ -89,7 +105,10 @@ impl TopicReader {
             .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
             .set("isolation.level", "read_committed")
             .create()?;
-        let partitions = partitions_of(&consumer, topic)?;
+        let mut partitions = partitions_of(&consumer, topic)?;
+        if let Some(only) = only {
+            partitions.retain(|p| *p == only);
+        }
         // Asked before anything is assigned: once the consumer fetches, a query on its
         // connection waits behind the broker's held fetch (up to `fetch.wait.max.ms`).
         let mut watermarks = BTreeMap::new();
@@ -224,6 +243,8 @@ const STATISTICS_INTERVAL_MS: &str = "1000";
 #[derive(Default)]
 struct WatermarkContext {
     high: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Rebalances this member has been through.
+    rebalances: AtomicU64,
 }
 
 impl ClientContext for WatermarkContext {
@@ -240,7 +261,11 @@ impl ClientContext for WatermarkContext {
     }
 }
 
-impl ConsumerContext for WatermarkContext {}
+impl ConsumerContext for WatermarkContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+}
 
 /// A consumer-group member with offsets stored only after the caller's write succeeded.
 pub struct GroupConsumer {
@@ -317,6 +342,12 @@ impl GroupConsumer {
             Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    /// How many rebalances this member has been through: records read in one epoch follow each
+    /// other without a gap; across epochs, other members may have read the records between.
+    pub fn assignment_epoch(&self) -> u64 {
+        self.consumer().context().rebalances.load(AtomicOrdering::Relaxed)
     }
 
     /// Partitions currently assigned to this member.

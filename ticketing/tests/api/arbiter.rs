@@ -27,6 +27,8 @@ async fn duplicate_and_gapped_events_written_into_the_topic_change_nothing() {
                 aggregate_id: id.clone(),
                 aggregate_version: version,
                 command_id: uuid::Uuid::new_v4().to_string(),
+                command_event_index: 0,
+                command_event_count: 1,
                 occurred_at: chrono::Utc::now().timestamp_millis(),
                 correlation_id: "test".into(),
                 causation_id: None,

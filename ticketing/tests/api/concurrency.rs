@@ -80,7 +80,7 @@ async fn of_twenty_concurrent_puts_with_one_if_match_exactly_one_wins_across_two
     let valid: Vec<_> = events
         .iter()
         .filter(|e| e.metadata.aggregate_id == id)
-        .filter(|e| arbiter.admit(&e.metadata.aggregate_id, e.metadata.aggregate_version) == Verdict::Valid)
+        .filter(|e| arbiter.admit(&e.metadata) == Verdict::Valid)
         .collect();
     assert_eq!(valid.len(), 2, "created + one update");
     match &valid[1].event {

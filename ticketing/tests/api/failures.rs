@@ -49,3 +49,64 @@ async fn with_the_broker_down_commands_answer_503_within_5_s_and_nothing_is_half
     app.stop().await;
 }
 }
+
+both_stores! {
+async fn a_retry_with_the_key_of_a_503_whose_write_landed_returns_the_first_outcome() {
+    let mut broker = TestBroker::own().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    app.create_ticket("alice", "warm-up", 1.0).await;
+
+    // The broker takes the append but answers only after the command's deadline.
+    broker.freeze();
+    let first = app
+        .request(Method::POST, "/api/tickets", Some("alice"), Some(json!({"title": "landed", "price": 5})))
+        .await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{first:?}");
+    assert_eq!(first.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "{first:?}");
+    let key = first
+        .headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .expect("the answer names the command's idempotency key");
+    broker.thaw();
+
+    let mut retried = None;
+    for _ in 0..60 {
+        let reply = app
+            .send(
+                Method::POST,
+                "/api/tickets",
+                Some("alice"),
+                Some(json!({"title": "landed", "price": 5})),
+                &[("idempotency-key", key.clone())],
+            )
+            .await;
+        if reply.status == StatusCode::CREATED {
+            retried = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let retried = retried.expect("the retry succeeds once the broker answers");
+    let again = app
+        .send(Method::POST, "/api/tickets", Some("alice"), Some(json!({"title": "landed", "price": 5})), &[("idempotency-key", key)])
+        .await;
+    assert_eq!(again.body, retried.body, "every retry gets the first outcome");
+    assert_eq!(retried.body["version"], 0);
+    let events = read_ticket_log(&deployment.log(), &app.registry_url()).await;
+    let mut arbiter = platform::arbiter::VersionArbiter::default();
+    let created: Vec<_> = events
+        .iter()
+        .filter(|e| e.metadata.aggregate_id == retried.id())
+        .filter(|e| arbiter.admit(&e.metadata) == platform::arbiter::Verdict::Valid)
+        .collect();
+    assert_eq!(created.len(), 1, "one ticket, created once: {events:?}");
+    let metrics = app.request(Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().expect("metrics are text").to_string();
+    let pending = text.lines().find(|l| l.starts_with("ticketing_command_echoes_pending ")).expect("the gauge is exported");
+    assert_eq!(pending, "ticketing_command_echoes_pending 0", "no echo is awaited once every command answered");
+    app.stop().await;
+}
+}

@@ -61,6 +61,22 @@ impl TestBroker {
         self.own.as_mut().expect("only a test's own broker (TestBroker::own) can be stopped or killed")
     }
 
+    /// Freezes the broker process (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let pid = self.owned().broker.as_ref().and_then(LocalKafka::pid).expect("the broker runs");
+        let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Stops the broker cleanly.
     pub async fn stop(&mut self) {
         if let Some(broker) = self.owned().broker.take() {
@@ -421,7 +437,19 @@ pub fn ticket_codec(log: &LogConfig, registry_url: &str) -> Arc<AvroCodec<Ticket
 /// Every record of the tickets topic, decoded, in partition order per partition.
 pub async fn read_ticket_log(log: &LogConfig, registry_url: &str) -> Vec<Envelope<TicketEvent>> {
     let codec = ticket_codec(log, registry_url);
-    let reader = TopicReader::from_beginning(log, &log.topic(TicketEvent::TOPIC)).unwrap();
+    // Right after a broker restart its metadata may still name no leader: ask again a while.
+    let mut attempts = 0;
+    let reader = loop {
+        match TopicReader::from_beginning(log, &log.topic(TicketEvent::TOPIC)) {
+            Ok(reader) => break reader,
+            Err(error) if attempts < 40 => {
+                attempts += 1;
+                eprintln!("the tickets topic is not readable yet ({error}); retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(error) => panic!("the tickets topic never became readable: {error}"),
+        }
+    };
     let ends = reader.end_offsets();
     let mut records = Vec::new();
     reader.read_until(&ends, |r| records.push(r)).await.unwrap();
@@ -435,4 +463,19 @@ pub async fn read_ticket_log(log: &LogConfig, registry_url: &str) -> Vec<Envelop
 
 pub fn remove_dir(path: &Path) {
     std::fs::remove_dir_all(path).unwrap();
+}
+
+/// How often each command id occurs among the committed records of an inbox.
+pub async fn committed_commands(log: &LogConfig, inbox: &str) -> std::collections::BTreeMap<String, usize> {
+    let reader = platform::log::TopicReader::from_beginning(log, inbox).unwrap();
+    let ends = reader.end_offsets();
+    let mut commands = std::collections::BTreeMap::new();
+    reader
+        .read_until(&ends, |record| {
+            let request: serde_json::Value = serde_json::from_slice(record.payload.as_deref().unwrap()).unwrap();
+            *commands.entry(request["command_id"].as_str().unwrap().to_string()).or_default() += 1;
+        })
+        .await
+        .unwrap();
+    commands
 }

@@ -9,6 +9,7 @@ mod helpers;
 mod arbiter;
 mod bad_input;
 mod concurrency;
+mod correctness;
 mod durability;
 mod failures;
 mod load;

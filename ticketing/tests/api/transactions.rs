@@ -17,7 +17,7 @@ use schemas::tickets::{TicketEvent, TicketUpdated};
 use serde_json::json;
 use ticketing::app::Component;
 
-use crate::helpers::{Deployment, TestApp, TestBroker, read_ticket_log, ticket_codec};
+use crate::helpers::{Deployment, TestApp, TestBroker, committed_commands, read_ticket_log, ticket_codec};
 
 /// The variable that turns this test binary into the writer that dies mid-transaction.
 const WRITER: &str = "TICKETING_TEST_HALF_WRITER";
@@ -181,6 +181,8 @@ async fn half_writer() {
             aggregate_id: ticket.to_string(),
             aggregate_version: 2,
             command_id: "half".into(),
+            command_event_index: 0,
+            command_event_count: 2,
             occurred_at: chrono::Utc::now().timestamp_millis(),
             correlation_id: "half".into(),
             causation_id: None,
@@ -263,19 +265,4 @@ async fn reactions_survive_a_kill_9_of_the_process_manager_exactly_once() {
     }
     assert_eq!(commands, expected, "one committed release command per cancelled order");
     up.stop().await;
-}
-
-/// How often each command id occurs among the committed records of an inbox.
-async fn committed_commands(log: &LogConfig, inbox: &str) -> std::collections::BTreeMap<String, usize> {
-    let reader = platform::log::TopicReader::from_beginning(log, inbox).unwrap();
-    let ends = reader.end_offsets();
-    let mut commands = std::collections::BTreeMap::new();
-    reader
-        .read_until(&ends, |record| {
-            let request: serde_json::Value = serde_json::from_slice(record.payload.as_deref().unwrap()).unwrap();
-            *commands.entry(request["command_id"].as_str().unwrap().to_string()).or_default() += 1;
-        })
-        .await
-        .unwrap();
-    commands
 }

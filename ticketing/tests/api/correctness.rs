@@ -1,0 +1,230 @@
+//! Every acknowledged effect happens exactly once: commands stand or fall whole, holds end,
+//! reactions obey the arbiter, and the reference client's inputs are accepted.
+
+use std::time::Duration;
+
+use platform::aggregate::{Envelope, EventMetadata};
+use platform::codec::EventCodec;
+use platform::log::{LogConfig, LogProducer};
+use reqwest::{Method, StatusCode};
+use schemas::events::AvroEvent;
+use schemas::orders::{OrderCompleted, OrderEvent};
+use schemas::tickets::{TicketEvent, TicketReleased, TicketReserved};
+use serde_json::json;
+
+use crate::helpers::{Deployment, TestApp, TestBroker, committed_commands, ticket_codec};
+
+const LONG: Duration = Duration::from_secs(15);
+
+/// Appends `event` to the aggregate's topic as a writer outside the system would.
+struct RawWriter {
+    producer: LogProducer,
+}
+
+impl RawWriter {
+    fn new(log: &LogConfig) -> Self {
+        Self { producer: LogProducer::new(log).unwrap() }
+    }
+
+    async fn append<E: AvroEvent>(&self, codec: &dyn EventCodec<E>, metadata: EventMetadata, event: E) {
+        let key = metadata.aggregate_id.clone();
+        let envelope = Envelope { metadata, event };
+        let bytes = codec.encode(&envelope).await.unwrap();
+        let event_type = envelope.event.event_type().as_bytes();
+        self.producer.append(codec.topic(), key.as_bytes(), &bytes, &[("event_type", event_type)]).await.unwrap();
+    }
+}
+
+fn metadata(aggregate: &str, version: i64, command: &str, index: i32, count: i32) -> EventMetadata {
+    EventMetadata {
+        event_id: uuid::Uuid::new_v4(),
+        aggregate_id: aggregate.into(),
+        aggregate_version: version,
+        command_id: command.into(),
+        command_event_index: index,
+        command_event_count: count,
+        occurred_at: chrono::Utc::now().timestamp_millis(),
+        correlation_id: "test".into(),
+        causation_id: None,
+    }
+}
+
+fn reserved(order: &str, expires_at: i64) -> TicketEvent {
+    TicketEvent::Reserved(TicketReserved { order_id: order.into(), expires_at })
+}
+
+fn released(order: &str) -> TicketEvent {
+    TicketEvent::Released(TicketReleased { order_id: order.into() })
+}
+
+async fn ticket_for_sale(app: &TestApp, id: &str) -> bool {
+    let listed = app.request(Method::GET, "/api/tickets", None, None).await;
+    listed.body.as_array().unwrap().iter().any(|t| t["id"] == id)
+}
+
+both_stores! {
+async fn a_command_whose_first_event_lost_its_version_is_applied_by_no_reader() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await;
+    let id = ticket.id();
+    let log = deployment.log();
+    let codec = ticket_codec(&log, &app.registry_url());
+    let writer = RawWriter::new(&log);
+    let lapsed = chrono::Utc::now().timestamp_millis() - 1_000;
+    let later = chrono::Utc::now().timestamp_millis() + 600_000;
+    writer.append(codec.as_ref(), metadata(&id, 2, "hold", 0, 1), reserved("lapsed-order", lapsed)).await;
+    // Two owners replace the lapsed hold at once; their records interleave in the partition.
+    // The winner's first event comes first; the loser's first event is a duplicate, and its
+    // second one carries the next version, built on a state it never saw.
+    writer.append(codec.as_ref(), metadata(&id, 3, "winner", 0, 2), released("lapsed-order")).await;
+    writer.append(codec.as_ref(), metadata(&id, 3, "loser", 0, 2), released("lapsed-order")).await;
+    writer.append(codec.as_ref(), metadata(&id, 4, "loser", 1, 2), reserved("loser-order", later)).await;
+    writer.append(codec.as_ref(), metadata(&id, 4, "winner", 1, 2), reserved("winner-order", later)).await;
+
+    // The read side shows the winner's hold ...
+    let shown = app.eventually(&format!("/api/tickets/{id}"), None, LONG, |r| r.body["version"] == 3).await;
+    assert_eq!(shown.body["orderId"], "winner-order", "{shown:?}");
+    // ... and so does the command side: the seller cannot edit, and after the edit is refused
+    // for the winner's hold, the next version it writes is 5.
+    let edit = app
+        .request(Method::PUT, &format!("/api/tickets/{id}"), Some("seller"), Some(json!({"title": "x", "price": 1})))
+        .await;
+    assert_eq!(edit.status, StatusCode::BAD_REQUEST, "{edit:?}");
+    assert_eq!(edit.body["errors"][0]["message"], "Cannot edit a reserved ticket");
+    let order = app.request(Method::POST, "/api/orders", Some("buyer"), Some(json!({"ticketId": id}))).await;
+    assert_eq!(order.status, StatusCode::BAD_REQUEST, "{order:?}");
+    assert_eq!(order.body["errors"][0]["message"], "Ticket is already reserved");
+    app.stop().await;
+}
+}
+
+both_stores! {
+async fn a_hold_whose_order_was_never_created_ends_at_its_deadline() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await;
+    let id = ticket.id();
+    app.eventually("/api/tickets", None, LONG, |r| r.body.as_array().unwrap().iter().any(|t| t["id"] == id.as_str())).await;
+    // The reservation landed, the order's append did not (its process died in between).
+    let log = deployment.log();
+    let codec = ticket_codec(&log, &app.registry_url());
+    let deadline = chrono::Utc::now().timestamp_millis() + 2_000;
+    RawWriter::new(&log).append(codec.as_ref(), metadata(&id, 2, "reserve:ghost", 0, 1), reserved("ghost", deadline)).await;
+    app.eventually(&format!("/api/tickets/{id}"), None, LONG, |r| r.body["orderId"] == "ghost").await;
+    assert!(!ticket_for_sale(&app, &id).await, "a held ticket is not listed");
+    let early = app
+        .request(Method::PUT, &format!("/api/tickets/{id}"), Some("seller"), Some(json!({"title": "x", "price": 1})))
+        .await;
+    assert_eq!(early.status, StatusCode::BAD_REQUEST, "the hold blocks editing until its deadline: {early:?}");
+
+    // Past the deadline nobody has to order it by id: it is listed again and editable.
+    let shown = app.eventually(&format!("/api/tickets/{id}"), None, LONG, |r| r.body.get("orderId").is_none()).await;
+    assert_eq!(shown.body["version"], 2, "released once: {shown:?}");
+    assert!(ticket_for_sale(&app, &id).await);
+    let edit = app
+        .request(Method::PUT, &format!("/api/tickets/{id}"), Some("seller"), Some(json!({"title": "opera", "price": 25})))
+        .await;
+    assert_eq!(edit.status, StatusCode::OK, "{edit:?}");
+    app.stop().await;
+}
+}
+
+both_stores! {
+async fn an_expired_hold_never_blocks_editing_even_before_it_is_released() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    // No expiration worker: only the ticket's own rule can end the hold.
+    let app = TestApp::start(
+        deployment.settings(),
+        &[ticketing::app::Component::Tickets, ticketing::app::Component::ProjectorTickets, ticketing::app::Component::QueryApi, ticketing::app::Component::SchemaRegistry],
+    )
+    .await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await;
+    let id = ticket.id();
+    let log = deployment.log();
+    let codec = ticket_codec(&log, &app.registry_url());
+    let lapsed = chrono::Utc::now().timestamp_millis() - 1;
+    RawWriter::new(&log).append(codec.as_ref(), metadata(&id, 2, "reserve:gone", 0, 1), reserved("gone", lapsed)).await;
+    app.eventually(&format!("/api/tickets/{id}"), None, LONG, |r| r.body["orderId"] == "gone").await;
+    let edit = app
+        .request(Method::PUT, &format!("/api/tickets/{id}"), Some("seller"), Some(json!({"title": "opera", "price": 25})))
+        .await;
+    assert_eq!(edit.status, StatusCode::OK, "{edit:?}");
+    let shown = app.get_after(&format!("/api/tickets/{id}"), &edit).await;
+    assert_eq!(shown.body["title"], "opera");
+    assert!(shown.body.get("orderId").is_none(), "{shown:?}");
+    assert!(ticket_for_sale(&app, &id).await);
+    app.stop().await;
+}
+}
+
+both_stores! {
+async fn a_stale_writers_event_sets_off_no_reaction() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await;
+    let ticket_id = ticket.id();
+    let order = app.request(Method::POST, "/api/orders", Some("buyer"), Some(json!({"ticketId": ticket_id}))).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
+    let order_id = order.id();
+
+    // A stale writer's completion at the version the creation holds: a duplicate. Were the
+    // process manager to react to it, the unpaid ticket would be sold.
+    let log = deployment.log();
+    let orders_codec = schemas::codec::AvroCodec::<OrderEvent>::new(
+        log.topic(OrderEvent::TOPIC),
+        schemas::codec::registry_settings(&app.registry_url()).unwrap(),
+    );
+    let zombie = OrderEvent::Completed(OrderCompleted { ticket_id: ticket_id.clone(), payment_id: "never-paid".into() });
+    RawWriter::new(&log).append(&orders_codec, metadata(&order_id, 1, "zombie", 0, 1), zombie).await;
+
+    // The real cancellation comes after it in the same partition: once the process manager's
+    // release for it is in the inbox, the zombie has been judged, and it asked for no sale.
+    let cancel = app.request(Method::DELETE, &format!("/api/orders/{order_id}"), Some("buyer"), None).await;
+    assert_eq!(cancel.status, StatusCode::NO_CONTENT, "{cancel:?}");
+    let inbox = platform::inbox::inbox_topic(&log.topic(TicketEvent::TOPIC));
+    let release = orders_command::saga::release_command_id(&order_id);
+    let deadline = std::time::Instant::now() + LONG;
+    let commands = loop {
+        let commands = committed_commands(&log, &inbox).await;
+        if commands.contains_key(&release) {
+            break commands;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cancellation was never reacted to: {commands:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let sell = orders_command::saga::sell_command_id(&order_id);
+    assert!(!commands.contains_key(&sell), "no sale was ever asked for: {commands:?}");
+    app.eventually("/api/tickets", None, LONG, |r| r.body.as_array().unwrap().iter().any(|t| t["id"] == ticket_id.as_str())).await;
+    app.stop().await;
+}
+}
+
+both_stores! {
+async fn the_reference_clients_price_strings_and_trailing_slashes_are_accepted() {
+    let broker = TestBroker::start().await;
+    let app = Deployment::new(&broker).await.spawn().await;
+    let created = app.request(Method::POST, "/api/tickets", Some("seller"), Some(json!({"title": "concert", "price": "12.50"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.body["price"], json!(12.5), "answered as a number");
+    let id = created.id();
+    for refused in [json!("12.505"), json!("12,50"), json!("-1"), json!("1e3"), json!(""), json!(true)] {
+        let reply = app.request(Method::POST, "/api/tickets", Some("seller"), Some(json!({"title": "x", "price": refused}))).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{refused} must be refused: {reply:?}");
+        assert_eq!(reply.body["errors"][0]["field"], "price");
+    }
+    let listed = app.get_after("/api/tickets/", &created).await;
+    assert_eq!(listed.status, StatusCode::OK, "{listed:?}");
+    assert_eq!(listed.body[0]["id"], id.as_str());
+    let order = app.request(Method::POST, "/api/orders/", Some("buyer"), Some(json!({"ticketId": id}))).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
+    let shown = app.get_after_as(&format!("/api/orders/{}/", order.id()), Some("buyer"), &order).await;
+    assert_eq!(shown.status, StatusCode::OK, "{shown:?}");
+    assert_eq!(shown.body["ticket"]["price"], json!(12.5));
+    app.stop().await;
+}
+}
