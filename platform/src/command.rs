@@ -215,7 +215,7 @@ impl<A: Aggregate> CommandPipeline<A> {
             let mut locks = self.inner.locks.lock().expect("locks lock");
             locks.entry(request.aggregate_id.clone()).or_default().clone()
         };
-        tokio::time::timeout(COMMAND_DEADLINE, async {
+        tokio::time::timeout(crate::deadline::remaining(COMMAND_DEADLINE), async {
             let _guard = lock.lock().await;
             self.execute_serialised(&request).await
         })
@@ -335,7 +335,7 @@ impl<A: Aggregate> CommandPipeline<A> {
         };
         // Registered before the append (the echo may come back before it returns); removed
         // when this future ends in any way, the deadline firing mid-wait included.
-        let waiting = PendingEchoes::register(&inner.echoes, envelopes.iter().map(|e| e.metadata.event_id));
+        let waiting = PendingEchoes::register(&inner.echoes, topic, envelopes.iter().map(|e| e.metadata.event_id));
         let appended = if let [envelope] = envelopes {
             inner.producer.append(topic, key, &encoded[0], &headers(envelope)).instrument(span).await.map(|_| ())
         } else {
@@ -357,14 +357,15 @@ type EchoSenders = Mutex<HashMap<Uuid, oneshot::Sender<Echo>>>;
 /// The echoes one command waits for; dropping it forgets those still pending.
 struct PendingEchoes<'a> {
     senders: &'a EchoSenders,
+    topic: &'a str,
     ids: Vec<Uuid>,
     receivers: Vec<oneshot::Receiver<Echo>>,
 }
 
 impl<'a> PendingEchoes<'a> {
-    fn register(senders: &'a EchoSenders, ids: impl Iterator<Item = Uuid>) -> Self {
+    fn register(senders: &'a EchoSenders, topic: &'a str, ids: impl Iterator<Item = Uuid>) -> Self {
         let mut map = senders.lock().expect("echoes lock");
-        let mut waiting = Self { senders, ids: Vec::new(), receivers: Vec::new() };
+        let mut waiting = Self { senders, topic, ids: Vec::new(), receivers: Vec::new() };
         for id in ids {
             let (tx, rx) = oneshot::channel();
             map.insert(id, tx);
@@ -372,7 +373,7 @@ impl<'a> PendingEchoes<'a> {
             waiting.receivers.push(rx);
         }
         drop(map);
-        crate::metrics::METRICS.echoes_pending(waiting.ids.len() as i64);
+        crate::metrics::METRICS.echoes_pending(topic, waiting.ids.len() as i64);
         waiting
     }
 
@@ -391,7 +392,7 @@ impl Drop for PendingEchoes<'_> {
         for id in &self.ids {
             map.remove(id);
         }
-        crate::metrics::METRICS.echoes_pending(-(self.ids.len() as i64));
+        crate::metrics::METRICS.echoes_pending(self.topic, -(self.ids.len() as i64));
     }
 }
 

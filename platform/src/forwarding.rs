@@ -139,6 +139,12 @@ where
             Route::Local => self.pipeline.execute(request).await,
             Route::Remote(url) => match self.forward(&url, &request).await {
                 Ok(answer) => answer.into_result(),
+                // The owner may be running it still: running it here too would only race it.
+                // The client retries with the command's idempotency key.
+                Err(error) if error.is_timeout() => {
+                    tracing::warn!(message = "The owner did not answer in time.", owner = %url, %error);
+                    Err(CommandError::Unavailable("the partition's owner did not answer in time".into()))
+                }
                 Err(error) => {
                     // The owner is gone or unreachable: the arbiter makes running here safe.
                     tracing::warn!(message = "Forwarding failed; running the command here.", owner = %url, %error);
@@ -154,7 +160,11 @@ where
         request: &CommandRequest<A::Command>,
     ) -> Result<Answer<A, A::Error>, reqwest::Error> {
         let token = self.keys.mint(INTERNAL_SUBJECT, "", chrono::Utc::now().timestamp());
-        let mut call = self.http.post(format!("{url}{}", self.path)).header(INTERNAL_HEADER, token);
+        let mut call = self
+            .http
+            .post(format!("{url}{}", self.path))
+            .timeout(crate::deadline::remaining(COMMAND_DEADLINE))
+            .header(INTERNAL_HEADER, token);
         for (name, value) in crate::telemetry::current_trace_headers() {
             call = call.header(name, value);
         }

@@ -183,7 +183,9 @@ pub async fn not_found() -> ApiError {
 }
 
 /// A position in a topic handed to clients in `X-Consistency-Token`: `<partition>:<offset>`
-/// prefixed by the read model's topic short name, e.g. `tickets:3:1042`.
+/// prefixed by the read model's topic short name, e.g. `tickets:3:1042`. A command that wrote
+/// to several topics (an order reserves its ticket) answers one per write, comma-separated
+/// (`orders:1:77,tickets:3:1042`), and a read waits for those of its read model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsistencyToken {
     /// Short name of the topic (`tickets`).
@@ -198,7 +200,7 @@ pub struct ConsistencyToken {
 pub const CONSISTENCY_HEADER: &str = "x-consistency-token";
 
 impl ConsistencyToken {
-    /// Parses a token; `None` when malformed.
+    /// Parses one token; `None` when malformed.
     pub fn parse(value: &str) -> Option<Self> {
         let mut parts = value.trim().splitn(3, ':');
         let topic = parts.next()?.to_string();
@@ -206,15 +208,29 @@ impl ConsistencyToken {
         let offset = parts.next()?.parse().ok()?;
         (!topic.is_empty()).then_some(Self { topic, partition, offset })
     }
-}
 
-impl ConsistencyToken {
-    /// Puts the token of a command's write (at `position` of topic `topic`) on its answer;
-    /// a command that wrote nothing gets none.
+    /// The well-formed tokens of a request's header that name writes to `topic`.
+    pub fn for_topic(headers: &axum::http::HeaderMap, topic: &str) -> Vec<Self> {
+        headers
+            .get_all(CONSISTENCY_HEADER)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(Self::parse)
+            .filter(|token| token.topic == topic)
+            .collect()
+    }
+
+    /// Adds the token of a command's write (at `position` of topic `topic`) to its answer;
+    /// a command that wrote nothing there adds none.
     pub fn attach(response: &mut axum::response::Response, topic: &str, position: Option<crate::log::LogPosition>) {
         let Some(position) = position else { return };
         let token = ConsistencyToken { topic: topic.to_string(), partition: position.partition, offset: position.offset };
-        if let Ok(value) = axum::http::HeaderValue::from_str(&token.to_string()) {
+        let value = match response.headers().get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier},{token}"),
+            None => token.to_string(),
+        };
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
             response.headers_mut().insert(CONSISTENCY_HEADER, value);
         }
     }

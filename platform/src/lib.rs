@@ -6,6 +6,7 @@ pub mod arbiter;
 pub mod codec;
 pub mod command;
 pub mod config;
+pub mod deadline;
 pub mod forwarding;
 pub mod http;
 pub mod inbox;

@@ -42,6 +42,11 @@ struct ProjectionLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The process's metrics.
@@ -53,7 +58,8 @@ pub struct Metrics {
     projector_lag: Family<PartitionLabels, Gauge>,
     projection_events: Family<ProjectionLabels, Counter>,
     expiration_pending: Gauge,
-    echoes_pending: Gauge,
+    echoes_pending: Family<TopicLabels, Gauge>,
+    shed: Counter,
     payments: Family<CommandLabels, Counter>,
 }
 
@@ -81,15 +87,17 @@ impl Default for Metrics {
         registry.register("projection_events", "Events a projection applied or ignored", projection_events.clone());
         let expiration_pending = Gauge::default();
         registry.register("expiration_deadlines_pending", "Order payment deadlines not yet fired", expiration_pending.clone());
-        let echoes_pending = Gauge::default();
+        let echoes_pending = Family::<TopicLabels, Gauge>::default();
         registry.register(
             "command_echoes_pending",
-            "Events appended by commands still waiting for their echo from the log",
+            "Events appended by commands still waiting for their echo from the log, per topic",
             echoes_pending.clone(),
         );
+        let shed = Counter::default();
+        registry.register("requests_shed", "Requests answered 503 at once because too many were in flight", shed.clone());
         let payments = Family::<CommandLabels, Counter>::default();
         registry.register("payments", "Payment outcomes: succeeded, declined, unavailable", payments.clone());
-        Self { registry, http_requests, http_latency, commands, projector_lag, projection_events, expiration_pending, echoes_pending, payments }
+        Self { registry, http_requests, http_latency, commands, projector_lag, projection_events, expiration_pending, echoes_pending, shed, payments }
     }
 }
 
@@ -127,9 +135,15 @@ impl Metrics {
         self.expiration_pending.set(pending);
     }
 
-    /// Counts events whose command waits for their echo (negative: no longer waiting).
-    pub fn echoes_pending(&self, change: i64) {
-        self.echoes_pending.inc_by(change);
+    /// Counts events of `topic` whose command waits for their echo (negative: no longer
+    /// waiting).
+    pub fn echoes_pending(&self, topic: &str, change: i64) {
+        self.echoes_pending.get_or_create(&TopicLabels { topic: topic.to_string() }).inc_by(change);
+    }
+
+    /// Counts a request shed for load.
+    pub fn shed(&self) {
+        self.shed.inc();
     }
 
     /// Records a payment outcome (`succeeded`, `declined`, `unavailable`).

@@ -1,8 +1,10 @@
-//! Projectors: consumer groups that fold a topic into a read model, with version-guarded writes
-//! and offsets committed only after the write; and the rebuild that replays the log into a
+//! Projectors: consumer groups that fold a topic into a read model, with version-guarded writes,
+//! each partition resumed from the progress the store itself recorded (not the committed
+//! offset, which may cover writes the store lost); and the rebuild that replays the log into a
 //! fresh namespace, then switches reads over.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, TopicReader};
+use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, StartOffsets, TopicReader};
 use crate::store::{CellKey, ReadStore, StoreError};
 
 /// Why a record could not be applied.
@@ -93,6 +95,7 @@ const PROGRESS_TABLE: &str = "progress";
 pub struct ReadModels {
     store: Arc<dyn ReadStore>,
     cache: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    progressed: Arc<tokio::sync::Notify>,
 }
 
 /// How long a cached namespace pointer is trusted.
@@ -101,7 +104,7 @@ const POINTER_TTL: Duration = Duration::from_millis(500);
 impl ReadModels {
     /// The catalog of read models kept in `store`.
     pub fn new(store: Arc<dyn ReadStore>) -> Self {
-        Self { store, cache: Arc::default() }
+        Self { store, cache: Arc::default(), progressed: Arc::default() }
     }
 
     /// The store behind the catalog.
@@ -138,7 +141,15 @@ impl ReadModels {
     pub async fn record_progress(&self, namespace: &str, partition: i32, next_offset: i64) -> Result<(), StoreError> {
         let partition = partition.to_string();
         let key = CellKey { namespace, table: PROGRESS_TABLE, partition: &partition, clustering: "" };
-        self.store.put(key, next_offset.to_string().as_bytes(), next_offset).await
+        self.store.put(key, next_offset.to_string().as_bytes(), next_offset).await?;
+        self.progressed.notify_waiters();
+        Ok(())
+    }
+
+    /// Woken whenever a projector of this process records progress (readers waiting for a
+    /// write look again then; progress made by other processes is only seen by looking).
+    pub fn progress_notifier(&self) -> Arc<tokio::sync::Notify> {
+        self.progressed.clone()
     }
 
     /// The offset up to which `namespace` has applied `partition` (0 when nothing).
@@ -225,12 +236,17 @@ pub async fn run_projector(
     health: Arc<ProjectorHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LogError> {
-    let consumer = Arc::new(GroupConsumer::subscribe(&config, &group, &[projection.topic()])?);
-    let mut workers: HashMap<i32, (tokio::sync::mpsc::Sender<LogRecord>, tokio::task::JoinHandle<()>)> = HashMap::new();
+    // Each partition resumes where the store says it is, not at the committed offset: the
+    // store may have lost writes the offsets already cover (see `StartOffsets`).
+    let starts = Arc::new(StartOffsets::default());
+    let consumer = Arc::new(GroupConsumer::subscribe_from(&config, &group, projection.topic(), starts.clone())?);
+    load_start_offsets(&consumer, projection.as_ref(), &read_models, &starts, &shutdown).await;
+    let mut workers: HashMap<i32, PartitionWorker> = HashMap::new();
     let mut last_health = Instant::now() - Duration::from_secs(10);
     loop {
         if last_health.elapsed() > Duration::from_secs(1) {
             last_health = Instant::now();
+            record_skipped_ends(&consumer, projection.as_ref(), &read_models, &starts, &mut workers).await;
             update_health(&consumer, &read_models, projection.as_ref(), &health).await;
         }
         let record = tokio::select! {
@@ -247,20 +263,31 @@ pub async fn run_projector(
             }
         };
         let partition = record.position.partition;
-        let (queue, _) = workers.entry(partition).or_insert_with(|| {
+        let next = record.position.offset + 1;
+        let worker = workers.entry(partition).or_insert_with(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(PARTITION_QUEUE);
-            let worker = tokio::spawn(project_partition(rx, projection.clone(), read_models.clone(), consumer.clone()));
-            (tx, worker)
+            let applied = Arc::new(AtomicI64::new(0));
+            let handle = tokio::spawn(project_partition(
+                rx,
+                config.clone(),
+                projection.clone(),
+                read_models.clone(),
+                consumer.clone(),
+                starts.clone(),
+                applied.clone(),
+            ));
+            PartitionWorker { queue: tx, handle, applied, sent: 0 }
         });
-        if queue.send(record).await.is_err() {
+        worker.sent = next;
+        if worker.queue.send(record).await.is_err() {
             tracing::error!(message = "A projector's partition worker stopped.", projection = projection.name(), partition);
             workers.remove(&partition);
         }
     }
     // Let the workers finish what they hold, so its offsets are stored before the commit.
-    for (_, (queue, worker)) in workers.drain() {
-        drop(queue);
-        let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    for (_, worker) in workers.drain() {
+        drop(worker.queue);
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker.handle).await;
     }
     if let Err(error) = consumer.commit() {
         tracing::warn!(message = "Failed to commit projector offsets on shutdown.", %error);
@@ -270,12 +297,21 @@ pub async fn run_projector(
 
 /// Applies one partition's records in order: the write, then the progress recorded with it,
 /// then the offset stored for the next commit.
+///
+/// The first record a worker writes into a namespace (at start, or after a rebuild switched
+/// reads to a new one) is preceded by what that namespace lacks of the partition, read from the
+/// log: a rebuild's namespace is still being filled behind the live head, and an event whose
+/// predecessor is not there yet would be judged a gap and lost.
 async fn project_partition(
     mut records: tokio::sync::mpsc::Receiver<LogRecord>,
+    config: LogConfig,
     projection: Arc<dyn Projection>,
     read_models: ReadModels,
     consumer: Arc<GroupConsumer>,
+    starts: Arc<StartOffsets>,
+    applied: Arc<AtomicI64>,
 ) {
+    let mut written: Option<String> = None;
     while let Some(record) = records.recv().await {
         let namespace = loop {
             match read_models.current(projection.name()).await {
@@ -286,26 +322,126 @@ async fn project_partition(
                 }
             }
         };
+        let partition = record.position.partition;
+        if written.as_deref() != Some(namespace.as_str()) {
+            while let Err(error) = fill_behind(&config, projection.as_ref(), &read_models, &namespace, partition, record.position.offset).await {
+                tracing::warn!(message = "Failed to fill a namespace behind the live head; retrying.", %error);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            written = Some(namespace.clone());
+        }
         let span = tracing::info_span!(
             "project",
             projection = projection.name(),
-            partition = record.position.partition,
+            partition,
             offset = record.position.offset,
         );
         crate::telemetry::continue_trace(&span, &record.headers);
         apply_with_retry(projection.as_ref(), read_models.store().as_ref(), &namespace, &record)
             .instrument(span)
             .await;
-        while let Err(error) = read_models
-            .record_progress(&namespace, record.position.partition, record.position.offset + 1)
-            .await
-        {
+        while let Err(error) = read_models.record_progress(&namespace, partition, record.position.offset + 1).await {
             tracing::warn!(message = "Failed to record progress; retrying.", %error);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        starts.set(projection.topic(), partition, record.position.offset + 1);
+        applied.fetch_max(record.position.offset + 1, AtomicOrdering::Relaxed);
         // After a rebalance took the partition away this fails; the new owner replays it.
         if let Err(error) = consumer.store_offset(&record) {
             tracing::warn!(message = "Failed to store a projector offset.", %error);
+        }
+    }
+}
+
+/// Applies into `namespace` the records of `partition` from its recorded progress up to
+/// `until` (exclusive), when it is behind.
+async fn fill_behind(
+    config: &LogConfig,
+    projection: &dyn Projection,
+    read_models: &ReadModels,
+    namespace: &str,
+    partition: i32,
+    until: i64,
+) -> anyhow::Result<()> {
+    let from = read_models.progress(namespace, partition).await?;
+    if from >= until {
+        return Ok(());
+    }
+    tracing::info!(message = "Filling a namespace behind the live head.", projection = projection.name(), namespace, partition, from, until);
+    let reader = TopicReader::partition_from(config, projection.topic(), partition, from)?;
+    let mut remaining = reader.remaining_before(&BTreeMap::from([(partition, until)]));
+    while let Some(record) = reader.next_within(&mut remaining).await? {
+        apply_with_retry(projection, read_models.store().as_ref(), namespace, &record).await;
+        read_models.record_progress(namespace, partition, record.position.offset + 1).await?;
+    }
+    Ok(())
+}
+
+/// One partition's worker, as the projector's loop sees it.
+struct PartitionWorker {
+    queue: tokio::sync::mpsc::Sender<LogRecord>,
+    handle: tokio::task::JoinHandle<()>,
+    /// The offset after the last record the worker applied.
+    applied: Arc<AtomicI64>,
+    /// The offset after the last record handed to the worker.
+    sent: i64,
+}
+
+/// Records as progress, for partitions whose worker has applied everything it was handed,
+/// the consumer's position when it lies past the last record: what is between is never
+/// delivered (transaction markers, aborted records), and a reader waiting for the log's end
+/// must see the projection get there.
+async fn record_skipped_ends(
+    consumer: &GroupConsumer,
+    projection: &dyn Projection,
+    read_models: &ReadModels,
+    starts: &StartOffsets,
+    workers: &mut HashMap<i32, PartitionWorker>,
+) {
+    let Ok(namespace) = read_models.current(projection.name()).await else { return };
+    for (partition, worker) in workers.iter_mut() {
+        if worker.applied.load(AtomicOrdering::Relaxed) < worker.sent {
+            continue;
+        }
+        let Some(position) = consumer.position(projection.topic(), *partition) else { continue };
+        if position > worker.sent && read_models.record_progress(&namespace, *partition, position).await.is_ok() {
+            starts.set(projection.topic(), *partition, position);
+            worker.applied.fetch_max(position, AtomicOrdering::Relaxed);
+            worker.sent = position;
+        }
+    }
+}
+
+/// Reads the store's progress on every partition of the projection's topic before the first
+/// poll (which runs the first assignment), retrying while the log or the store is down.
+async fn load_start_offsets(
+    consumer: &GroupConsumer,
+    projection: &dyn Projection,
+    read_models: &ReadModels,
+    starts: &StartOffsets,
+    shutdown: &watch::Receiver<bool>,
+) {
+    loop {
+        let loaded = async {
+            let namespace = read_models.current(projection.name()).await.map_err(|e| e.to_string())?;
+            let partitions = consumer.partitions_of(projection.topic()).map_err(|e| e.to_string())?;
+            for partition in partitions {
+                let next = read_models.progress(&namespace, partition).await.map_err(|e| e.to_string())?;
+                if next > 0 {
+                    starts.set(projection.topic(), partition, next);
+                }
+            }
+            Ok::<(), String>(())
+        };
+        match loaded.await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(message = "Failed to read the projection's progress; retrying.", projection = projection.name(), %error);
+                if *shutdown.borrow() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 }

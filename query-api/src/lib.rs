@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use platform::http::{ApiError, CONSISTENCY_HEADER, ConsistencyToken};
+use platform::http::{ApiError, ConsistencyToken};
+use platform::log::EndOffsets;
 use platform::projection::ReadModels;
 use platform::store::Cell;
 use platform::session::{CurrentUser, SessionKeys};
@@ -33,6 +34,9 @@ pub struct QueryState {
     pub list_limit: usize,
     /// The last list of tickets for sale, reused for a short while.
     pub list_cache: Arc<ListCache>,
+    /// Where the log ends: a read of one aggregate that finds nothing waits (bounded) until
+    /// the projection has reached the log's end as of the request. `None`: a miss is a 404.
+    pub log_ends: Option<Arc<EndOffsets>>,
 }
 
 /// The list of tickets for sale as last read, per namespace: without it every browse reads up
@@ -80,38 +84,80 @@ fn unavailable(error: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(error.to_string())
 }
 
-/// The request's consistency token, when it names a write to `read_model`.
-fn token_for(read_model: &str, headers: &HeaderMap) -> Option<ConsistencyToken> {
-    let token = headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()).and_then(ConsistencyToken::parse)?;
-    (token.topic == read_model).then_some(token)
+/// Waits (bounded by `deadline`) until the projection serving `read_model` has applied every
+/// `(partition, offset)` in `wanted`; returns the namespace and whether it gave up. Woken by
+/// the progress of this process's projectors, and looks again every few milliseconds for
+/// projectors elsewhere.
+async fn namespace_after(
+    state: &QueryState,
+    read_model: &str,
+    wanted: &[(i32, i64)],
+    deadline: Instant,
+) -> Result<(String, bool), ApiError> {
+    let notifier = state.read_models.progress_notifier();
+    loop {
+        let progressed = notifier.notified();
+        tokio::pin!(progressed);
+        // Registered before looking, so progress made while looking is not missed.
+        progressed.as_mut().enable();
+        let namespace = state.read_models.current(read_model).await.map_err(unavailable)?;
+        let mut reached = true;
+        for (partition, offset) in wanted {
+            if state.read_models.progress(&namespace, *partition).await.map_err(unavailable)? <= *offset {
+                reached = false;
+                break;
+            }
+        }
+        if reached {
+            return Ok((namespace, false));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok((namespace, true));
+        }
+        let _ = tokio::time::timeout((deadline - now).min(OTHER_PROCESS_POLL), progressed).await;
+    }
 }
 
-/// Resolves the namespace serving `read_model`, after waiting (bounded) for the write named by
-/// the request's consistency token. Returns whether the wait timed out.
+/// How often a waiting read looks at progress that no projector of this process reports.
+const OTHER_PROCESS_POLL: Duration = Duration::from_millis(25);
+
+/// Resolves the namespace serving `read_model`, after waiting (bounded) for the writes the
+/// request's consistency tokens name. Returns whether the wait timed out.
 async fn namespace_after_token(
     state: &QueryState,
     read_model: &str,
     headers: &HeaderMap,
 ) -> Result<(String, bool), ApiError> {
-    let token = token_for(read_model, headers);
-    let deadline = Instant::now() + CONSISTENCY_WAIT;
-    // Short first pauses: a projector is usually a few milliseconds behind.
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let namespace = state.read_models.current(read_model).await.map_err(unavailable)?;
-        let Some(token) = token.as_ref() else {
-            return Ok((namespace, false));
-        };
-        let done = state.read_models.progress(&namespace, token.partition).await.map_err(unavailable)?;
-        if done > token.offset {
-            return Ok((namespace, false));
-        }
-        if Instant::now() >= deadline {
-            return Ok((namespace, true));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(10));
+    let wanted: Vec<(i32, i64)> =
+        ConsistencyToken::for_topic(headers, read_model).iter().map(|t| (t.partition, t.offset)).collect();
+    namespace_after(state, read_model, &wanted, Instant::now() + CONSISTENCY_WAIT).await
+}
+
+/// Reads one aggregate's row; when there is none, waits (bounded) until the projection has
+/// reached where the aggregate's partition of the log ended as of the request, then reads
+/// again: a client reading back its own acknowledged write without a token gets it, not a 404.
+async fn read_or_wait<T, F>(
+    state: &QueryState,
+    read_model: &str,
+    id: &str,
+    headers: &HeaderMap,
+    read: impl Fn(String) -> F,
+) -> Result<(T, bool), ApiError>
+where
+    F: std::future::Future<Output = Result<Option<T>, ApiError>>,
+{
+    let (namespace, stale) = namespace_after_token(state, read_model, headers).await?;
+    if let Some(row) = read(namespace).await? {
+        return Ok((row, stale));
     }
+    let Some(ends) = &state.log_ends else { return Err(ApiError::NotFound) };
+    let topic = ends.topic(read_model);
+    let partitions = ends.partition_count(&topic).await.map_err(unavailable)?;
+    let partition = platform::ownership::partition_for(id.as_bytes(), partitions);
+    let end = ends.end_of(&topic, partition).await.map_err(unavailable)?;
+    let (namespace, _) = namespace_after(state, read_model, &[(partition, end - 1)], Instant::now() + CONSISTENCY_WAIT).await?;
+    read(namespace).await?.map(|row| (row, stale)).ok_or(ApiError::NotFound)
 }
 
 fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
@@ -127,7 +173,7 @@ fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
 async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
     let cache = &state.list_cache;
-    if token_for("tickets", &headers).is_some() || cache.max_age.is_zero() {
+    if !ConsistencyToken::for_topic(&headers, "tickets").is_empty() || cache.max_age.is_zero() {
         return Ok(with_staleness(tickets_for_sale(&state, &namespace).await?, stale));
     }
     // Held while reading: concurrent misses wait for one read instead of each making theirs.
@@ -231,11 +277,12 @@ async fn show_order(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let user = user.ok_or(ApiError::NotAuthorized)?;
-    let (namespace, stale) = namespace_after_token(&state, "orders", &headers).await?;
-    let row = get_order(state.read_models.store().as_ref(), &namespace, &id)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound)?;
+    let store = state.read_models.store().clone();
+    let (row, stale) = read_or_wait(&state, "orders", &id, &headers, |namespace| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { get_order(store.as_ref(), &namespace, &id).await.map_err(unavailable) }
+    })
+    .await?;
     if row.user_id != user.id {
         return Err(ApiError::NotAuthorized);
     }
@@ -248,10 +295,11 @@ async fn show_ticket(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
-    let row = get_ticket(state.read_models.store().as_ref(), &namespace, &id)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound)?;
+    let store = state.read_models.store().clone();
+    let (row, stale) = read_or_wait(&state, "tickets", &id, &headers, |namespace| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { get_ticket(store.as_ref(), &namespace, &id).await.map_err(unavailable) }
+    })
+    .await?;
     Ok(with_staleness(row.to_api_json(), stale))
 }

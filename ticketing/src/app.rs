@@ -25,7 +25,7 @@ use platform::command::CommandPipeline;
 use platform::forwarding::{CommandService, Forwardable};
 use platform::http::{BODY_LIMIT_BYTES, not_found};
 use platform::inbox::run_inbox;
-use platform::log::{DeadLetters, LogConfig, TopicSpec, ensure_topics};
+use platform::log::{DeadLetters, EndOffsets, LogConfig, TopicSpec, ensure_topics};
 use platform::ownership::PartitionOwnership;
 use platform::projection::{Projection, ProjectorHealth, ReadModels, run_projector};
 use platform::session::SessionKeys;
@@ -531,6 +531,9 @@ impl Application {
             if has(Component::ProjectorOrders) {
                 wanted.push(("orders", Arc::new(OrderProjector::new(codecs.orders.clone()))));
             }
+            // One catalog for the process: a query waiting for a write is woken by the progress
+            // its projector records.
+            let read_models = ReadModels::new(store.clone());
             for (name, projection) in wanted {
                 let health = Arc::new(ProjectorHealth::default());
                 tasks.push(spawn_logged(
@@ -538,7 +541,7 @@ impl Application {
                     run_projector(
                         log.clone(),
                         projection,
-                        ReadModels::new(store.clone()),
+                        read_models.clone(),
                         log.group(&format!("projector.{name}")),
                         health.clone(),
                         shutdown_rx.clone(),
@@ -548,7 +551,8 @@ impl Application {
             }
             if has(Component::QueryApi) {
                 router = router.merge(query_api::router(query_api::QueryState {
-                    read_models: ReadModels::new(store.clone()),
+                    read_models: read_models.clone(),
+                    log_ends: Some(Arc::new(EndOffsets::new(&log)?)),
                     keys: keys.clone(),
                     list_limit: settings.tickets_list_limit,
                     list_cache: Arc::new(query_api::ListCache::new(Duration::from_millis(settings.tickets_list_cache_ms))),
@@ -574,6 +578,11 @@ impl Application {
                     .with_state(readiness),
             )
             .fallback(not_found)
+            // Inside the key's layer: an answer past the deadline still names the key.
+            .layer(axum::middleware::from_fn_with_state(
+                platform::deadline::RequestLimits::new(Duration::from_millis(settings.request_timeout_ms), settings.max_in_flight),
+                platform::deadline::limit_requests,
+            ))
             .layer(axum::middleware::from_fn(platform::http::assign_idempotency_key))
             .layer(axum::middleware::from_fn(platform::metrics::track_http))
             .layer(axum::middleware::from_fn(platform::telemetry::trace_http))

@@ -79,6 +79,12 @@ pub struct Settings {
     /// How long a read list of tickets for sale is reused for requests without a tickets
     /// consistency token (`TICKETS_LIST_CACHE_MS`, default 250; 0 turns it off).
     pub tickets_list_cache_ms: u64,
+    /// The deadline of every public request, all its steps included
+    /// (`TICKETING_REQUEST_TIMEOUT_MS`, default 10000).
+    pub request_timeout_ms: u64,
+    /// Public requests in flight at most; more are answered 503 with `Retry-After` at once
+    /// (`TICKETING_MAX_IN_FLIGHT`, default 1024).
+    pub max_in_flight: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -174,6 +180,12 @@ pub struct SettingsArgs {
     /// consistency token, in milliseconds (0 turns it off).
     #[arg(long, env = "TICKETS_LIST_CACHE_MS", value_name = "TICKETS_LIST_CACHE_MS", default_value_t = 250)]
     pub tickets_list_cache_ms: u64,
+    /// The deadline of every public request, all its steps included, in milliseconds.
+    #[arg(long, env = "TICKETING_REQUEST_TIMEOUT_MS", value_name = "TICKETING_REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+    /// Public requests in flight at most; more are answered 503 with `Retry-After` at once.
+    #[arg(long, env = "TICKETING_MAX_IN_FLIGHT", value_name = "TICKETING_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
 }
 
 /// Which read store `TICKETING_STORE` names.
@@ -277,6 +289,8 @@ impl Settings {
             ready_max_lag: args.ready_max_lag,
             tickets_list_limit: args.tickets_list_limit as usize,
             tickets_list_cache_ms: args.tickets_list_cache_ms,
+            request_timeout_ms: args.request_timeout_ms,
+            max_in_flight: args.max_in_flight as usize,
         })
     }
 }

@@ -144,7 +144,10 @@ async fn create_order(
         .await
         .map_err(|e| command_error(e, order_error))?;
     let body = order_json(&order_id, &created.state, created.version);
-    Ok(with_token((StatusCode::CREATED, Json(body)).into_response(), &created))
+    let mut response = with_token((StatusCode::CREATED, Json(body)).into_response(), &created);
+    // The token covers the reservation too: `GET /api/tickets/:id` with it shows the hold.
+    ConsistencyToken::attach(&mut response, "tickets", reserved.position);
+    Ok(response)
 }
 
 #[tracing::instrument(name = "DELETE /api/orders/{id}", skip_all, fields(order_id = %id))]
@@ -164,12 +167,14 @@ async fn cancel_order(
         .map_err(|e| command_error(e, order_error))?;
     // Release at once; the process manager does the same (same command id) should this fail.
     let release = TicketCommand::ReleaseTicket { order_id: id.clone() };
-    if let Err(error) = state
+    let mut response = with_token(StatusCode::NO_CONTENT.into_response(), &cancelled);
+    match state
         .tickets
         .execute(CommandRequest::from_client(&cancelled.state.ticket.id, release_command_id(&id), release))
         .await
     {
-        tracing::warn!(message = "Failed to release the ticket; the process manager will.", %error);
+        Ok(released) => ConsistencyToken::attach(&mut response, "tickets", released.position),
+        Err(error) => tracing::warn!(message = "Failed to release the ticket; the process manager will.", %error),
     }
-    Ok(with_token(StatusCode::NO_CONTENT.into_response(), &cancelled))
+    Ok(response)
 }

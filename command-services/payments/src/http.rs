@@ -12,7 +12,7 @@ use orders_command::domain::{Order, OrderCommand, OrderError, OrderStatus};
 use orders_command::saga::{complete_command_id, sell_command_id};
 use platform::command::CommandRequest;
 use platform::forwarding::CommandService;
-use platform::http::{ApiError, ErrorEntry, JsonBody, command_error};
+use platform::http::{ApiError, ConsistencyToken, ErrorEntry, JsonBody, command_error};
 use platform::session::{CurrentUser, SessionKeys};
 use serde_json::json;
 use tickets_command::domain::{Ticket, TicketCommand};
@@ -118,13 +118,16 @@ async fn create_payment(
                 ApiError::BadRequest(error.to_string())
             })
         })?;
+    let mut response = (StatusCode::CREATED, Json(json!({ "id": payment_id }))).into_response();
+    ConsistencyToken::attach(&mut response, "orders", completed.position);
     let sell = TicketCommand::SellTicket { order_id: order_id.clone() };
-    if let Err(error) = state
+    match state
         .tickets
         .execute(CommandRequest::from_client(&completed.state.ticket.id, sell_command_id(&order_id), sell))
         .await
     {
-        tracing::warn!(message = "Failed to sell the ticket; the process manager will.", %error);
+        Ok(sold) => ConsistencyToken::attach(&mut response, "tickets", sold.position),
+        Err(error) => tracing::warn!(message = "Failed to sell the ticket; the process manager will.", %error),
     }
-    Ok((StatusCode::CREATED, Json(json!({ "id": payment_id }))).into_response())
+    Ok(response)
 }

@@ -65,10 +65,13 @@ type HashJob = Box<dyn FnOnce() + Send>;
 /// threads, which come and go, a burst of sign-ups ran dozens of hashes at once (finishing none
 /// sooner) and glibc kept their blocks cached in up to 16 arenas: the users service sat at
 /// 0.8–1.3 GiB resident (see BENCHMARKS.md). These threads queue the work and reuse their memory.
-static HASHERS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<HashJob>>> = std::sync::LazyLock::new(|| {
-    let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+/// The queue is bounded: a burst beyond it is shed with a 503 at once rather than queued for
+/// longer than any client waits.
+static HASHERS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::SyncSender<HashJob>>> = std::sync::LazyLock::new(|| {
+    let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(threads * HASH_QUEUE_PER_THREAD);
     let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
-    for n in 0..std::thread::available_parallelism().map(usize::from).unwrap_or(1) {
+    for n in 0..threads {
         let queue = queue.clone();
         let spawned = std::thread::Builder::new().name(format!("password-hasher-{n}")).spawn(move || {
             loop {
@@ -90,17 +93,31 @@ static HASHERS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<Has
     std::sync::Mutex::new(jobs)
 });
 
-/// Runs password hashing or verification on [`HASHERS`].
+/// Jobs that may wait per hashing thread (each takes tens of milliseconds).
+const HASH_QUEUE_PER_THREAD: usize = 8;
+
+/// Runs password hashing or verification on [`HASHERS`]; a 503 when their queue is full.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     let (answer, answered) = tokio::sync::oneshot::channel();
     let job: HashJob = Box::new(move || {
-        let _ = answer.send(work());
+        // The request gave up (its deadline passed): spare the core.
+        if !answer.is_closed() {
+            let _ = answer.send(work());
+        }
     });
-    HASHERS
+    let sent = HASHERS
         .lock()
         .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("the password hashers are gone")))?
-        .send(job)
-        .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("the password hashers are gone")))?;
+        .try_send(job);
+    match sent {
+        Ok(()) => {}
+        Err(std::sync::mpsc::TrySendError::Full(_)) => {
+            return Err(ApiError::Unavailable("too many password checks are waiting".into()));
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+            return Err(ApiError::Unexpected(anyhow::anyhow!("the password hashers are gone")));
+        }
+    }
     answered.await.map_err(|_| ApiError::Unexpected(anyhow::anyhow!("password hashing failed")))
 }
 

@@ -1,13 +1,14 @@
 //! Readers of the log: a partition-assigning reader for replays and tails, and a group consumer
 //! for projectors.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -34,7 +35,7 @@ fn to_record(message: &BorrowedMessage<'_>) -> LogRecord {
     }
 }
 
-fn partitions_of(consumer: &StreamConsumer, topic: &str) -> Result<Vec<i32>, LogError> {
+fn partitions_of<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, topic: &str) -> Result<Vec<i32>, LogError> {
     let metadata = blocking(|| consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)).map_err(classify)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -245,6 +246,32 @@ struct WatermarkContext {
     high: Mutex<BTreeMap<(String, i32), i64>>,
     /// Rebalances this member has been through.
     rebalances: AtomicU64,
+    /// Where to start each assigned partition instead of the committed offset.
+    starts: Option<Arc<StartOffsets>>,
+}
+
+/// Where a member starts reading each partition it is assigned, instead of the group's
+/// committed offset: for projectors, the read store's own progress. A store that lost its
+/// last writes (an embedded store's unsynced tail after a power loss) then gets them again,
+/// where the committed offsets, already past them, would leave holes for ever. A partition
+/// without an entry starts at its beginning (the store has applied nothing of it).
+#[derive(Debug, Default)]
+pub struct StartOffsets {
+    offsets: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl StartOffsets {
+    /// Records that `partition` of `topic` is applied below `next_offset`.
+    pub fn set(&self, topic: &str, partition: i32, next_offset: i64) {
+        let mut offsets = self.offsets.lock().expect("start offsets lock");
+        let entry = offsets.entry((topic.to_string(), partition)).or_insert(next_offset);
+        *entry = (*entry).max(next_offset);
+    }
+
+    /// Where `partition` of `topic` starts.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.lock().expect("start offsets lock").get(&(topic.to_string(), partition)).copied()
+    }
 }
 
 impl ClientContext for WatermarkContext {
@@ -262,8 +289,33 @@ impl ClientContext for WatermarkContext {
 }
 
 impl ConsumerContext for WatermarkContext {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+    // librdkafka's default handling (eager protocol: assign what is given, drop everything on
+    // revocation), with the start offsets set first when the member has its own.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         self.rebalances.fetch_add(1, AtomicOrdering::Relaxed);
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Some(starts) = &self.starts {
+                    let assigned: Vec<(String, i32)> =
+                        tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                    for (topic, partition) in assigned {
+                        let offset = starts.get(&topic, partition).map_or(Offset::Beginning, Offset::Offset);
+                        if let Err(error) = tpl.set_partition_offset(&topic, partition, offset) {
+                            tracing::warn!(message = "Failed to set a start offset.", %topic, partition, %error);
+                        }
+                    }
+                }
+                consumer.assign(tpl)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => consumer.unassign(),
+            other => {
+                tracing::warn!(message = "Rebalance failed; dropping the assignment.", error = ?other);
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(message = "Failed to apply a rebalance.", %error);
+        }
     }
 }
 
@@ -276,16 +328,28 @@ impl GroupConsumer {
     /// Joins `group` and subscribes to `topics`; a new group starts at the beginning. Offsets
     /// stored with [`GroupConsumer::store_offset`] are committed every 500 ms.
     pub fn subscribe(config: &LogConfig, group: &str, topics: &[&str]) -> Result<Self, LogError> {
-        Self::join(config, group, topics, true)
+        Self::join(config, group, topics, true, None)
+    }
+
+    /// Like [`GroupConsumer::subscribe`], but every assigned partition starts where `starts`
+    /// says (its beginning when it says nothing), whatever offset the group committed.
+    pub fn subscribe_from(config: &LogConfig, group: &str, topic: &str, starts: Arc<StartOffsets>) -> Result<Self, LogError> {
+        Self::join(config, group, &[topic], true, Some(starts))
     }
 
     /// Joins `group` as a member that never commits offsets itself: they are committed in the
     /// transactions that append what the records caused ([`super::Transaction::consume`]).
     pub fn subscribe_transactional(config: &LogConfig, group: &str, topics: &[&str]) -> Result<Self, LogError> {
-        Self::join(config, group, topics, false)
+        Self::join(config, group, topics, false, None)
     }
 
-    fn join(config: &LogConfig, group: &str, topics: &[&str], auto_commit: bool) -> Result<Self, LogError> {
+    fn join(
+        config: &LogConfig,
+        group: &str,
+        topics: &[&str],
+        auto_commit: bool,
+        starts: Option<Arc<StartOffsets>>,
+    ) -> Result<Self, LogError> {
         let consumer: StreamConsumer<WatermarkContext> = config
             .client_config()
             .set("group.id", group)
@@ -300,7 +364,7 @@ impl GroupConsumer {
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             .set("isolation.level", "read_committed")
-            .create_with_context(WatermarkContext::default())?;
+            .create_with_context(WatermarkContext { starts, ..WatermarkContext::default() })?;
         consumer.subscribe(topics)?;
         Ok(Self { consumer: Some(consumer) })
     }
@@ -350,6 +414,21 @@ impl GroupConsumer {
         self.consumer().context().rebalances.load(AtomicOrdering::Relaxed)
     }
 
+    /// The partitions of `topic`, from the broker's metadata.
+    pub fn partitions_of(&self, topic: &str) -> Result<Vec<i32>, LogError> {
+        partitions_of(self.consumer(), topic)
+    }
+
+    /// The offset this member reads next in `partition` of `topic` (past transaction markers
+    /// and aborted records it skipped); `None` before it has read there.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        let positions = self.consumer().position().ok()?;
+        match positions.find_partition(topic, partition)?.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }
+    }
+
     /// Partitions currently assigned to this member.
     pub fn assigned_partitions(&self) -> Vec<(String, i32)> {
         self.consumer()
@@ -393,5 +472,63 @@ impl Drop for GroupConsumer {
             consumer.unsubscribe();
             shut_down_consumer(consumer);
         }
+    }
+}
+
+/// Asks the broker where partitions end, for readers that must know how far the log went as of
+/// a request (a read that missed waits for the projection to get there).
+pub struct EndOffsets {
+    consumer: Arc<rdkafka::consumer::BaseConsumer>,
+    config: LogConfig,
+    partitions: Mutex<HashMap<String, i32>>,
+}
+
+impl EndOffsets {
+    /// A client of the log; it connects lazily.
+    pub fn new(config: &LogConfig) -> Result<Self, LogError> {
+        let consumer = config
+            .client_config()
+            .set("group.id", format!("{}.ends.{}", config.namespace, uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()?;
+        Ok(Self { consumer: Arc::new(consumer), config: config.clone(), partitions: Mutex::default() })
+    }
+
+    /// The deployment's full name of topic `name` (`<namespace>.<name>`).
+    pub fn topic(&self, name: &str) -> String {
+        self.config.topic(name)
+    }
+
+    /// How many partitions `topic` has (asked once).
+    pub async fn partition_count(&self, topic: &str) -> Result<i32, LogError> {
+        if let Some(count) = self.partitions.lock().expect("partitions lock").get(topic) {
+            return Ok(*count);
+        }
+        let consumer = self.consumer.clone();
+        let name = topic.to_string();
+        let count = tokio::task::spawn_blocking(move || {
+            let metadata = consumer.fetch_metadata(Some(&name), METADATA_TIMEOUT).map_err(classify)?;
+            let count = metadata.topics().iter().filter(|t| t.name() == name).map(|t| t.partitions().len()).sum::<usize>();
+            if count == 0 {
+                return Err(LogError::Unavailable(format!("topic {name} has no partitions")));
+            }
+            Ok(count as i32)
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))??;
+        self.partitions.lock().expect("partitions lock").insert(topic.to_string(), count);
+        Ok(count)
+    }
+
+    /// The offset after the last committed record of `partition` of `topic`, now (its last
+    /// stable offset: what a `read_committed` projector can reach).
+    pub async fn end_of(&self, topic: &str, partition: i32) -> Result<i64, LogError> {
+        let consumer = self.consumer.clone();
+        let name = topic.to_string();
+        tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&name, partition, METADATA_TIMEOUT).map(|(_, high)| high))
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?
+            .map_err(classify)
     }
 }

@@ -5,7 +5,7 @@ mod consumer;
 mod transaction;
 
 pub use config::LogConfig;
-pub use consumer::{GroupConsumer, TopicReader, shut_down_consumer};
+pub use consumer::{EndOffsets, GroupConsumer, StartOffsets, TopicReader, shut_down_consumer};
 pub use transaction::{OutgoingRecord, TRANSACTION_TIMEOUT, Transaction, TransactionalProducer};
 
 use std::sync::{Arc, RwLock};

@@ -204,7 +204,7 @@ impl ScyllaStore {
         } else if !self.table_exists(&keyspace).await? {
             return Ok(None);
         }
-        let statements = Arc::new(self.prepare(&keyspace).await?);
+        let statements = Arc::new(self.prepare_when_known(&keyspace).await?);
         self.statements
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -249,6 +249,25 @@ impl ScyllaStore {
             .map_err(execution_error("Failed to look up a keyspace"))?;
         let rows = result.into_rows_result().map_err(decode_error)?;
         Ok(rows.rows_num() > 0)
+    }
+
+    /// Prepares the keyspace's statements. A keyspace another process created a moment ago
+    /// may not be known to every connection yet (seen for about 250 ms on Cassandra 5.0 right
+    /// after a rebuild switched reads to its new namespace): wait for schema agreement and try
+    /// again for a bounded while.
+    async fn prepare_when_known(&self, keyspace: &str) -> Result<Statements, StoreError> {
+        let mut attempts = 0;
+        loop {
+            match self.prepare(keyspace).await {
+                Ok(statements) => return Ok(statements),
+                Err(error) if attempts < 20 && error.to_string().contains("does not exist") => {
+                    attempts += 1;
+                    let _ = self.session.await_schema_agreement().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     async fn prepare(&self, keyspace: &str) -> Result<Statements, StoreError> {

@@ -228,3 +228,46 @@ async fn the_reference_clients_price_strings_and_trailing_slashes_are_accepted()
     app.stop().await;
 }
 }
+
+both_stores! {
+async fn the_token_of_an_order_covers_the_reservation_it_made() {
+    let broker = TestBroker::start().await;
+    let app = Deployment::new(&broker).await.spawn().await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await.id();
+    let order = app.request(Method::POST, "/api/orders", Some("buyer"), Some(json!({"ticketId": ticket}))).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
+    let token = order.consistency_token.clone().unwrap();
+    assert!(token.contains("orders:") && token.contains("tickets:"), "one position per topic written: {token}");
+    // No polling: the token makes the read wait for the reservation.
+    let shown = app.get_after(&format!("/api/tickets/{ticket}"), &order).await;
+    assert_eq!(shown.body["orderId"], order.id().as_str(), "{shown:?}");
+    assert!(shown.headers.get("x-consistency").is_none(), "not stale: {shown:?}");
+    let cancelled = app.request(Method::DELETE, &format!("/api/orders/{}", order.id()), Some("buyer"), None).await;
+    assert_eq!(cancelled.status, StatusCode::NO_CONTENT);
+    let shown = app.get_after(&format!("/api/tickets/{ticket}"), &cancelled).await;
+    assert!(shown.body.get("orderId").is_none(), "the release is covered too: {shown:?}");
+    app.stop().await;
+}
+}
+
+both_stores! {
+async fn a_client_without_a_token_never_gets_a_404_for_its_own_acknowledged_write() {
+    let broker = TestBroker::start().await;
+    let app = Deployment::new(&broker).await.spawn().await;
+    // The reference client reads every write back at once and sends no token.
+    for i in 0..15 {
+        let ticket = app.create_ticket("seller", &format!("show {i}"), 20.0).await.id();
+        let shown = app.request(Method::GET, &format!("/api/tickets/{ticket}"), None, None).await;
+        assert_eq!(shown.status, StatusCode::OK, "ticket {i}: {shown:?}");
+        let order = app.request(Method::POST, "/api/orders", Some("buyer"), Some(json!({"ticketId": ticket}))).await;
+        assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
+        let shown = app.request(Method::GET, &format!("/api/orders/{}", order.id()), Some("buyer"), None).await;
+        assert_eq!(shown.status, StatusCode::OK, "order {i}: {shown:?}");
+        assert_eq!(shown.body, order.body);
+    }
+    // An id nobody wrote is still a 404, answered once the projection is at the log's end.
+    let missing = app.request(Method::GET, "/api/orders/no-such-order", Some("buyer"), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+}

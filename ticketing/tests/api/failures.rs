@@ -105,8 +105,47 @@ async fn a_retry_with_the_key_of_a_503_whose_write_landed_returns_the_first_outc
     assert_eq!(created.len(), 1, "one ticket, created once: {events:?}");
     let metrics = app.request(Method::GET, "/metrics", None, None).await;
     let text = metrics.body.as_str().expect("metrics are text").to_string();
-    let pending = text.lines().find(|l| l.starts_with("ticketing_command_echoes_pending ")).expect("the gauge is exported");
-    assert_eq!(pending, "ticketing_command_echoes_pending 0", "no echo is awaited once every command answered");
+    let series = format!("ticketing_command_echoes_pending{{topic=\"{}\"}} ", deployment.log().topic("tickets"));
+    let pending = text.lines().find(|l| l.starts_with(&series)).expect("the gauge is exported");
+    assert_eq!(pending.trim_start_matches(&series), "0", "no echo is awaited once every command answered");
+    app.stop().await;
+}
+}
+
+both_stores! {
+async fn requests_beyond_the_in_flight_bound_or_past_their_deadline_get_503_with_retry_after() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    // Two sign-ups at a time at most; each hashes a password for tens of milliseconds.
+    let app = deployment.spawn_with(|s| s.max_in_flight = 2).await;
+    let signups = (0..24).map(|i| {
+        let app = &app;
+        async move {
+            app.request(Method::POST, "/api/users/signup", None, Some(json!({"email": format!("u{i}@example.com"), "password": "secret"})))
+                .await
+        }
+    });
+    let replies = futures::future::join_all(signups).await;
+    let shed: Vec<_> = replies.iter().filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(!shed.is_empty(), "some were shed: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(replies.iter().all(|r| r.status == StatusCode::CREATED || r.status == StatusCode::SERVICE_UNAVAILABLE));
+    for reply in shed {
+        assert_eq!(reply.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+        reply.assert_error_shape();
+    }
+    // Health answers whatever the load.
+    assert_eq!(app.request(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+    app.stop().await;
+
+    // A deadline shorter than one sign-up: answered 503 at the deadline, with the key to retry.
+    let app = deployment.spawn_with(|s| s.request_timeout_ms = 1).await;
+    let started = Instant::now();
+    let late = app
+        .request(Method::POST, "/api/users/signup", None, Some(json!({"email": "late@example.com", "password": "secret"})))
+        .await;
+    assert_eq!(late.status, StatusCode::SERVICE_UNAVAILABLE, "{late:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at the deadline, not after the work");
+    assert!(late.headers.get("idempotency-key").is_some(), "{late:?}");
     app.stop().await;
 }
 }

@@ -230,6 +230,8 @@ impl Deployment {
             expiration_window_seconds: self.expiration_window_seconds,
             stripe_secret_key: None,
             stripe_api_base: "http://127.0.0.1:9".into(),
+            request_timeout_ms: 10_000,
+            max_in_flight: 1024,
         }
     }
 
