@@ -13,7 +13,7 @@
 //! and the other is ignored by every reader, so its writer answers with a conflict (or, when the
 //! client gave no expected version, decides again on the new state).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::aggregate::{Aggregate, Envelope, EventMetadata};
 use crate::arbiter::{Head, Verdict};
 use crate::codec::{CodecError, EventCodec};
-use crate::log::{LogConfig, LogError, LogPosition, LogProducer, OutgoingRecord, TopicReader, TransactionalProducer};
+use crate::log::{DeadLetters, LogConfig, LogError, LogPosition, LogProducer, LogRecord, OutgoingRecord, TopicReader, TransactionalProducer};
 use crate::ownership::partition_for;
 
 /// How long a command may take, append and echo included, before the client gets a 503.
@@ -101,6 +101,10 @@ pub enum CommandError<E: std::error::Error + 'static> {
     /// The pipeline has not caught up with the log yet.
     #[error("The command side is still catching up with the log")]
     NotReady,
+    /// An event of the aggregate cannot be read, so its state is unknown: it takes no command
+    /// until an operator resolves the parked record (`ticketing dead-letters`).
+    #[error("{0}")]
+    Blocked(String),
 }
 
 impl<E: std::error::Error + 'static> From<CodecError> for CommandError<E> {
@@ -119,11 +123,13 @@ struct Slot<A: Aggregate> {
     state: A,
     head: Head,
     processed: HashMap<String, Outcome<A>>,
+    /// Why the aggregate takes no command: one of its events could not be read.
+    blocked: Option<String>,
 }
 
 impl<A: Aggregate> Default for Slot<A> {
     fn default() -> Self {
-        Self { state: A::default(), head: Head::default(), processed: HashMap::new() }
+        Self { state: A::default(), head: Head::default(), processed: HashMap::new(), blocked: None }
     }
 }
 
@@ -140,6 +146,7 @@ struct Inner<A: Aggregate> {
     /// Per partition, the producer that appends commands of several events atomically.
     transactional: Mutex<HashMap<i32, Arc<TransactionalProducer>>>,
     slots: Mutex<HashMap<String, Slot<A>>>,
+    dead_letters: DeadLetters,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     echoes: EchoSenders,
     ready: watch::Sender<bool>,
@@ -163,6 +170,7 @@ impl<A: Aggregate> CommandPipeline<A> {
     pub fn start(config: &LogConfig, codec: Arc<dyn EventCodec<A::Event>>) -> Result<Self, LogError> {
         let producer = LogProducer::new(config)?;
         let reader = TopicReader::from_beginning(config, codec.topic())?;
+        let producer_for_inner = producer.clone();
         let (ready, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             codec,
@@ -171,6 +179,7 @@ impl<A: Aggregate> CommandPipeline<A> {
             partitions: reader.partitions().len() as i32,
             transactional: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
+            dead_letters: DeadLetters::with_producer(config, producer_for_inner),
             locks: Mutex::new(HashMap::new()),
             echoes: Mutex::new(HashMap::new()),
             ready,
@@ -236,6 +245,9 @@ impl<A: Aggregate> CommandPipeline<A> {
                     Some(slot) => {
                         if let Some(outcome) = slot.processed.get(&request.command_id) {
                             return Ok(outcome.clone());
+                        }
+                        if let Some(reason) = &slot.blocked {
+                            return Err(CommandError::Blocked(reason.clone()));
                         }
                         (slot.state.clone(), slot.head.version)
                     }
@@ -396,6 +408,64 @@ impl Drop for PendingEchoes<'_> {
     }
 }
 
+/// What the command side knows of its topic's unreadable records: which an operator chose to
+/// skip, and which it parked already (every instance reads them all; each parks one once).
+struct PoisonBook {
+    consumer: String,
+    skipped: HashSet<(i32, i64)>,
+    parked: HashSet<(i32, i64)>,
+}
+
+impl PoisonBook {
+    async fn load(config: &LogConfig, topic: &str) -> Self {
+        let consumer = format!("{topic}.commands");
+        let mut book = Self { consumer, skipped: HashSet::new(), parked: HashSet::new() };
+        loop {
+            match DeadLetters::read_all(config).await {
+                Ok(entries) => {
+                    for entry in entries.into_iter().filter(|e| e.topic == topic) {
+                        match entry.resolution.as_deref() {
+                            Some("skip") => book.skipped.insert((entry.partition, entry.offset)),
+                            None if entry.consumer == book.consumer => book.parked.insert((entry.partition, entry.offset)),
+                            _ => false,
+                        };
+                    }
+                    return book;
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Failed to read the dead-letter topic; retrying.", %error);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// An undecodable record of the aggregate keyed by it: unless an operator skipped it, the
+    /// aggregate takes no command (its state without the event is a guess), and the record
+    /// is parked with the reason.
+    async fn unreadable<A: Aggregate>(&mut self, inner: &Inner<A>, record: &LogRecord, reason: &str) {
+        let at = (record.position.partition, record.position.offset);
+        if self.skipped.contains(&at) {
+            tracing::info!(message = "Ignored an unreadable record an operator skipped.", partition = at.0, offset = at.1);
+            return;
+        }
+        let aggregate_id = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
+        tracing::error!(message = "An aggregate's event cannot be read; it takes no command.", %aggregate_id, partition = at.0, offset = at.1, %reason);
+        let blocked = format!(
+            "{aggregate_id} takes no command: its event at {}/{}@{} cannot be read ({reason}); it is parked in the \
+             dead-letter topic for an operator (ticketing dead-letters)",
+            record.topic, at.0, at.1
+        );
+        inner.slots.lock().expect("slots lock").entry(aggregate_id).or_default().blocked = Some(blocked);
+        if self.parked.insert(at) {
+            while let Err(error) = inner.dead_letters.park(record, &self.consumer, reason).await {
+                tracing::warn!(message = "Failed to park an unreadable record; retrying.", %error);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// The `transactional.id` of the writer of several-event commands on one partition of a
 /// topic: stable, so a restarted or competing owner of the partition fences the previous one.
 pub fn writer_transactional_id(topic: &str, partition: i32) -> String {
@@ -452,6 +522,7 @@ impl<A: Aggregate> Inner<A> {
 
 async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
     let mut pending: BTreeMap<i32, i64> = reader.remaining_before(&reader.end_offsets());
+    let mut poison = PoisonBook::load(&inner.config, inner.codec.topic()).await;
     if pending.is_empty() {
         inner.ready.send_replace(true);
     }
@@ -490,12 +561,7 @@ async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
-                    Err(error) => tracing::warn!(
-                        message = "Skipped an undecodable record.",
-                        partition = position.partition,
-                        offset = position.offset,
-                        %error,
-                    ),
+                    Err(error) => poison.unreadable(&inner, &record, &error.to_string()).await,
                 }
                 break;
             },

@@ -49,6 +49,7 @@ enum Answer<A, E> {
     Conflict { expected: i64, actual: i64 },
     Unavailable { reason: String },
     NotReady,
+    Blocked { reason: String },
 }
 
 impl<A: Aggregate> From<Result<Outcome<A>, CommandError<A::Error>>> for Answer<A, A::Error> {
@@ -59,6 +60,7 @@ impl<A: Aggregate> From<Result<Outcome<A>, CommandError<A::Error>>> for Answer<A
             Err(CommandError::Conflict { expected, actual }) => Answer::Conflict { expected, actual },
             Err(CommandError::Unavailable(reason)) => Answer::Unavailable { reason },
             Err(CommandError::NotReady) => Answer::NotReady,
+            Err(CommandError::Blocked(reason)) => Answer::Blocked { reason },
         }
     }
 }
@@ -71,6 +73,7 @@ impl<A: Aggregate> Answer<A, A::Error> {
             Answer::Conflict { expected, actual } => Err(CommandError::Conflict { expected, actual }),
             Answer::Unavailable { reason } => Err(CommandError::Unavailable(reason)),
             Answer::NotReady => Err(CommandError::NotReady),
+            Answer::Blocked { reason } => Err(CommandError::Blocked(reason)),
         }
     }
 }
@@ -125,6 +128,7 @@ where
             Err(CommandError::Rejected(_)) => "rejected",
             Err(CommandError::Conflict { .. }) => "conflict",
             Err(CommandError::Unavailable(_) | CommandError::NotReady) => "unavailable",
+            Err(CommandError::Blocked(_)) => "blocked",
         };
         crate::metrics::METRICS.command(&self.name, outcome);
         result

@@ -283,6 +283,7 @@ pub fn command_error<E: std::error::Error + 'static>(
         CommandError::Conflict { .. } => ApiError::Conflict(error.to_string()),
         CommandError::Unavailable(reason) => ApiError::Unavailable(reason),
         CommandError::NotReady => ApiError::Unavailable("catching up with the log".into()),
+        CommandError::Blocked(reason) => ApiError::Conflict(reason),
     }
 }
 

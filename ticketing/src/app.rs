@@ -204,6 +204,41 @@ pub async fn init(settings: &Settings) -> anyhow::Result<()> {
     local.stop().await
 }
 
+/// The order saga of this deployment.
+pub async fn order_saga(log: &LogConfig, codecs: &Codecs, dead_letters: DeadLetters) -> anyhow::Result<OrderSaga> {
+    let ends = EndOffsets::new(log)?;
+    let partitions = |topic: String| async {
+        let count = ends.partition_count(&topic).await.with_context(|| format!("Failed to look up {topic}"))?;
+        Ok::<_, anyhow::Error>((topic, count))
+    };
+    Ok(OrderSaga {
+        orders_codec: codecs.orders.clone(),
+        payments_codec: codecs.payments.clone(),
+        tickets_topic: partitions(codecs.tickets.topic().to_string()).await?,
+        orders_topic: partitions(codecs.orders.topic().to_string()).await?,
+        dead_letters,
+    })
+}
+
+/// The schema registry a one-off command (rebuild, dead letters) decodes with: the configured
+/// one, or the bundled one (its state is in the log) served on a loopback port until the
+/// returned task is aborted.
+pub async fn tool_registry(
+    settings: &Settings,
+    log: &LogConfig,
+) -> anyhow::Result<(String, Option<JoinHandle<std::io::Result<()>>>)> {
+    match &settings.registry_url {
+        Some(url) => Ok((url.clone(), None)),
+        None => {
+            let registry = SchemaRegistry::open(log).await.context("Failed to open the schema registry")?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let server = tokio::spawn(async move { axum::serve(listener, schemas::registry::router(registry)).await });
+            Ok((url, Some(server)))
+        }
+    }
+}
+
 /// The codecs of every topic.
 #[derive(Clone)]
 pub struct Codecs {
@@ -396,6 +431,8 @@ impl Application {
         let mut local = LocalServices::default();
         let log = connect_log(&settings, &mut local).await?;
         ensure_topics(&log, &topics(&log)).await.context("Failed to create the topics")?;
+        // Before the command sides start: they read it for operators' resolutions.
+        let dead_letters = DeadLetters::open(&log).await.context("Failed to create the dead-letter topic")?;
 
         let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
@@ -478,13 +515,7 @@ impl Application {
                     expiration_window_seconds: settings.expiration_window_seconds,
                 }))
                 .merge(orders.clone().internal_router());
-            let saga = OrderSaga {
-                orders_codec: codecs.orders.clone(),
-                payments_codec: codecs.payments.clone(),
-                tickets_topic: (codecs.tickets.topic().to_string(), tickets.pipeline().partitions()),
-                orders_topic: (codecs.orders.topic().to_string(), orders.pipeline().partitions()),
-                dead_letters: DeadLetters::open(&log).await.context("Failed to open the dead-letter topic")?,
-            };
+            let saga = order_saga(&log, &codecs, dead_letters.clone()).await?;
             tasks.push(spawn_logged("order-saga", run_saga(log.clone(), saga, shutdown_rx.clone())));
             tasks.push(spawn_logged(
                 "orders-inbox",

@@ -32,6 +32,11 @@ enum Command {
         /// The read model (tickets).
         read_model: String,
     },
+    /// List, inspect, replay or skip the records readers parked in the dead-letter topic.
+    DeadLetters {
+        #[command(subcommand)]
+        command: ticketing::dead_letters::DeadLetterCommand,
+    },
 }
 
 #[tokio::main]
@@ -44,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { components } => Application::build(settings, &components).await?.run_until_stopped().await,
         Command::Init => ticketing::app::init(&settings).await,
         Command::Rebuild { read_model } => ticketing::rebuild::run(&settings, &read_model).await.map(|_| ()),
+        Command::DeadLetters { command } => ticketing::dead_letters::run(&settings, command).await,
     }
 }

@@ -2,14 +2,13 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use platform::projection::{Projection, ReadModels, RebuildReport, rebuild};
 use projectors::orders::OrderProjector;
 use projectors::tickets::TicketProjector;
-use schemas::registry::SchemaRegistry;
 
-use crate::app::{Codecs, LocalServices, connect_log, open_store};
+use crate::app::{Codecs, LocalServices, connect_log, open_store, tool_registry};
 use crate::settings::Settings;
 
 /// The read models `rebuild` knows.
@@ -22,20 +21,7 @@ pub async fn run(settings: &Settings, read_model: &str) -> anyhow::Result<Rebuil
     }
     let mut local = LocalServices::default();
     let log = connect_log(settings, &mut local).await?;
-    // Without an external registry, serve the bundled one (its state is in the log) on a
-    // loopback port for the length of the rebuild.
-    let (registry_url, registry_server) = match &settings.registry_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let registry = SchemaRegistry::open(&log).await.context("Failed to open the schema registry")?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let url = format!("http://{}", listener.local_addr()?);
-            let server = tokio::spawn(async move {
-                axum::serve(listener, schemas::registry::router(registry)).await
-            });
-            (url, Some(server))
-        }
-    };
+    let (registry_url, registry_server) = tool_registry(settings, &log).await?;
     let store = open_store(settings, &mut local).await?;
     let read_models = ReadModels::new(store);
     let codecs = Codecs::new(&log, &registry_url)?;

@@ -185,6 +185,18 @@ impl OrderSaga {
         reactions.into_iter().map(|reaction| self.command(metadata, reaction)).collect()
     }
 
+    /// The inbox commands a parked record calls for, decoded again now (an operator's replay of
+    /// a dead letter, once what made it unreadable is fixed). Not judged: the operator vouches
+    /// for it, and the commands' ids make a reaction that already happened a no-op.
+    pub async fn replay_commands(&self, record: &LogRecord) -> Result<Vec<InboxCommand>, CodecError> {
+        let decoded = self.decode(record).await?;
+        let (metadata, reactions) = match &decoded {
+            Decoded::Order(e) => (&e.metadata, react_to_order(&e.metadata, &e.event)),
+            Decoded::Payment(e) => (&e.metadata, react_to_payment(&e.metadata, &e.event)),
+        };
+        Ok(reactions.into_iter().map(|reaction| self.command(metadata, reaction)).collect())
+    }
+
     fn command(&self, cause: &EventMetadata, reaction: Reaction) -> InboxCommand {
         let (tickets, ticket_partitions) = (&self.tickets_topic.0, self.tickets_topic.1);
         let (orders, order_partitions) = (&self.orders_topic.0, self.orders_topic.1);

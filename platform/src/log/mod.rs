@@ -2,9 +2,11 @@
 
 mod config;
 mod consumer;
+mod dead_letter;
 mod transaction;
 
 pub use config::LogConfig;
+pub use dead_letter::{DeadLetter, DeadLetters};
 pub use consumer::{EndOffsets, GroupConsumer, StartOffsets, TopicReader, shut_down_consumer};
 pub use transaction::{OutgoingRecord, TRANSACTION_TIMEOUT, Transaction, TransactionalProducer};
 
@@ -208,41 +210,3 @@ pub async fn ensure_topics(config: &LogConfig, topics: &[TopicSpec]) -> Result<(
     Ok(())
 }
 
-/// Where consumers park records they can never process, with the reason, so they can go on.
-#[derive(Clone)]
-pub struct DeadLetters {
-    producer: LogProducer,
-    topic: String,
-}
-
-impl DeadLetters {
-    /// The deployment's dead-letter topic (`<namespace>.dead-letter`), created if missing.
-    pub async fn open(config: &LogConfig) -> Result<Self, LogError> {
-        let topic = config.topic("dead-letter");
-        ensure_topics(config, &[TopicSpec { name: topic.clone(), partitions: 1, compacted: false }]).await?;
-        Ok(Self { producer: LogProducer::new(config)?, topic })
-    }
-
-    /// The topic name.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// Parks `record` with `reason`; `consumer` names who gave up on it.
-    pub async fn park(&self, record: &LogRecord, consumer: &str, reason: &str) -> Result<LogPosition, LogError> {
-        let partition = record.position.partition.to_string();
-        let offset = record.position.offset.to_string();
-        let mut headers: Vec<(&str, &[u8])> = vec![
-            ("dlq_reason", reason.as_bytes()),
-            ("dlq_consumer", consumer.as_bytes()),
-            ("dlq_topic", record.topic.as_bytes()),
-            ("dlq_partition", partition.as_bytes()),
-            ("dlq_offset", offset.as_bytes()),
-        ];
-        headers.extend(record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        let key = record.key.as_deref().unwrap_or_default();
-        let payload = record.payload.as_deref().unwrap_or_default();
-        tracing::warn!(message = "Parked a record in the dead-letter topic.", topic = %record.topic, partition = %partition, offset = %offset, %reason, %consumer);
-        self.producer.append(&self.topic, key, payload, &headers).await
-    }
-}

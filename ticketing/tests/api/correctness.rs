@@ -271,3 +271,131 @@ async fn a_client_without_a_token_never_gets_a_404_for_its_own_acknowledged_writ
     app.stop().await;
 }
 }
+
+/// Runs `ticketing dead-letters …` against the deployment; its stdout.
+fn dead_letters(deployment: &Deployment, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .arg("dead-letters")
+        .args(args)
+        .env("KAFKA_BOOTSTRAP_SERVERS", &deployment.bootstrap_servers)
+        .env("TICKETING_NAMESPACE", &deployment.namespace)
+        .env("TICKETING_DATA_DIR", deployment.data.path())
+        .env("JWT_KEY", crate::helpers::JWT_KEY)
+        .env_remove("SCHEMA_REGISTRY_URL")
+        .env_remove("SCYLLA_URI")
+        .envs(deployment.store_env())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "dead-letters {args:?} failed: {}{stdout}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// The id of the open entry parked from `source_topic` by `consumer`, from `list`.
+fn open_entry(listing: &str, source_topic: &str, consumer: &str) -> Option<String> {
+    listing
+        .lines()
+        .find(|line| line.contains(&format!("{source_topic}/")) && line.contains(consumer) && line.contains(" open "))
+        .map(|line| line.split_whitespace().next().unwrap().to_string())
+}
+
+both_stores! {
+async fn an_unreadable_event_blocks_only_its_aggregate_until_an_operator_skips_it() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await.id();
+    let log = deployment.log();
+    let topic = log.topic(TicketEvent::TOPIC);
+    LogProducer::new(&log)
+        .unwrap()
+        .append(&topic, ticket.as_bytes(), b"\x00\x00\x00\x00\x63not avro at all", &[("event_type", b"TicketUpdated")])
+        .await
+        .unwrap();
+
+    // The command side refuses the ticket clearly rather than deciding on a guessed state.
+    let deadline = std::time::Instant::now() + LONG;
+    let refused = loop {
+        let reply = app
+            .request(Method::PUT, &format!("/api/tickets/{ticket}"), Some("seller"), Some(json!({"title": "x", "price": 1})))
+            .await;
+        if reply.status == StatusCode::CONFLICT {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let message = refused.body["errors"][0]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("cannot be read") && message.contains("ticketing dead-letters"), "{message}");
+    // Every other aggregate goes on, and the ticket is still shown.
+    app.create_ticket("seller", "other", 5.0).await;
+    assert_eq!(app.request(Method::GET, &format!("/api/tickets/{ticket}"), None, None).await.status, StatusCode::OK);
+
+    // The operator finds it parked with its reason, looks at it, and skips it.
+    let listing = dead_letters(&deployment, &["list"]);
+    let id = open_entry(&listing, &topic, &format!("{topic}.commands")).unwrap_or_else(|| panic!("parked: {listing}"));
+    let shown = dead_letters(&deployment, &["show", &id]);
+    assert!(shown.contains(&format!("key:       {ticket}")) && shown.contains("reason:"), "{shown}");
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .args(["dead-letters", "replay", &id])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &deployment.bootstrap_servers)
+        .env("TICKETING_NAMESPACE", &deployment.namespace)
+        .env("TICKETING_DATA_DIR", deployment.data.path())
+        .env("JWT_KEY", crate::helpers::JWT_KEY)
+        .output()
+        .unwrap();
+    assert!(!replay.status.success(), "an aggregate's own event is never appended again");
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("skip"), "{}", String::from_utf8_lossy(&replay.stderr));
+    let skipped = dead_letters(&deployment, &["skip", &id]);
+    assert!(skipped.contains("restart the command services"), "{skipped}");
+    app.stop().await;
+
+    let app = deployment.spawn().await;
+    let edited = app
+        .request(Method::PUT, &format!("/api/tickets/{ticket}"), Some("seller"), Some(json!({"title": "opera", "price": 25})))
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{edited:?}");
+    assert!(open_entry(&dead_letters(&deployment, &["list"]), &topic, "commands").is_none(), "nothing left open");
+    app.stop().await;
+}
+}
+
+both_stores! {
+async fn a_parked_inbox_command_is_replayed_by_the_operator() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await.id();
+    let order = app.request(Method::POST, "/api/orders", Some("buyer"), Some(json!({"ticketId": ticket}))).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
+    let order_id = order.id();
+
+    // An executor gave up on the release the order's cancellation called for.
+    let log = deployment.log();
+    let request = platform::command::CommandRequest {
+        aggregate_id: ticket.clone(),
+        command_id: orders_command::saga::release_command_id(&order_id),
+        expected_version: None,
+        correlation_id: "test".into(),
+        causation_id: None,
+        command: tickets_command::domain::TicketCommand::ReleaseTicket { order_id: order_id.clone() },
+    };
+    let command = platform::inbox::InboxCommand::new(&log.topic(TicketEvent::TOPIC), log.partitions, "ReleaseTicket", &request);
+    let parked = platform::log::LogRecord {
+        topic: command.topic.clone(),
+        position: platform::log::LogPosition { partition: command.partition, offset: 0 },
+        key: Some(command.key.clone().into_bytes()),
+        payload: Some(command.payload.clone()),
+        headers: vec![("command_type".into(), b"ReleaseTicket".to_vec())],
+    };
+    platform::log::DeadLetters::open(&log).await.unwrap().park(&parked, "inbox", "the executor gave up").await.unwrap();
+
+    let listing = dead_letters(&deployment, &["list"]);
+    let id = open_entry(&listing, &command.topic, "inbox").unwrap_or_else(|| panic!("parked: {listing}"));
+    let replayed = dead_letters(&deployment, &["replay", &id]);
+    assert!(replayed.contains("again"), "{replayed}");
+    app.eventually(&format!("/api/tickets/{ticket}"), None, LONG, |r| r.body.get("orderId").is_none()).await;
+    assert!(open_entry(&dead_letters(&deployment, &["list"]), &command.topic, "inbox").is_none(), "resolved as replayed");
+    app.stop().await;
+}
+}
