@@ -1,6 +1,7 @@
 //! Connection settings of the Kafka-API log, read from the environment.
 
 use rdkafka::ClientConfig;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{ConfigError, env_number};
 
@@ -13,8 +14,9 @@ pub struct LogConfig {
     /// deployments (or test runs) can share one cluster.
     pub namespace: String,
     /// Extra librdkafka properties (`KAFKA_PROPERTY_<NAME>` with `_` for `.`), e.g.
-    /// `KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL` for TLS/SASL clusters.
-    pub extra: Vec<(String, String)>,
+    /// `KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL` for TLS/SASL clusters. Kept as secrets
+    /// (`sasl.password` is one of them): never printed, only handed to librdkafka.
+    pub extra: Vec<(String, SecretString)>,
     /// Partitions of topics this deployment creates (`KAFKA_TOPIC_PARTITIONS`, default 6).
     pub partitions: i32,
     /// Replication factor of topics this deployment creates (`KAFKA_REPLICATION_FACTOR`, default 1).
@@ -74,7 +76,7 @@ impl LogConfig {
         self.extra = std::env::vars()
             .filter_map(|(k, v)| {
                 k.strip_prefix("KAFKA_PROPERTY_")
-                    .map(|name| (name.to_ascii_lowercase().replace('_', "."), v))
+                    .map(|name| (name.to_ascii_lowercase().replace('_', "."), SecretString::from(v)))
             })
             .collect();
         self.partitions = env_number("KAFKA_TOPIC_PARTITIONS", 6, 1, "a number of partitions, at least 1")?;
@@ -114,7 +116,7 @@ impl LogConfig {
         // Fail fast when the broker is unreachable instead of retrying for minutes.
         config.set("socket.timeout.ms", "5000");
         for (key, value) in &self.extra {
-            config.set(key, value);
+            config.set(key, value.expose_secret());
         }
         config
     }

@@ -399,3 +399,32 @@ async fn a_parked_inbox_command_is_replayed_by_the_operator() {
     app.stop().await;
 }
 }
+
+both_stores! {
+async fn a_stale_writers_cancellation_never_takes_an_orders_deadline_away() {
+    let broker = TestBroker::start().await;
+    let mut deployment = Deployment::new(&broker).await;
+    deployment.expiration_window_seconds = 2;
+    let app = deployment.spawn().await;
+    let ticket = app.create_ticket("seller", "concert", 20.0).await.id();
+    let order = app.request(Method::POST, "/api/orders", Some("buyer"), Some(json!({"ticketId": ticket}))).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
+    let order_id = order.id();
+    // A duplicate of version 1: were the expiration worker to believe it, the order would lose
+    // its deadline and hold the ticket for ever.
+    let log = deployment.log();
+    let orders_codec = schemas::codec::AvroCodec::<OrderEvent>::new(
+        log.topic(OrderEvent::TOPIC),
+        schemas::codec::registry_settings(&app.registry_url()).unwrap(),
+    );
+    let zombie = OrderEvent::Cancelled(schemas::orders::OrderCancelled { ticket_id: ticket.clone(), reason: "cancelled".into() });
+    RawWriter::new(&log).append(&orders_codec, metadata(&order_id, 1, "zombie", 0, 1), zombie).await;
+
+    let shown = app
+        .eventually(&format!("/api/orders/{order_id}"), Some("buyer"), LONG, |r| r.body["status"] == "cancelled")
+        .await;
+    assert_eq!(shown.body["version"], 1, "expired once, at its deadline: {shown:?}");
+    app.eventually(&format!("/api/tickets/{ticket}"), None, LONG, |r| r.body.get("orderId").is_none()).await;
+    app.stop().await;
+}
+}
