@@ -212,6 +212,13 @@ impl<A: Aggregate> CommandPipeline<A> {
             .map_or_else(|| (A::default(), 0), |s| (s.state.clone(), s.head.version))
     }
 
+    /// The aggregates whose state `keep` selects, with their ids (for workers that look after
+    /// aggregates in some state, such as payments left in flight by a crash).
+    pub fn select(&self, keep: impl Fn(&A) -> bool) -> Vec<(String, A)> {
+        let slots = self.inner.slots.lock().expect("slots lock");
+        slots.iter().filter(|(_, slot)| keep(&slot.state)).map(|(id, slot)| (id.clone(), slot.state.clone())).collect()
+    }
+
     /// Decides the command, appends its events and answers after their echo.
     pub async fn execute(
         &self,

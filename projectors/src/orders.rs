@@ -131,6 +131,8 @@ impl Projection for OrderProjector {
             },
             (OrderEvent::Cancelled(_), Some(row)) => OrderRow { status: "cancelled".into(), version, ..row },
             (OrderEvent::Completed(_), Some(row)) => OrderRow { status: "complete".into(), version, ..row },
+            (OrderEvent::AwaitingPayment(_), Some(row)) => OrderRow { status: "awaiting:payment".into(), version, ..row },
+            (OrderEvent::PaymentDeclined(_), Some(row)) => OrderRow { status: "created".into(), version, ..row },
             (_, None) => return Ok(Applied::Ignored),
         };
         row.command_id.clone_from(&meta.command_id);

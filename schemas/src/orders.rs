@@ -38,6 +38,22 @@ pub struct OrderCompleted {
     pub payment_id: String,
 }
 
+/// A charge for the order is in flight: it neither expires nor is cancelled meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderAwaitingPayment {
+    /// The payment being taken.
+    pub payment_id: String,
+}
+
+/// The charge in flight was declined: the order can be paid again until its deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPaymentDeclined {
+    /// The payment whose attempt was declined.
+    pub payment_id: String,
+    /// The gateway's reason.
+    pub reason: String,
+}
+
 /// Every event of the `orders` topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderEvent {
@@ -47,9 +63,13 @@ pub enum OrderEvent {
     Cancelled(OrderCancelled),
     /// See [`OrderCompleted`].
     Completed(OrderCompleted),
+    /// See [`OrderAwaitingPayment`].
+    AwaitingPayment(OrderAwaitingPayment),
+    /// See [`OrderPaymentDeclined`].
+    PaymentDeclined(OrderPaymentDeclined),
 }
 
-static SCHEMAS: [EventSchema; 3] = [
+static SCHEMAS: [EventSchema; 5] = [
     EventSchema { full_name: "ticketing.orders.OrderCreated", avsc: include_str!("../avro/orders/OrderCreated.avsc") },
     EventSchema {
         full_name: "ticketing.orders.OrderCancelled",
@@ -58,6 +78,14 @@ static SCHEMAS: [EventSchema; 3] = [
     EventSchema {
         full_name: "ticketing.orders.OrderCompleted",
         avsc: include_str!("../avro/orders/OrderCompleted.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.orders.OrderAwaitingPayment",
+        avsc: include_str!("../avro/orders/OrderAwaitingPayment.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.orders.OrderPaymentDeclined",
+        avsc: include_str!("../avro/orders/OrderPaymentDeclined.avsc"),
     },
 ];
 
@@ -73,6 +101,8 @@ impl AvroEvent for OrderEvent {
             OrderEvent::Created(_) => &SCHEMAS[0],
             OrderEvent::Cancelled(_) => &SCHEMAS[1],
             OrderEvent::Completed(_) => &SCHEMAS[2],
+            OrderEvent::AwaitingPayment(_) => &SCHEMAS[3],
+            OrderEvent::PaymentDeclined(_) => &SCHEMAS[4],
         }
     }
 
@@ -93,6 +123,11 @@ impl AvroEvent for OrderEvent {
                 ("ticket_id", Value::String(e.ticket_id.clone())),
                 ("payment_id", Value::String(e.payment_id.clone())),
             ],
+            OrderEvent::AwaitingPayment(e) => vec![("payment_id", Value::String(e.payment_id.clone()))],
+            OrderEvent::PaymentDeclined(e) => vec![
+                ("payment_id", Value::String(e.payment_id.clone())),
+                ("reason", Value::String(e.reason.clone())),
+            ],
         }
     }
 
@@ -112,6 +147,13 @@ impl AvroEvent for OrderEvent {
             "ticketing.orders.OrderCompleted" => Ok(OrderEvent::Completed(OrderCompleted {
                 ticket_id: fields.string("ticket_id")?,
                 payment_id: fields.string("payment_id")?,
+            })),
+            "ticketing.orders.OrderAwaitingPayment" => {
+                Ok(OrderEvent::AwaitingPayment(OrderAwaitingPayment { payment_id: fields.string("payment_id")? }))
+            }
+            "ticketing.orders.OrderPaymentDeclined" => Ok(OrderEvent::PaymentDeclined(OrderPaymentDeclined {
+                payment_id: fields.string("payment_id")?,
+                reason: fields.string("reason")?,
             })),
             other => Err(CodecError::Undecodable(format!("unknown event type {other}"))),
         }

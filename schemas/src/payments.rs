@@ -18,17 +18,78 @@ pub struct PaymentCreated {
     pub currency: String,
 }
 
+/// An attempt to charge an order, recorded before the gateway is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentStarted {
+    /// The order being paid.
+    pub order_id: String,
+    /// 1 for the first attempt, then +1 for each after a decline.
+    pub attempt: i32,
+    /// Amount to charge, in cents.
+    pub amount_cents: i64,
+    /// ISO currency code (`usd`).
+    pub currency: String,
+    /// The gateway's idempotency key of this attempt.
+    pub idempotency_key: String,
+    /// The single-use card token, so an interrupted attempt is sent again exactly.
+    pub token: String,
+}
+
+/// The gateway refused an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentDeclined {
+    /// The order.
+    pub order_id: String,
+    /// The refused attempt.
+    pub attempt: i32,
+    /// The gateway's reason.
+    pub reason: String,
+}
+
+/// A charge was given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRefunded {
+    /// The order.
+    pub order_id: String,
+    /// The refunded charge.
+    pub charge_id: String,
+    /// The gateway's refund id.
+    pub refund_id: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// Every event of the `payments` topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentEvent {
-    /// See [`PaymentCreated`].
+    /// See [`PaymentCreated`]: the charge succeeded.
     Created(PaymentCreated),
+    /// See [`PaymentStarted`].
+    Started(PaymentStarted),
+    /// See [`PaymentDeclined`].
+    Declined(PaymentDeclined),
+    /// See [`PaymentRefunded`].
+    Refunded(PaymentRefunded),
 }
 
-static SCHEMAS: [EventSchema; 1] = [EventSchema {
-    full_name: "ticketing.payments.PaymentCreated",
-    avsc: include_str!("../avro/payments/PaymentCreated.avsc"),
-}];
+static SCHEMAS: [EventSchema; 4] = [
+    EventSchema {
+        full_name: "ticketing.payments.PaymentCreated",
+        avsc: include_str!("../avro/payments/PaymentCreated.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.payments.PaymentStarted",
+        avsc: include_str!("../avro/payments/PaymentStarted.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.payments.PaymentDeclined",
+        avsc: include_str!("../avro/payments/PaymentDeclined.avsc"),
+    },
+    EventSchema {
+        full_name: "ticketing.payments.PaymentRefunded",
+        avsc: include_str!("../avro/payments/PaymentRefunded.avsc"),
+    },
+];
 
 impl AvroEvent for PaymentEvent {
     const TOPIC: &'static str = "payments";
@@ -38,17 +99,42 @@ impl AvroEvent for PaymentEvent {
     }
 
     fn schema(&self) -> &'static EventSchema {
-        &SCHEMAS[0]
+        match self {
+            PaymentEvent::Created(_) => &SCHEMAS[0],
+            PaymentEvent::Started(_) => &SCHEMAS[1],
+            PaymentEvent::Declined(_) => &SCHEMAS[2],
+            PaymentEvent::Refunded(_) => &SCHEMAS[3],
+        }
     }
 
     fn payload_fields(&self) -> Vec<(&'static str, Value)> {
-        let PaymentEvent::Created(e) = self;
-        vec![
-            ("order_id", Value::String(e.order_id.clone())),
-            ("charge_id", Value::String(e.charge_id.clone())),
-            ("amount_cents", Value::Long(e.amount_cents)),
-            ("currency", Value::String(e.currency.clone())),
-        ]
+        match self {
+            PaymentEvent::Created(e) => vec![
+                ("order_id", Value::String(e.order_id.clone())),
+                ("charge_id", Value::String(e.charge_id.clone())),
+                ("amount_cents", Value::Long(e.amount_cents)),
+                ("currency", Value::String(e.currency.clone())),
+            ],
+            PaymentEvent::Started(e) => vec![
+                ("order_id", Value::String(e.order_id.clone())),
+                ("attempt", Value::Int(e.attempt)),
+                ("amount_cents", Value::Long(e.amount_cents)),
+                ("currency", Value::String(e.currency.clone())),
+                ("idempotency_key", Value::String(e.idempotency_key.clone())),
+                ("token", Value::String(e.token.clone())),
+            ],
+            PaymentEvent::Declined(e) => vec![
+                ("order_id", Value::String(e.order_id.clone())),
+                ("attempt", Value::Int(e.attempt)),
+                ("reason", Value::String(e.reason.clone())),
+            ],
+            PaymentEvent::Refunded(e) => vec![
+                ("order_id", Value::String(e.order_id.clone())),
+                ("charge_id", Value::String(e.charge_id.clone())),
+                ("refund_id", Value::String(e.refund_id.clone())),
+                ("reason", Value::String(e.reason.clone())),
+            ],
+        }
     }
 
     fn from_record(full_name: &str, fields: &RecordFields) -> Result<Self, CodecError> {
@@ -58,6 +144,25 @@ impl AvroEvent for PaymentEvent {
                 charge_id: fields.string("charge_id")?,
                 amount_cents: fields.long("amount_cents")?,
                 currency: fields.string("currency")?,
+            })),
+            "ticketing.payments.PaymentStarted" => Ok(PaymentEvent::Started(PaymentStarted {
+                order_id: fields.string("order_id")?,
+                attempt: fields.int_or("attempt", 1)?,
+                amount_cents: fields.long("amount_cents")?,
+                currency: fields.string("currency")?,
+                idempotency_key: fields.string("idempotency_key")?,
+                token: fields.string("token")?,
+            })),
+            "ticketing.payments.PaymentDeclined" => Ok(PaymentEvent::Declined(PaymentDeclined {
+                order_id: fields.string("order_id")?,
+                attempt: fields.int_or("attempt", 1)?,
+                reason: fields.string("reason")?,
+            })),
+            "ticketing.payments.PaymentRefunded" => Ok(PaymentEvent::Refunded(PaymentRefunded {
+                order_id: fields.string("order_id")?,
+                charge_id: fields.string("charge_id")?,
+                refund_id: fields.string("refund_id")?,
+                reason: fields.string("reason")?,
             })),
             other => Err(CodecError::Undecodable(format!("unknown event type {other}"))),
         }

@@ -18,6 +18,7 @@ use orders_command::domain::Order;
 use orders_command::saga::{OrderSaga, run_saga};
 use payments_command::domain::Payment;
 use payments_command::gateway::{PaymentGateway, SandboxGateway, StripeGateway};
+use payments_command::settlement::{Settlement, run_reconciler};
 use platform::aggregate::Aggregate;
 use platform::local::{LocalCassandra, LocalKafka};
 use platform::codec::EventCodec;
@@ -525,17 +526,26 @@ impl Application {
         if let (Some(payments), Some(orders), Some(tickets)) = (&payments, &orders, &tickets) {
             let gateway: Arc<dyn PaymentGateway> = match &settings.stripe_secret_key {
                 Some(key) => Arc::new(StripeGateway::new(&settings.stripe_api_base, key.expose_secret())),
-                None => Arc::new(SandboxGateway),
+                None => Arc::new(SandboxGateway::default()),
             };
+            let settlement = Arc::new(Settlement {
+                payments: payments.clone(),
+                orders: orders.clone(),
+                tickets: tickets.clone(),
+                gateway,
+            });
             router = router
                 .merge(payments_command::http::router(payments_command::http::PaymentRoutesState {
-                    payments: payments.clone(),
-                    orders: orders.clone(),
-                    tickets: tickets.clone(),
-                    gateway,
+                    settlement: settlement.clone(),
                     keys: keys.clone(),
                 }))
                 .merge(payments.clone().internal_router());
+            let after = Duration::from_secs(settings.payment_reconcile_after_seconds);
+            let stop = shutdown_rx.clone();
+            tasks.push(spawn_logged("payments-reconciler", async move {
+                run_reconciler(settlement, after, stop).await;
+                Ok::<(), anyhow::Error>(())
+            }));
         }
         let mut expiration = None;
         if let (true, Some(orders), Some(tickets)) = (has(Component::Expiration), &orders, &tickets) {

@@ -85,6 +85,10 @@ pub struct Settings {
     /// Public requests in flight at most; more are answered 503 with `Retry-After` at once
     /// (`TICKETING_MAX_IN_FLIGHT`, default 1024).
     pub max_in_flight: usize,
+    /// How long a payment may stay unfinished (an attempt in flight, a charge whose order is
+    /// not complete) before the reconciler finishes it (`PAYMENT_RECONCILE_AFTER_SECONDS`,
+    /// default 30).
+    pub payment_reconcile_after_seconds: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -186,6 +190,9 @@ pub struct SettingsArgs {
     /// Public requests in flight at most; more are answered 503 with `Retry-After` at once.
     #[arg(long, env = "TICKETING_MAX_IN_FLIGHT", value_name = "TICKETING_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
+    /// Seconds a payment may stay unfinished before the reconciler finishes it.
+    #[arg(long, env = "PAYMENT_RECONCILE_AFTER_SECONDS", value_name = "PAYMENT_RECONCILE_AFTER_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub payment_reconcile_after_seconds: u64,
 }
 
 /// Which read store `TICKETING_STORE` names.
@@ -291,6 +298,7 @@ impl Settings {
             tickets_list_cache_ms: args.tickets_list_cache_ms,
             request_timeout_ms: args.request_timeout_ms,
             max_in_flight: args.max_in_flight as usize,
+            payment_reconcile_after_seconds: args.payment_reconcile_after_seconds,
         })
     }
 }

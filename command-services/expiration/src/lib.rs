@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use orders_command::domain::{Order, OrderCommand};
+use orders_command::domain::{Order, OrderCommand, OrderStatus};
 use orders_command::saga::release_command_id;
 use platform::aggregate::{Aggregate, Envelope};
 use platform::arbiter::{Verdict, VersionArbiter};
@@ -63,6 +63,8 @@ impl Deadlines {
         match event {
             OrderEvent::Created(e) => self.set(deadline, e.expires_at),
             OrderEvent::Cancelled(_) | OrderEvent::Completed(_) => self.clear(&deadline),
+            // The deadline stands: it is looked at again while a charge is in flight.
+            OrderEvent::AwaitingPayment(_) | OrderEvent::PaymentDeclined(_) => {}
         }
     }
 
@@ -78,7 +80,8 @@ impl Deadlines {
         }
     }
 
-    fn set(&mut self, deadline: Deadline, at: i64) {
+    /// Schedules `deadline` at `at`, replacing its earlier time.
+    pub fn set(&mut self, deadline: Deadline, at: i64) {
         self.unschedule(&deadline);
         self.by_time.insert((at, deadline.clone()));
         self.at.insert(deadline, at);
@@ -238,8 +241,10 @@ pub async fn run_expiration(
                 }
                 let now = chrono::Utc::now().timestamp_millis();
                 for deadline in deadlines.due(now) {
-                    if fire(&worker, &deadline).await {
-                        deadlines.clear(&deadline);
+                    match fire(&worker, &deadline).await {
+                        Fired::Settled => deadlines.clear(&deadline),
+                        Fired::Later => deadlines.set(deadline, now + CHARGE_RECHECK_MS),
+                        Fired::Failed => {}
                     }
                 }
                 platform::metrics::METRICS.expiration_pending(deadlines.len() as i64);
@@ -248,8 +253,21 @@ pub async fn run_expiration(
     }
 }
 
-/// Acts on a due deadline; true when it is settled (done, or nothing left to do).
-async fn fire(worker: &ExpirationWorker, deadline: &Deadline) -> bool {
+/// How often a deadline that fell while a charge was in flight is looked at again.
+const CHARGE_RECHECK_MS: i64 = 1000;
+
+/// What acting on a due deadline did.
+enum Fired {
+    /// Done, or nothing left to do.
+    Settled,
+    /// A charge is in flight: the order may be payable again if it is declined.
+    Later,
+    /// The command failed; it is tried again at the next tick.
+    Failed,
+}
+
+/// Acts on a due deadline.
+async fn fire(worker: &ExpirationWorker, deadline: &Deadline) -> Fired {
     match deadline {
         Deadline::Order(order_id) => {
             let request = CommandRequest {
@@ -260,13 +278,17 @@ async fn fire(worker: &ExpirationWorker, deadline: &Deadline) -> bool {
                 causation_id: None,
                 command: OrderCommand::ExpireOrder,
             };
-            settled(worker.orders.execute(request).await, "order", order_id)
+            let result = worker.orders.execute(request).await;
+            if result.as_ref().is_ok_and(|outcome| outcome.state.status == OrderStatus::AwaitingPayment) {
+                return Fired::Later;
+            }
+            settled(result, "order", order_id)
         }
         Deadline::Hold { ticket_id, order_id } => {
             // An order that exists ends its hold itself when it lapses or is cancelled; a hold
             // is only this worker's to end when its order was never created.
             if worker.orders.pipeline().state(order_id).0.exists {
-                return true;
+                return Fired::Settled;
             }
             let request = CommandRequest {
                 aggregate_id: ticket_id.to_string(),
@@ -281,19 +303,19 @@ async fn fire(worker: &ExpirationWorker, deadline: &Deadline) -> bool {
     }
 }
 
-fn settled<A: Aggregate>(result: Result<platform::command::Outcome<A>, CommandError<A::Error>>, kind: &str, order_id: &str) -> bool {
+fn settled<A: Aggregate>(result: Result<platform::command::Outcome<A>, CommandError<A::Error>>, kind: &str, order_id: &str) -> Fired {
     match result {
         Ok(outcome) => {
             tracing::info!(message = "Deadline reached.", kind, %order_id, version = outcome.version);
-            true
+            Fired::Settled
         }
         Err(CommandError::Rejected(error)) => {
             tracing::info!(message = "Nothing to do at the deadline.", kind, %order_id, %error);
-            true
+            Fired::Settled
         }
         Err(error) => {
             tracing::warn!(message = "Failed to act on a deadline; retrying.", kind, %order_id, %error);
-            false
+            Fired::Failed
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The Order aggregate: pure `decide` and `evolve`.
 
 use platform::aggregate::Aggregate;
-use schemas::orders::{OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
+use schemas::orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderPaymentDeclined};
 use serde::{Deserialize, Serialize};
 
 /// Where an order stands.
@@ -12,7 +12,7 @@ pub enum OrderStatus {
     Created,
     /// Cancelled by its user or expired; the ticket is released.
     Cancelled,
-    /// A payment is being taken (reserved for a two-step payment flow).
+    /// A charge is in flight: the order neither expires nor is cancelled until it ends.
     AwaitingPayment,
     /// Paid; the ticket is sold.
     Complete,
@@ -60,7 +60,20 @@ pub enum OrderCommand {
     },
     /// Cancel because the deadline passed (sent by the expiration worker; a no-op before it).
     ExpireOrder,
-    /// Mark the order paid (refused once its deadline has passed).
+    /// A charge is about to be taken (refused once the deadline has passed).
+    AwaitPayment {
+        /// The payment.
+        payment_id: String,
+    },
+    /// The charge in flight was declined: payable again until the deadline.
+    DeclinePayment {
+        /// The payment.
+        payment_id: String,
+        /// The gateway's reason.
+        reason: String,
+    },
+    /// Mark the order paid: after its charge (whatever the time: the charge began in time),
+    /// or, without one in flight, only before the deadline.
     CompleteOrder {
         /// The payment.
         payment_id: String,
@@ -88,6 +101,9 @@ pub enum OrderError {
     /// Paid already, by another payment.
     #[error("Order has already been paid for")]
     AlreadyPaid,
+    /// A charge is in flight.
+    #[error("A payment for this order is in progress")]
+    PaymentInProgress,
 }
 
 /// The state of one order.
@@ -105,6 +121,8 @@ pub struct Order {
     pub expires_at: i64,
     /// The payment, once complete.
     pub payment_id: Option<String>,
+    /// The payment whose charge is in flight.
+    pub paying: Option<String>,
 }
 
 impl Order {
@@ -143,12 +161,34 @@ impl Aggregate for Order {
                 match self.status {
                     OrderStatus::Complete => Err(OrderError::CannotCancelComplete),
                     OrderStatus::Cancelled => Ok(vec![]),
-                    OrderStatus::Created | OrderStatus::AwaitingPayment => Ok(vec![self.cancelled("cancelled")]),
+                    OrderStatus::AwaitingPayment => Err(OrderError::PaymentInProgress),
+                    OrderStatus::Created => Ok(vec![self.cancelled("cancelled")]),
                 }
             }
             OrderCommand::ExpireOrder => {
                 let lapsed = self.exists && self.status == OrderStatus::Created && now >= self.expires_at;
                 Ok(if lapsed { vec![self.cancelled("expired")] } else { vec![] })
+            }
+            OrderCommand::AwaitPayment { payment_id } => {
+                if !self.exists {
+                    return Err(OrderError::NotFound);
+                }
+                match self.status {
+                    OrderStatus::AwaitingPayment if self.paying.as_ref() == Some(payment_id) => Ok(vec![]),
+                    OrderStatus::Complete => Err(OrderError::AlreadyPaid),
+                    _ if !self.is_payable(now) => Err(OrderError::NotPayable),
+                    _ => Ok(vec![OrderEvent::AwaitingPayment(OrderAwaitingPayment { payment_id: payment_id.clone() })]),
+                }
+            }
+            OrderCommand::DeclinePayment { payment_id, reason } => {
+                if self.status == OrderStatus::AwaitingPayment && self.paying.as_ref() == Some(payment_id) {
+                    Ok(vec![OrderEvent::PaymentDeclined(OrderPaymentDeclined {
+                        payment_id: payment_id.clone(),
+                        reason: reason.clone(),
+                    })])
+                } else {
+                    Ok(vec![])
+                }
             }
             OrderCommand::CompleteOrder { payment_id } => {
                 if !self.exists {
@@ -161,7 +201,8 @@ impl Aggregate for Order {
                         Err(OrderError::AlreadyPaid)
                     };
                 }
-                if !self.is_payable(now) {
+                let charged_in_time = self.status == OrderStatus::AwaitingPayment && self.paying.as_ref() == Some(payment_id);
+                if !charged_in_time && !self.is_payable(now) {
                     return Err(OrderError::NotPayable);
                 }
                 Ok(vec![OrderEvent::Completed(OrderCompleted {
@@ -185,11 +226,16 @@ impl Aggregate for Order {
                 status: OrderStatus::Created,
                 expires_at: e.expires_at,
                 payment_id: None,
+                paying: None,
             },
-            OrderEvent::Cancelled(_) => Order { status: OrderStatus::Cancelled, ..self },
+            OrderEvent::Cancelled(_) => Order { status: OrderStatus::Cancelled, paying: None, ..self },
             OrderEvent::Completed(e) => {
-                Order { status: OrderStatus::Complete, payment_id: Some(e.payment_id.clone()), ..self }
+                Order { status: OrderStatus::Complete, payment_id: Some(e.payment_id.clone()), paying: None, ..self }
             }
+            OrderEvent::AwaitingPayment(e) => {
+                Order { status: OrderStatus::AwaitingPayment, paying: Some(e.payment_id.clone()), ..self }
+            }
+            OrderEvent::PaymentDeclined(_) => Order { status: OrderStatus::Created, paying: None, ..self },
         }
     }
 }
@@ -272,5 +318,47 @@ mod tests {
         given::<Order>(vec![created(), completed()])
             .at(10).when(OrderCommand::CompleteOrder { payment_id: "p2".into() })
             .then_expect_error(OrderError::AlreadyPaid);
+    }
+
+    fn awaiting() -> OrderEvent {
+        OrderEvent::AwaitingPayment(OrderAwaitingPayment { payment_id: "p1".into() })
+    }
+
+    #[test]
+    fn a_charge_in_flight_holds_the_order_past_its_deadline() {
+        given::<Order>(vec![created()])
+            .at(10)
+            .when(OrderCommand::AwaitPayment { payment_id: "p1".into() })
+            .then_expect_events(vec![awaiting()]);
+        given::<Order>(vec![created()])
+            .at(1000)
+            .when(OrderCommand::AwaitPayment { payment_id: "p1".into() })
+            .then_expect_error(OrderError::NotPayable);
+        // Neither the deadline nor the user ends it meanwhile ...
+        given::<Order>(vec![created(), awaiting()]).at(5000).when(OrderCommand::ExpireOrder).then_expect_events(vec![]);
+        given::<Order>(vec![created(), awaiting()])
+            .when(OrderCommand::CancelOrder { user_id: "bob".into() })
+            .then_expect_error(OrderError::PaymentInProgress);
+        // ... and its charge completes it even after the deadline.
+        given::<Order>(vec![created(), awaiting()])
+            .at(5000)
+            .when(OrderCommand::CompleteOrder { payment_id: "p1".into() })
+            .then_expect_events(vec![completed()]);
+    }
+
+    #[test]
+    fn a_declined_charge_makes_the_order_payable_again_until_its_deadline() {
+        let declined = OrderEvent::PaymentDeclined(OrderPaymentDeclined { payment_id: "p1".into(), reason: "declined".into() });
+        given::<Order>(vec![created(), awaiting()])
+            .when(OrderCommand::DeclinePayment { payment_id: "p1".into(), reason: "declined".into() })
+            .then_expect_events(vec![declined.clone()]);
+        given::<Order>(vec![created(), awaiting(), declined.clone()])
+            .at(10)
+            .when(OrderCommand::AwaitPayment { payment_id: "p1".into() })
+            .then_expect_events(vec![awaiting()]);
+        given::<Order>(vec![created(), awaiting(), declined])
+            .at(1000)
+            .when(OrderCommand::ExpireOrder)
+            .then_expect_events(vec![cancelled("expired")]);
     }
 }

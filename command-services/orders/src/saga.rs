@@ -74,6 +74,7 @@ pub fn react_to_order(metadata: &EventMetadata, event: &OrderEvent) -> Vec<React
         OrderEvent::Created(_) => vec![],
         OrderEvent::Cancelled(e) => vec![Reaction::ReleaseTicket { ticket_id: e.ticket_id.clone(), order_id }],
         OrderEvent::Completed(e) => vec![Reaction::SellTicket { ticket_id: e.ticket_id.clone(), order_id }],
+        OrderEvent::AwaitingPayment(_) | OrderEvent::PaymentDeclined(_) => vec![],
     }
 }
 
@@ -84,6 +85,8 @@ pub fn react_to_payment(metadata: &EventMetadata, event: &PaymentEvent) -> Vec<R
             order_id: e.order_id.clone(),
             payment_id: metadata.aggregate_id.clone(),
         }],
+        // The payments service finishes attempts and refunds (see its settlement).
+        PaymentEvent::Started(_) | PaymentEvent::Declined(_) | PaymentEvent::Refunded(_) => vec![],
     }
 }
 

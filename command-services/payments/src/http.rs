@@ -1,36 +1,27 @@
-//! `POST /api/payments`: charge the order's price through the gateway, record the payment,
-//! complete the order and sell the ticket.
+//! `POST /api/payments`: record the attempt, hold the order while it is charged, charge it
+//! through the gateway, record the outcome, complete the order and sell the ticket.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use orders_command::domain::{Order, OrderCommand, OrderError, OrderStatus};
-use orders_command::saga::{complete_command_id, sell_command_id};
-use platform::command::CommandRequest;
-use platform::forwarding::CommandService;
-use platform::http::{ApiError, ConsistencyToken, ErrorEntry, JsonBody, command_error};
+use orders_command::domain::{OrderCommand, OrderError, OrderStatus};
+use platform::command::{CommandError, CommandRequest};
+use platform::http::{ApiError, ConsistencyToken, ErrorEntry, JsonBody, command_error, idempotency_key};
 use platform::session::{CurrentUser, SessionKeys};
 use serde_json::json;
-use tickets_command::domain::{Ticket, TicketCommand};
 
-use crate::domain::{Payment, PaymentCommand, payment_id_for};
-use crate::gateway::{ChargeError, PaymentGateway};
+use crate::domain::{PaymentCommand, PaymentError, payment_id_for};
+use crate::settlement::{SettleError, Settled, Settlement};
 
 /// What the payment route needs.
 #[derive(Clone)]
 pub struct PaymentRoutesState {
-    /// The command side of payments.
-    pub payments: Arc<CommandService<Payment>>,
-    /// The command side of orders (its state answers "is it payable?").
-    pub orders: Arc<CommandService<Order>>,
-    /// The command side of tickets.
-    pub tickets: Arc<CommandService<Ticket>>,
-    /// The configured gateway.
-    pub gateway: Arc<dyn PaymentGateway>,
+    /// The steps of a payment, on the command sides of payments, orders and tickets.
+    pub settlement: Arc<Settlement>,
     /// Session verification.
     pub keys: SessionKeys,
 }
@@ -53,10 +44,18 @@ fn non_empty(body: &serde_json::Value, field: &str, message: &str) -> Result<Str
     }
 }
 
+fn settle_error(error: SettleError) -> ApiError {
+    match error {
+        SettleError::Unavailable(reason) => ApiError::Unavailable(reason),
+        SettleError::Unexpected(reason) => ApiError::Unexpected(anyhow::anyhow!(reason)),
+    }
+}
+
 #[tracing::instrument(name = "POST /api/payments", skip_all)]
 async fn create_payment(
     State(state): State<PaymentRoutesState>,
     CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let user = user.ok_or(ApiError::NotAuthorized)?;
@@ -66,68 +65,72 @@ async fn create_payment(
         (Ok(t), Ok(o)) => (t, o),
         (t, o) => return Err(ApiError::Validation([t.err(), o.err()].into_iter().flatten().collect())),
     };
-
-    let (order, _) = state.orders.pipeline().state(&order_id);
+    let settlement = &state.settlement;
+    let (order, _) = settlement.orders.pipeline().state(&order_id);
     if !order.exists {
         return Err(ApiError::NotFound);
     }
     if order.user_id != user.id {
         return Err(ApiError::NotAuthorized);
     }
-    let now = chrono::Utc::now().timestamp_millis();
     let payment_id = payment_id_for(&order_id);
-    let already_paid = order.status == OrderStatus::Complete && order.payment_id.as_deref() == Some(&payment_id);
-    if !already_paid && !order.is_payable(now) {
+    let paid = || (StatusCode::CREATED, Json(json!({ "id": payment_id }))).into_response();
+    if order.status == OrderStatus::Complete {
+        return if order.payment_id.as_deref() == Some(payment_id.as_str()) {
+            Ok(paid())
+        } else {
+            Err(ApiError::BadRequest(OrderError::AlreadyPaid.to_string()))
+        };
+    }
+    if order.status == OrderStatus::Cancelled {
         return Err(ApiError::BadRequest(OrderError::NotPayable.to_string()));
     }
 
-    let amount_cents = order.ticket.price_cents;
-    let charge = state.gateway.charge(amount_cents, "usd", &token, &payment_id).await.map_err(|e| match e {
-        ChargeError::Declined(message) => {
-            platform::metrics::METRICS.payment("declined");
-            ApiError::BadRequest(message)
-        }
-        ChargeError::Unavailable(reason) => {
-            platform::metrics::METRICS.payment("unavailable");
-            ApiError::Unavailable(reason)
-        }
-    })?;
-    platform::metrics::METRICS.payment("succeeded");
-    let record = PaymentCommand::RecordPayment {
+    // The attempt is in the log before the gateway hears of it. The request's key names the
+    // command, so a retry of this request goes on with its attempt, not a new one.
+    let key = idempotency_key(&headers)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let start = PaymentCommand::StartPayment {
         order_id: order_id.clone(),
-        charge_id: charge.id,
-        amount_cents,
+        amount_cents: order.ticket.price_cents,
         currency: "usd".into(),
+        token,
     };
-    state
+    let started = settlement
         .payments
-        .execute(CommandRequest::from_client(&payment_id, format!("payment:{order_id}"), record))
+        .execute(CommandRequest::from_client(&payment_id, format!("start:{payment_id}:{}:{key}", user.id), start))
         .await
         .map_err(|e| command_error(e, |error| ApiError::BadRequest(error.to_string())))?;
+    let Some(attempt) = started.state.in_flight.clone() else {
+        return Err(ApiError::BadRequest(PaymentError::AlreadyPaid.to_string()));
+    };
 
-    // The process manager does the same on PaymentCreated (same command ids); doing it here
-    // lets the client see the order complete as soon as we answer.
-    let complete = OrderCommand::CompleteOrder { payment_id: payment_id.clone() };
-    let completed = state
+    // While it is charged the order neither lapses nor is cancelled.
+    let hold = OrderCommand::AwaitPayment { payment_id: payment_id.clone() };
+    let awaiting = settlement
         .orders
-        .execute(CommandRequest::from_client(&order_id, complete_command_id(&order_id), complete))
-        .await
-        .map_err(|e| {
-            command_error(e, |error| {
-                tracing::error!(message = "Charged an order that is no longer payable; refund it.", %order_id, %error);
-                ApiError::BadRequest(error.to_string())
-            })
-        })?;
-    let mut response = (StatusCode::CREATED, Json(json!({ "id": payment_id }))).into_response();
-    ConsistencyToken::attach(&mut response, "orders", completed.position);
-    let sell = TicketCommand::SellTicket { order_id: order_id.clone() };
-    match state
-        .tickets
-        .execute(CommandRequest::from_client(&completed.state.ticket.id, sell_command_id(&order_id), sell))
-        .await
-    {
-        Ok(sold) => ConsistencyToken::attach(&mut response, "tickets", sold.position),
-        Err(error) => tracing::warn!(message = "Failed to sell the ticket; the process manager will.", %error),
+        .execute(CommandRequest::from_client(&order_id, format!("await:{payment_id}:{}", attempt.attempt), hold))
+        .await;
+    if let Err(error) = awaiting {
+        if let CommandError::Rejected(refused) = &error {
+            // Nothing was charged: the attempt ends here.
+            let decline = PaymentCommand::RecordDecline { attempt: attempt.attempt, reason: refused.to_string() };
+            settlement
+                .payments
+                .execute(CommandRequest::from_client(&payment_id, format!("decline:{payment_id}:{}", attempt.attempt), decline))
+                .await
+                .map_err(|e| command_error(e, |error| ApiError::BadRequest(error.to_string())))?;
+        }
+        return Err(command_error(error, |refused| ApiError::BadRequest(refused.to_string())));
     }
-    Ok(response)
+
+    match settlement.settle(&payment_id, &order_id, &attempt).await.map_err(settle_error)? {
+        Settled::Paid { completed, sold } => {
+            let mut response = paid();
+            ConsistencyToken::attach(&mut response, "orders", completed.position);
+            ConsistencyToken::attach(&mut response, "tickets", sold.and_then(|s| s.position));
+            Ok(response)
+        }
+        Settled::Declined(reason) => Err(ApiError::BadRequest(reason)),
+        Settled::Refunded(reason) => Err(ApiError::BadRequest(format!("{reason}; the charge was refunded"))),
+    }
 }

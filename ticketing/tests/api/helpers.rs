@@ -232,6 +232,7 @@ impl Deployment {
             stripe_api_base: "http://127.0.0.1:9".into(),
             request_timeout_ms: 10_000,
             max_in_flight: 1024,
+            payment_reconcile_after_seconds: 30,
         }
     }
 

@@ -27,6 +27,17 @@ impl Up {
     /// As [`Up::start`]; with `cassandra_port` on the CQL store, a local Cassandra node that
     /// `ticketing up` starts under `data` itself (`TICKETING_STORE=cql`, no `SCYLLA_URI`).
     pub(crate) async fn start_on(data: &std::path::Path, port: u16, kafka_port: u16, cassandra_port: Option<u16>) -> (Self, Duration) {
+        Self::start_with(data, port, kafka_port, cassandra_port, &[]).await
+    }
+
+    /// As [`Up::start_on`], with more environment variables.
+    pub(crate) async fn start_with(
+        data: &std::path::Path,
+        port: u16,
+        kafka_port: u16,
+        cassandra_port: Option<u16>,
+        env: &[(&str, &str)],
+    ) -> (Self, Duration) {
         let started = Instant::now();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("up.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ticketing"));
@@ -45,6 +56,7 @@ impl Up {
             .env_remove("KAFKA_BOOTSTRAP_SERVERS")
             .env_remove("SCHEMA_REGISTRY_URL")
             .env_remove("SCYLLA_URI")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -85,6 +97,21 @@ impl Up {
         let reply = request.send().await.expect("answered");
         let status = reply.status();
         (status, reply.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The public base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Waits until the launcher has exited by itself (it aborted at a failpoint).
+    pub(crate) async fn exited(mut self) {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "ticketing up is still running");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// SIGKILL the launcher; its broker's JVM dies with it (the launcher's watchdog), as with
