@@ -92,3 +92,37 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_never_a_5xx() {
     app.stop().await;
 }
 }
+
+/// A malformed setting stops start-up with a message naming it, before anything starts;
+/// nothing falls back to a default silently.
+#[test]
+fn a_malformed_setting_stops_start_up_naming_it() {
+    for (name, value) in [
+        ("SESSION_TTL_SECONDS", "abc"),
+        ("EXPIRATION_WINDOW_SECONDS", "-5"),
+        ("COOKIE_SECURE", "maybe"),
+        ("TICKETING_STORE", "mongo"),
+        ("STRIPE_API_BASE", "ftp://example.com"),
+        ("TICKETING_MAX_IN_FLIGHT", "0"),
+        ("TICKETING_ADDR", "not-an-address"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
+            .arg("init")
+            .env(name, value)
+            .env("TICKETING_DATA_DIR", std::env::temp_dir().join("ticketing-config-test"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} was accepted");
+        assert!(stderr.contains(name), "{name}={value}: the message names the variable: {stderr}");
+        assert!(stderr.contains(value), "{name}={value}: the message shows the value: {stderr}");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .arg("init")
+        .env("SCYLLA_USERNAME", "someone")
+        .env_remove("SCYLLA_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SCYLLA_PASSWORD"));
+}
