@@ -57,6 +57,8 @@ pub trait PaymentGateway: Send + Sync + 'static {
     async fn refund(&self, charge_id: &str, idempotency_key: &str) -> Result<Refund, ChargeError>;
 }
 
+type ChargeResult = Result<Charge, ChargeError>;
+
 /// Stripe's test tokens without any network, with Stripe's rules: `tok_visa` (and other `tok_`
 /// card tokens) succeed, `tok_chargeDeclined` and friends decline; a key's first result is
 /// kept and returned again (a key reused with other parameters is an idempotency error); a
@@ -64,7 +66,8 @@ pub trait PaymentGateway: Send + Sync + 'static {
 /// restarted still answers a retried key with the same charge.
 #[derive(Debug, Default)]
 pub struct SandboxGateway {
-    charges: Mutex<HashMap<String, (String, Result<Charge, ChargeError>)>>,
+    /// Per idempotency key: the parameters it was first used with, and its result.
+    charges: Mutex<HashMap<String, (String, ChargeResult)>>,
     refunds: Mutex<HashMap<String, (String, Refund)>>,
 }
 

@@ -24,9 +24,9 @@ pub enum Settled {
     /// Charged; the order is complete.
     Paid {
         /// The completed order.
-        completed: Outcome<Order>,
+        completed: Box<Outcome<Order>>,
         /// The sale of its ticket, when it went through at once (the saga sells it otherwise).
-        sold: Option<Outcome<Ticket>>,
+        sold: Option<Box<Outcome<Ticket>>>,
     },
     /// The gateway refused the card: the order is payable again.
     Declined(String),
@@ -126,18 +126,18 @@ impl Settlement {
             Ok(completed) => {
                 // The saga sells it too (same command id) should this fail.
                 let sell = TicketCommand::SellTicket { order_id: order_id.to_string() };
-                let sold = match self
+                let sold: Option<Box<Outcome<Ticket>>> = match self
                     .tickets
                     .execute(request(&completed.state.ticket.id, sell_command_id(order_id), sell))
                     .await
                 {
-                    Ok(sold) => Some(sold),
+                    Ok(sold) => Some(Box::new(sold)),
                     Err(error) => {
                         tracing::warn!(message = "Failed to sell the ticket; the process manager will.", %error);
                         None
                     }
                 };
-                Ok(Settled::Paid { completed, sold })
+                Ok(Settled::Paid { completed: Box::new(completed), sold })
             }
             Err(CommandError::Rejected(error)) => self.refund(payment_id, order_id, charge_id, &error.to_string()).await,
             Err(error) => Err(unavailable(error)),

@@ -274,18 +274,7 @@ async fn a_client_without_a_token_never_gets_a_404_for_its_own_acknowledged_writ
 
 /// Runs `ticketing dead-letters …` against the deployment; its stdout.
 fn dead_letters(deployment: &Deployment, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .arg("dead-letters")
-        .args(args)
-        .env("KAFKA_BOOTSTRAP_SERVERS", &deployment.bootstrap_servers)
-        .env("TICKETING_NAMESPACE", &deployment.namespace)
-        .env("TICKETING_DATA_DIR", deployment.data.path())
-        .env("JWT_KEY", crate::helpers::JWT_KEY)
-        .env_remove("SCHEMA_REGISTRY_URL")
-        .env_remove("SCYLLA_URI")
-        .envs(deployment.store_env())
-        .output()
-        .unwrap();
+    let output = deployment.tool(&[&["dead-letters"], args].concat()).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "dead-letters {args:?} failed: {}{stdout}", String::from_utf8_lossy(&output.stderr));
     stdout
@@ -336,14 +325,7 @@ async fn an_unreadable_event_blocks_only_its_aggregate_until_an_operator_skips_i
     let id = open_entry(&listing, &topic, &format!("{topic}.commands")).unwrap_or_else(|| panic!("parked: {listing}"));
     let shown = dead_letters(&deployment, &["show", &id]);
     assert!(shown.contains(&format!("key:       {ticket}")) && shown.contains("reason:"), "{shown}");
-    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .args(["dead-letters", "replay", &id])
-        .env("KAFKA_BOOTSTRAP_SERVERS", &deployment.bootstrap_servers)
-        .env("TICKETING_NAMESPACE", &deployment.namespace)
-        .env("TICKETING_DATA_DIR", deployment.data.path())
-        .env("JWT_KEY", crate::helpers::JWT_KEY)
-        .output()
-        .unwrap();
+    let replay = deployment.tool(&["dead-letters", "replay", &id]).output().unwrap();
     assert!(!replay.status.success(), "an aggregate's own event is never appended again");
     assert!(String::from_utf8_lossy(&replay.stderr).contains("skip"), "{}", String::from_utf8_lossy(&replay.stderr));
     let skipped = dead_letters(&deployment, &["skip", &id]);

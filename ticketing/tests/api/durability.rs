@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Deployment, JWT_KEY, TestApp, TestBroker};
+use crate::helpers::{Deployment, TestApp, TestBroker};
 
 async fn snapshot(app: &TestApp, ids: &[String]) -> (Value, Vec<Value>) {
     let list = app.request(Method::GET, "/api/tickets", None, None).await.body;
@@ -101,17 +101,7 @@ async fn rebuilding_every_read_model_after_dropping_the_store_gives_the_live_rea
 
     deployment.drop_store();
     for read_model in ["tickets", "orders"] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
-            .args(["rebuild", read_model])
-            .env("KAFKA_BOOTSTRAP_SERVERS", &deployment.bootstrap_servers)
-            .env("TICKETING_NAMESPACE", &deployment.namespace)
-            .env("TICKETING_DATA_DIR", deployment.data.path())
-            .env("JWT_KEY", JWT_KEY)
-            .env_remove("SCHEMA_REGISTRY_URL")
-            .env_remove("SCYLLA_URI")
-            .envs(deployment.store_env())
-            .output()
-            .unwrap();
+        let output = deployment.tool(&["rebuild", read_model]).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "rebuild {read_model} failed: {stderr}");
         assert!(stderr.contains(&format!("Rebuilt {read_model} into namespace")), "{stderr}");
@@ -213,17 +203,7 @@ async fn rebuilding_under_live_writes_loses_nothing_and_no_token_runs_ahead_of_i
         };
         let rebuild = async {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketing"));
-            command
-                .args(["rebuild", "tickets"])
-                .env("KAFKA_BOOTSTRAP_SERVERS", &deployment.bootstrap_servers)
-                .env("TICKETING_NAMESPACE", &deployment.namespace)
-                .env("TICKETING_DATA_DIR", deployment.data.path())
-                .env("JWT_KEY", JWT_KEY)
-                .env_remove("SCHEMA_REGISTRY_URL")
-                .env_remove("SCYLLA_URI")
-                .envs(deployment.store_env());
-            let output = command.output().await.unwrap();
+            let output = tokio::process::Command::from(deployment.tool(&["rebuild", "tickets"])).output().await.unwrap();
             // Writes go on a while after the switch.
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -178,6 +178,22 @@ impl Deployment {
         }
     }
 
+    /// `ticketing <args>` as an operator runs it against this deployment (its log, namespace,
+    /// data directory and store; the bundled registry it starts itself).
+    pub fn tool(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"));
+        command
+            .args(args)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap_servers)
+            .env("TICKETING_NAMESPACE", &self.namespace)
+            .env("TICKETING_DATA_DIR", self.data.path())
+            .env("JWT_KEY", JWT_KEY)
+            .env_remove("SCHEMA_REGISTRY_URL")
+            .env_remove("SCYLLA_URI")
+            .envs(self.store_env());
+        command
+    }
+
     /// The environment of a `ticketing` subprocess on this deployment's store.
     pub fn store_env(&self) -> Vec<(&'static str, String)> {
         match &self.cql_uri {
