@@ -92,8 +92,15 @@ async fn answers_metadata(bootstrap: String) -> anyhow::Result<()> {
 }
 
 /// A KRaft cluster id: 16 random bytes, base64url without padding (what `random-uuid` prints).
+/// Like Kafka's own `Uuid.randomUuid`, never one that starts with `-`: the storage tool would
+/// take it for an option (one start in 64 failed so).
 fn cluster_id() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 fn server_properties(port: u16, controller_port: u16, log_dirs: &Path) -> String {
@@ -127,4 +134,15 @@ log.retention.ms=-1
 ",
         log_dirs = log_dirs.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cluster_id_is_never_taken_for_an_option() {
+        for _ in 0..10_000 {
+            let id = super::cluster_id();
+            assert!(!id.starts_with('-') && id.len() == 22, "{id}");
+        }
+    }
 }
