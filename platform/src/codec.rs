@@ -33,3 +33,21 @@ pub trait EventCodec<E>: Send + Sync + 'static {
     /// Decodes a record value.
     async fn decode(&self, bytes: &[u8]) -> Result<Envelope<E>, CodecError>;
 }
+
+/// Runs `decode` until the schema registry answers: a reader that skipped a record while the
+/// registry was down would diverge from the others. Any other error is returned.
+pub async fn waiting_for_registry<T, F, Fut>(mut decode: F) -> Result<T, CodecError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CodecError>>,
+{
+    loop {
+        match decode().await {
+            Err(CodecError::RegistryUnavailable(reason)) => {
+                tracing::warn!(message = "Waiting for the schema registry.", %reason);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}

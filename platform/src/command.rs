@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, Envelope, EventMetadata};
 use crate::arbiter::{Head, Verdict};
-use crate::codec::{CodecError, EventCodec};
+use crate::codec::{CodecError, EventCodec, waiting_for_registry};
 use crate::log::{DeadLetters, LogConfig, LogError, LogPosition, LogProducer, LogRecord, OutgoingRecord, TopicReader, TransactionalProducer};
 use crate::ownership::partition_for;
 
@@ -170,7 +170,7 @@ impl<A: Aggregate> CommandPipeline<A> {
     pub fn start(config: &LogConfig, codec: Arc<dyn EventCodec<A::Event>>) -> Result<Self, LogError> {
         let producer = LogProducer::new(config)?;
         let reader = TopicReader::from_beginning(config, codec.topic())?;
-        let producer_for_inner = producer.clone();
+        let dead_letters = DeadLetters::with_producer(config, producer.clone());
         let (ready, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             codec,
@@ -179,7 +179,7 @@ impl<A: Aggregate> CommandPipeline<A> {
             partitions: reader.partitions().len() as i32,
             transactional: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
-            dead_letters: DeadLetters::with_producer(config, producer_for_inner),
+            dead_letters,
             locks: Mutex::new(HashMap::new()),
             echoes: Mutex::new(HashMap::new()),
             ready,
@@ -559,18 +559,9 @@ async fn tail_log<A: Aggregate>(inner: Arc<Inner<A>>, reader: TopicReader) {
         };
         let position = record.position;
         match record.payload.as_deref() {
-            Some(bytes) => loop {
-                match inner.codec.decode(bytes).await {
-                    Ok(envelope) => inner.apply(envelope, position),
-                    // Skipping would make this reader's state diverge from the others': wait.
-                    Err(error @ CodecError::RegistryUnavailable(_)) => {
-                        tracing::warn!(message = "Waiting for the schema registry.", %error);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    Err(error) => poison.unreadable(&inner, &record, &error.to_string()).await,
-                }
-                break;
+            Some(bytes) => match waiting_for_registry(|| inner.codec.decode(bytes)).await {
+                Ok(envelope) => inner.apply(envelope, position),
+                Err(error) => poison.unreadable(&inner, &record, &error.to_string()).await,
             },
             None => tracing::warn!(message = "Skipped a record without value.", offset = position.offset),
         }

@@ -10,11 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::aggregate::EventMetadata;
 use crate::arbiter::{Verdict, VersionArbiter};
-use crate::codec::{CodecError, EventCodec};
+use crate::codec::{EventCodec, waiting_for_registry};
 use crate::log::{LogConfig, LogError, LogRecord, TopicReader};
 
 /// What one member knows of a partition it follows.
@@ -76,20 +75,9 @@ impl<E: Clone + Send + Sync + 'static> JudgedPartitions<E> {
         let mut remaining = reader.remaining_before(&BTreeMap::from([(partition, until)]));
         while let Some(record) = reader.next_within(&mut remaining).await? {
             let Some(bytes) = record.payload.as_deref() else { continue };
-            loop {
-                match self.codec.decode(bytes).await {
-                    Ok(envelope) => {
-                        arbiter.admit(&envelope.metadata);
-                    }
-                    Err(CodecError::RegistryUnavailable(reason)) => {
-                        tracing::warn!(message = "Waiting for the schema registry.", %reason);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    // Poison is ignored by every reader (and parked when it is first read).
-                    Err(_) => {}
-                }
-                break;
+            // Poison is ignored by every reader (and parked when it is first read).
+            if let Ok(envelope) = waiting_for_registry(|| self.codec.decode(bytes)).await {
+                arbiter.admit(&envelope.metadata);
             }
         }
         Ok(())

@@ -122,6 +122,12 @@ async fn namespace_after(
 /// How often a waiting read looks at progress that no projector of this process reports.
 const OTHER_PROCESS_POLL: Duration = Duration::from_millis(25);
 
+/// The `(partition, offset)` of every write to `read_model`'s topic the request's consistency
+/// tokens name.
+fn written(headers: &HeaderMap, read_model: &str) -> Vec<(i32, i64)> {
+    ConsistencyToken::for_topic(headers, read_model).iter().map(|t| (t.partition, t.offset)).collect()
+}
+
 /// Resolves the namespace serving `read_model`, after waiting (bounded) for the writes the
 /// request's consistency tokens name. Returns whether the wait timed out.
 async fn namespace_after_token(
@@ -129,9 +135,7 @@ async fn namespace_after_token(
     read_model: &str,
     headers: &HeaderMap,
 ) -> Result<(String, bool), ApiError> {
-    let wanted: Vec<(i32, i64)> =
-        ConsistencyToken::for_topic(headers, read_model).iter().map(|t| (t.partition, t.offset)).collect();
-    namespace_after(state, read_model, &wanted, Instant::now() + CONSISTENCY_WAIT).await
+    namespace_after(state, read_model, &written(headers, read_model), Instant::now() + CONSISTENCY_WAIT).await
 }
 
 /// Reads one aggregate's row; when there is none, waits (bounded) until the projection has
@@ -171,9 +175,10 @@ fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
 
 #[tracing::instrument(name = "GET /api/tickets", skip_all)]
 async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (namespace, stale) = namespace_after_token(&state, "tickets", &headers).await?;
+    let wanted = written(&headers, "tickets");
+    let (namespace, stale) = namespace_after(&state, "tickets", &wanted, Instant::now() + CONSISTENCY_WAIT).await?;
     let cache = &state.list_cache;
-    if !ConsistencyToken::for_topic(&headers, "tickets").is_empty() || cache.max_age.is_zero() {
+    if !wanted.is_empty() || cache.max_age.is_zero() {
         return Ok(with_staleness(tickets_for_sale(&state, &namespace).await?, stale));
     }
     // Held while reading: concurrent misses wait for one read instead of each making theirs.

@@ -206,8 +206,7 @@ pub async fn init(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// The order saga of this deployment.
-pub async fn order_saga(log: &LogConfig, codecs: &Codecs, dead_letters: DeadLetters) -> anyhow::Result<OrderSaga> {
-    let ends = EndOffsets::new(log)?;
+pub async fn order_saga(ends: &EndOffsets, codecs: &Codecs, dead_letters: DeadLetters) -> anyhow::Result<OrderSaga> {
     let partitions = |topic: String| async {
         let count = ends.partition_count(&topic).await.with_context(|| format!("Failed to look up {topic}"))?;
         Ok::<_, anyhow::Error>((topic, count))
@@ -434,6 +433,11 @@ impl Application {
         ensure_topics(&log, &topics(&log)).await.context("Failed to create the topics")?;
         // Before the command sides start: they read it for operators' resolutions.
         let dead_letters = DeadLetters::open(&log).await.context("Failed to create the dead-letter topic")?;
+        // One client for partition counts and ends: the order saga's and the query API's.
+        let log_ends = (has(Component::Orders) || has(Component::QueryApi))
+            .then(|| EndOffsets::new(&log))
+            .transpose()?
+            .map(Arc::new);
 
         let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
@@ -516,7 +520,8 @@ impl Application {
                     expiration_window_seconds: settings.expiration_window_seconds,
                 }))
                 .merge(orders.clone().internal_router());
-            let saga = order_saga(&log, &codecs, dead_letters.clone()).await?;
+            let ends = log_ends.as_deref().expect("made for the orders component");
+            let saga = order_saga(ends, &codecs, dead_letters.clone()).await?;
             tasks.push(spawn_logged("order-saga", run_saga(log.clone(), saga, shutdown_rx.clone())));
             tasks.push(spawn_logged(
                 "orders-inbox",
@@ -593,7 +598,7 @@ impl Application {
             if has(Component::QueryApi) {
                 router = router.merge(query_api::router(query_api::QueryState {
                     read_models: read_models.clone(),
-                    log_ends: Some(Arc::new(EndOffsets::new(&log)?)),
+                    log_ends: log_ends.clone(),
                     keys: keys.clone(),
                     list_limit: settings.tickets_list_limit,
                     list_cache: Arc::new(query_api::ListCache::new(Duration::from_millis(settings.tickets_list_cache_ms))),

@@ -55,7 +55,7 @@ async fn act(settings: &Settings, log: &LogConfig, command: DeadLetterCommand) -
             let shown: Vec<&DeadLetter> = entries.iter().filter(|e| all || is_open(&entries, e)).collect();
             writeln!(out, "{:>6}  {:<40}  {:<28}  {:<10}  reason", "id", "source", "parked by", "status")?;
             for entry in &shown {
-                let status = entry.resolution.clone().unwrap_or_else(|| if is_open(&entries, entry) { "open".into() } else { "resolved".into() });
+                let status = status(&entries, entry);
                 writeln!(out, "{:>6}  {:<40}  {:<28}  {:<10}  {}", entry.id, entry.source(), entry.consumer, status, entry.reason)?;
             }
             writeln!(out, "{} of {} entries", shown.len(), entries.len())?;
@@ -66,7 +66,7 @@ async fn act(settings: &Settings, log: &LogConfig, command: DeadLetterCommand) -
             writeln!(out, "source:    {}", entry.source())?;
             writeln!(out, "parked by: {}", entry.consumer)?;
             writeln!(out, "reason:    {}", entry.reason)?;
-            writeln!(out, "status:    {}", entry.resolution.clone().unwrap_or_else(|| if is_open(&entries, entry) { "open".into() } else { "resolved".into() }))?;
+            writeln!(out, "status:    {}", status(&entries, entry))?;
             writeln!(out, "key:       {}", String::from_utf8_lossy(&entry.key))?;
             for (name, value) in &entry.headers {
                 writeln!(out, "header:    {name}={}", String::from_utf8_lossy(value))?;
@@ -110,6 +110,15 @@ fn find(entries: &[DeadLetter], id: i64) -> anyhow::Result<&DeadLetter> {
     }
 }
 
+/// `open` or `resolved` for a parked record; what was decided for a resolution.
+fn status<'a>(entries: &[DeadLetter], entry: &'a DeadLetter) -> &'a str {
+    match &entry.resolution {
+        Some(resolution) => resolution,
+        None if is_open(entries, entry) => "open",
+        None => "resolved",
+    }
+}
+
 /// A parked record no resolution names (a resolution names a source position).
 fn is_open(entries: &[DeadLetter], entry: &DeadLetter) -> bool {
     entry.resolution.is_none()
@@ -130,7 +139,8 @@ async fn replay(settings: &Settings, log: &LogConfig, entry: &DeadLetter) -> any
     if entry.consumer == "order-saga" {
         let (registry_url, registry) = tool_registry(settings, log).await?;
         let codecs = Codecs::new(log, &registry_url)?;
-        let saga = crate::app::order_saga(log, &codecs, DeadLetters::with_producer(log, producer.clone())).await?;
+        let ends = platform::log::EndOffsets::new(log)?;
+        let saga = crate::app::order_saga(&ends, &codecs, DeadLetters::with_producer(log, producer.clone())).await?;
         let record = LogRecord {
             topic: entry.topic.clone(),
             position: LogPosition { partition: entry.partition, offset: entry.offset },

@@ -15,7 +15,7 @@ use orders_command::domain::{Order, OrderCommand, OrderStatus};
 use orders_command::saga::release_command_id;
 use platform::aggregate::{Aggregate, Envelope};
 use platform::arbiter::{Verdict, VersionArbiter};
-use platform::codec::{CodecError, EventCodec};
+use platform::codec::{EventCodec, waiting_for_registry};
 use platform::command::{CommandError, CommandRequest};
 use platform::forwarding::CommandService;
 use platform::log::{LogConfig, LogError, LogRecord, TopicReader};
@@ -165,20 +165,12 @@ impl<E: Clone + Send + Sync + 'static> JudgedTopic<E> {
             self.catching_up.remove(&record.position.partition);
         }
         let bytes = record.payload.as_deref()?;
-        loop {
-            match self.codec.decode(bytes).await {
-                Ok(envelope) => {
-                    return (self.arbiter.admit(&envelope.metadata) == Verdict::Valid).then_some(envelope);
-                }
-                Err(CodecError::RegistryUnavailable(reason)) => {
-                    tracing::warn!(message = "Waiting for the schema registry.", %reason);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => {
-                    // The aggregate ignores it too; the saga parks it.
-                    tracing::warn!(message = "Skipped an undecodable event.", topic = %record.topic, %error);
-                    return None;
-                }
+        match waiting_for_registry(|| self.codec.decode(bytes)).await {
+            Ok(envelope) => (self.arbiter.admit(&envelope.metadata) == Verdict::Valid).then_some(envelope),
+            Err(error) => {
+                // The aggregate ignores it too; the saga parks it.
+                tracing::warn!(message = "Skipped an undecodable event.", topic = %record.topic, %error);
+                None
             }
         }
     }

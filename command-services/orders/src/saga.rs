@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform::aggregate::{Envelope, EventMetadata};
-use platform::codec::{CodecError, EventCodec};
+use platform::codec::{CodecError, EventCodec, waiting_for_registry};
 use platform::command::CommandRequest;
 use platform::inbox::InboxCommand;
 use platform::arbiter::Verdict;
@@ -160,20 +160,14 @@ impl OrderSaga {
     /// and calls for nothing either when the arbiter rule rejects the event (a duplicate or a
     /// stale writer's). `epoch` is the consumer's assignment epoch when it read the record.
     pub async fn commands_for(&self, judges: &mut SagaJudges, record: &LogRecord, epoch: u64) -> Vec<InboxCommand> {
-        let decoded = loop {
-            match self.decode(record).await {
-                Ok(decoded) => break decoded,
-                Err(CodecError::RegistryUnavailable(reason)) => {
-                    tracing::warn!(message = "Waiting for the schema registry.", %reason);
+        let decoded = match waiting_for_registry(|| self.decode(record)).await {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                while let Err(park_error) = self.dead_letters.park(record, "order-saga", &error.to_string()).await {
+                    tracing::warn!(message = "Failed to park a poison record; retrying.", error = %park_error);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(error) => {
-                    while let Err(park_error) = self.dead_letters.park(record, "order-saga", &error.to_string()).await {
-                        tracing::warn!(message = "Failed to park a poison record; retrying.", error = %park_error);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    return Vec::new();
-                }
+                return Vec::new();
             }
         };
         let verdict = judges.judge(record, &decoded, epoch).await;
@@ -181,23 +175,23 @@ impl OrderSaga {
             tracing::debug!(message = "No reaction to an event the arbiter rejects.", ?verdict, offset = record.position.offset);
             return Vec::new();
         }
-        let (metadata, reactions) = match &decoded {
-            Decoded::Order(e) => (&e.metadata, react_to_order(&e.metadata, &e.event)),
-            Decoded::Payment(e) => (&e.metadata, react_to_payment(&e.metadata, &e.event)),
-        };
-        reactions.into_iter().map(|reaction| self.command(metadata, reaction)).collect()
+        self.commands_of(&decoded)
     }
 
     /// The inbox commands a parked record calls for, decoded again now (an operator's replay of
     /// a dead letter, once what made it unreadable is fixed). Not judged: the operator vouches
     /// for it, and the commands' ids make a reaction that already happened a no-op.
     pub async fn replay_commands(&self, record: &LogRecord) -> Result<Vec<InboxCommand>, CodecError> {
-        let decoded = self.decode(record).await?;
-        let (metadata, reactions) = match &decoded {
+        Ok(self.commands_of(&self.decode(record).await?))
+    }
+
+    /// The inbox commands a decoded event calls for.
+    fn commands_of(&self, decoded: &Decoded) -> Vec<InboxCommand> {
+        let (metadata, reactions) = match decoded {
             Decoded::Order(e) => (&e.metadata, react_to_order(&e.metadata, &e.event)),
             Decoded::Payment(e) => (&e.metadata, react_to_payment(&e.metadata, &e.event)),
         };
-        Ok(reactions.into_iter().map(|reaction| self.command(metadata, reaction)).collect())
+        reactions.into_iter().map(|reaction| self.command(metadata, reaction)).collect()
     }
 
     fn command(&self, cause: &EventMetadata, reaction: Reaction) -> InboxCommand {

@@ -113,10 +113,8 @@ async fn create_payment(
     if let Err(error) = awaiting {
         if let CommandError::Rejected(refused) = &error {
             // Nothing was charged: the attempt ends here.
-            let decline = PaymentCommand::RecordDecline { attempt: attempt.attempt, reason: refused.to_string() };
             settlement
-                .payments
-                .execute(CommandRequest::from_client(&payment_id, format!("decline:{payment_id}:{}", attempt.attempt), decline))
+                .end_attempt(&payment_id, attempt.attempt, &refused.to_string())
                 .await
                 .map_err(|e| command_error(e, |error| ApiError::BadRequest(error.to_string())))?;
         }

@@ -15,7 +15,7 @@ use platform::forwarding::CommandService;
 use tickets_command::domain::{Ticket, TicketCommand};
 use tokio::sync::watch;
 
-use crate::domain::{Attempt, Payment, PaymentCommand};
+use crate::domain::{Attempt, Payment, PaymentCommand, PaymentError};
 use crate::gateway::{ChargeError, PaymentGateway};
 
 /// How a payment attempt ended.
@@ -97,11 +97,7 @@ impl Settlement {
                 self.complete(payment_id, order_id, &charge.id).await
             }
             Err(ChargeError::Declined(reason) | ChargeError::Invalid(reason)) => {
-                let record = PaymentCommand::RecordDecline { attempt: n, reason: reason.clone() };
-                self.payments
-                    .execute(request(payment_id, format!("decline:{payment_id}:{n}"), record))
-                    .await
-                    .map_err(unavailable)?;
+                self.end_attempt(payment_id, n, &reason).await.map_err(unavailable)?;
                 let decline = OrderCommand::DeclinePayment { payment_id: payment_id.to_string(), reason: reason.clone() };
                 self.orders
                     .execute(request(order_id, format!("decline:{payment_id}:{n}"), decline))
@@ -116,6 +112,13 @@ impl Settlement {
             }
             Err(error @ ChargeError::IdempotencyConflict(_)) => Err(SettleError::Unexpected(error.to_string())),
         }
+    }
+
+    /// Ends attempt `n` of `payment_id` without a charge (declined, or never sent because the
+    /// order could not await it).
+    pub async fn end_attempt(&self, payment_id: &str, n: i32, reason: &str) -> Result<(), CommandError<PaymentError>> {
+        let record = PaymentCommand::RecordDecline { attempt: n, reason: reason.to_string() };
+        self.payments.execute(request(payment_id, format!("decline:{payment_id}:{n}"), record)).await.map(|_| ())
     }
 
     /// Completes the order of a charged payment, or refunds the charge when the order can no
