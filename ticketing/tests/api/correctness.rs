@@ -66,7 +66,11 @@ both_stores! {
 async fn a_command_whose_first_event_lost_its_version_is_applied_by_no_reader() {
     let broker = TestBroker::start().await;
     let deployment = Deployment::new(&broker).await;
-    let app = deployment.spawn().await;
+    // No expiration worker: it would release the lapsed hold below itself, in the middle of
+    // the interleaving the test writes.
+    let components: Vec<ticketing::app::Component> =
+        ticketing::app::Component::ALL.into_iter().filter(|c| *c != ticketing::app::Component::Expiration).collect();
+    let app = TestApp::start(deployment.settings(), &components).await;
     let ticket = app.create_ticket("seller", "concert", 20.0).await;
     let id = ticket.id();
     let log = deployment.log();
