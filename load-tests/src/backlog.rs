@@ -39,11 +39,11 @@ pub async fn encode_ticket_events(
         if version == 1 {
             aggregate_id = uuid::Uuid::new_v4().to_string();
         }
-        let price_cents = 1_000 + (n % 9_000) as i64;
+        let price_minor = 1_000 + (n % 9_000) as i64;
         let event = if version == 1 {
-            TicketEvent::Created(TicketCreated { title: format!("backlog {n}"), price_cents, user_id: "backlog-seller".into() })
+            TicketEvent::Created(TicketCreated { title: format!("backlog {n}"), price_minor, currency: "USD".into(), user_id: "backlog-seller".into() })
         } else {
-            TicketEvent::Updated(TicketUpdated { title: format!("backlog {n}"), price_cents, user_id: "backlog-seller".into() })
+            TicketEvent::Updated(TicketUpdated { title: format!("backlog {n}"), price_minor, currency: "USD".into(), user_id: "backlog-seller".into() })
         };
         let envelope = Envelope {
             metadata: EventMetadata {

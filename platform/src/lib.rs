@@ -13,6 +13,7 @@ pub mod inbox;
 pub mod local;
 pub mod log;
 pub mod metrics;
+pub mod money;
 pub mod ownership;
 pub mod projection;
 pub mod reaction;

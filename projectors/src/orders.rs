@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use platform::arbiter::{Head, Verdict};
 use platform::codec::EventCodec;
 use platform::log::LogRecord;
+use platform::money::Currency;
 use platform::projection::{Applied, Projection, ProjectionError, decode_record, read_row};
 use platform::store::{CellKey, ReadStore, StoreError};
 use schemas::orders::OrderEvent;
@@ -24,8 +25,13 @@ pub struct OrderTicket {
     pub id: String,
     /// Title.
     pub title: String,
-    /// Price in cents.
-    pub price_cents: i64,
+    /// Price in the minor unit of `currency` (rows written before currencies call it
+    /// `price_cents`).
+    #[serde(alias = "price_cents")]
+    pub price_minor: i64,
+    /// The price's currency (USD for rows written before currencies).
+    #[serde(default)]
+    pub currency: Currency,
 }
 
 /// An order as the read side keeps it.
@@ -64,7 +70,8 @@ impl OrderRow {
             "ticket": {
                 "id": self.ticket.id,
                 "title": self.ticket.title,
-                "price": self.ticket.price_cents as f64 / 100.0,
+                "price": self.ticket.currency.to_major(self.ticket.price_minor),
+                "currency": self.ticket.currency.code(),
             },
             "version": self.version - 1,
         })
@@ -123,7 +130,8 @@ impl Projection for OrderProjector {
                 ticket: OrderTicket {
                     id: e.ticket_id.clone(),
                     title: e.ticket_title.clone(),
-                    price_cents: e.ticket_price_cents,
+                    price_minor: e.ticket_price_minor,
+                    currency: Currency::from_log(&e.ticket_currency),
                 },
                 version,
                 list_key: format!("{:016}:{}", meta.occurred_at.max(0), meta.aggregate_id),

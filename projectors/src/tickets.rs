@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use platform::arbiter::{Head, Verdict};
 use platform::codec::EventCodec;
 use platform::log::LogRecord;
+use platform::money::Currency;
 use platform::projection::{Applied, Projection, ProjectionError, decode_record, read_row};
 use platform::store::{CellKey, ReadStore, StoreError};
 use schemas::tickets::TicketEvent;
@@ -53,8 +54,13 @@ pub struct TicketRow {
     pub id: String,
     /// Title.
     pub title: String,
-    /// Price in cents.
-    pub price_cents: i64,
+    /// Price in the minor unit of `currency` (rows written before currencies call it
+    /// `price_cents`).
+    #[serde(alias = "price_cents")]
+    pub price_minor: i64,
+    /// The price's currency (USD for rows written before currencies).
+    #[serde(default)]
+    pub currency: Currency,
     /// Seller.
     pub user_id: String,
     /// Aggregate version (1-based, as in the log).
@@ -82,7 +88,8 @@ impl TicketRow {
         let mut body = serde_json::json!({
             "id": self.id,
             "title": self.title,
-            "price": self.price_cents as f64 / 100.0,
+            "price": self.currency.to_major(self.price_minor),
+            "currency": self.currency.code(),
             "userId": self.user_id,
             "version": self.version - 1,
         });
@@ -141,7 +148,8 @@ impl Projection for TicketProjector {
             (TicketEvent::Created(e), _) => TicketRow {
                 id: meta.aggregate_id.clone(),
                 title: e.title.clone(),
-                price_cents: e.price_cents,
+                price_minor: e.price_minor,
+                currency: Currency::from_log(&e.currency),
                 user_id: e.user_id.clone(),
                 version,
                 list_key: format!("{:016}:{}", meta.occurred_at.max(0), meta.aggregate_id),
@@ -150,7 +158,13 @@ impl Projection for TicketProjector {
                 command_id: String::new(),
             },
             (TicketEvent::Updated(e), Some(row)) => {
-                TicketRow { title: e.title.clone(), price_cents: e.price_cents, version, ..row }
+                TicketRow {
+                    title: e.title.clone(),
+                    price_minor: e.price_minor,
+                    currency: Currency::from_log(&e.currency),
+                    version,
+                    ..row
+                }
             }
             (TicketEvent::Reserved(e), Some(row)) => {
                 TicketRow { order_id: Some(e.order_id.clone()), status: "reserved".into(), version, ..row }

@@ -7,12 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use platform::aggregate::Envelope;
 use platform::codec::{CodecError, EventCodec};
-use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
+use schema_registry_converter::async_impl::avro::AvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 
 use crate::events::{AvroEvent, RecordFields, metadata_fields, metadata_from};
+use crate::evolution::{ReaderSchemas, WriterSchemas};
 
 /// Settings of the schema registry client, from a comma-separated list of URLs.
 pub fn registry_settings(urls: &str) -> Result<SrSettings, CodecError> {
@@ -31,11 +32,13 @@ pub fn registry_settings(urls: &str) -> Result<SrSettings, CodecError> {
         .map_err(|e| CodecError::RegistryUnavailable(e.to_string()))
 }
 
-/// Encodes and decodes the events of one topic in the Confluent wire format.
+/// Encodes and decodes the events of one topic in the Confluent wire format. Records written
+/// with an earlier version of their schema are read through [`crate::evolution`].
 pub struct AvroCodec<E> {
     topic: String,
     encoder: AvroEncoder,
-    decoder: AvroDecoder,
+    writers: WriterSchemas,
+    readers: ReaderSchemas,
     _events: PhantomData<fn() -> E>,
 }
 
@@ -45,7 +48,8 @@ impl<E: AvroEvent> AvroCodec<E> {
         Self {
             topic,
             encoder: AvroEncoder::new(settings.clone()),
-            decoder: AvroDecoder::new(settings),
+            writers: WriterSchemas::new(settings),
+            readers: ReaderSchemas::new(E::schemas(), E::upcasters()),
             _events: PhantomData,
         }
     }
@@ -100,21 +104,9 @@ impl<E: AvroEvent> EventCodec<E> for AvroCodec<E> {
     }
 
     async fn decode(&self, bytes: &[u8]) -> Result<Envelope<E>, CodecError> {
-        let decoded = self.decoder.decode(Some(bytes)).await.map_err(|e| {
-            if e.retriable {
-                CodecError::RegistryUnavailable(e.to_string())
-            } else {
-                CodecError::Undecodable(e.to_string())
-            }
-        })?;
-        let name = decoded
-            .name
-            .map(|n| n.fullname(None))
-            .ok_or_else(|| CodecError::Undecodable("the record has no name".into()))?;
-        let apache_avro::types::Value::Record(fields) = decoded.value else {
-            return Err(CodecError::Undecodable("the value is not a record".into()));
-        };
-        let fields = RecordFields(fields);
+        let written = self.writers.decode(bytes).await?;
+        let name = written.schema.full_name.clone();
+        let fields = RecordFields(self.readers.read(written)?);
         Ok(Envelope { metadata: metadata_from(&fields)?, event: E::from_record(&name, &fields)? })
     }
 }

@@ -4,6 +4,8 @@ use apache_avro::types::Value;
 use platform::aggregate::EventMetadata;
 use platform::codec::CodecError;
 
+use crate::evolution::Upcaster;
+
 /// One event type's Avro schema.
 #[derive(Debug, Clone, Copy)]
 pub struct EventSchema {
@@ -21,6 +23,11 @@ pub trait AvroEvent: Sized + Clone + Send + Sync + 'static {
 
     /// Schemas of every event type of the topic.
     fn schemas() -> &'static [EventSchema];
+
+    /// The changes between the topic's schema versions that Avro resolution cannot express.
+    fn upcasters() -> &'static [Upcaster] {
+        &[]
+    }
 
     /// The schema of this event.
     fn schema(&self) -> &'static EventSchema;
@@ -74,11 +81,8 @@ impl RecordFields {
         }
     }
 
-    /// An int field, or `default` when the writer's schema predates it.
-    pub fn int_or(&self, name: &str, default: i32) -> Result<i32, CodecError> {
-        if !self.0.iter().any(|(n, _)| n == name) {
-            return Ok(default);
-        }
+    /// An int field.
+    pub fn int(&self, name: &str) -> Result<i32, CodecError> {
         match Self::unwrap_union(self.get(name)?) {
             Value::Int(v) => Ok(*v),
             other => Err(CodecError::Undecodable(format!("field {name} is not an int: {other:?}"))),
@@ -126,9 +130,8 @@ pub fn metadata_from(fields: &RecordFields) -> Result<EventMetadata, CodecError>
         aggregate_id: fields.string("aggregate_id")?,
         aggregate_version: fields.long("aggregate_version")?,
         command_id: fields.string("command_id")?,
-        // Absent from records written before v2: each of their events was a command of its own.
-        command_event_index: fields.int_or("command_event_index", 0)?,
-        command_event_count: fields.int_or("command_event_count", 1)?,
+        command_event_index: fields.int("command_event_index")?,
+        command_event_count: fields.int("command_event_count")?,
         occurred_at: fields.long("occurred_at")?,
         correlation_id: fields.string("correlation_id")?,
         causation_id: fields.optional_string("causation_id")?,

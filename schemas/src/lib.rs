@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod events;
+pub mod evolution;
 pub mod orders;
 pub mod payments;
 pub mod tickets;

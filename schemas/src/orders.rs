@@ -3,6 +3,7 @@
 use apache_avro::types::Value;
 use platform::codec::CodecError;
 
+use crate::evolution::{Upcaster, rename_field};
 use crate::events::{AvroEvent, EventSchema, RecordFields};
 
 /// A user ordered a ticket; it is reserved until `expires_at`.
@@ -14,8 +15,10 @@ pub struct OrderCreated {
     pub ticket_id: String,
     /// Its title when ordered.
     pub ticket_title: String,
-    /// Its price in cents when ordered.
-    pub ticket_price_cents: i64,
+    /// Its price when ordered, in the minor unit of `ticket_currency`.
+    pub ticket_price_minor: i64,
+    /// ISO 4217 code of that price.
+    pub ticket_currency: String,
     /// Payment deadline, in milliseconds since the Unix epoch.
     pub expires_at: i64,
 }
@@ -89,8 +92,24 @@ static SCHEMAS: [EventSchema; 5] = [
     },
 ];
 
+/// v3 named the price's unit (`ticket_price_cents` became `ticket_price_minor`, beside
+/// `ticket_currency`).
+static UPCASTERS: [Upcaster; 1] = [Upcaster {
+    record: "ticketing.orders.OrderCreated",
+    change: "v3 renamed ticket_price_cents (cents of USD) to ticket_price_minor (minor unit of ticket_currency)",
+    upcast: ticket_price_cents_to_minor,
+}];
+
+fn ticket_price_cents_to_minor(fields: &mut Vec<(String, Value)>) {
+    rename_field(fields, "ticket_price_cents", "ticket_price_minor");
+}
+
 impl AvroEvent for OrderEvent {
     const TOPIC: &'static str = "orders";
+
+    fn upcasters() -> &'static [Upcaster] {
+        &UPCASTERS
+    }
 
     fn schemas() -> &'static [EventSchema] {
         &SCHEMAS
@@ -112,7 +131,8 @@ impl AvroEvent for OrderEvent {
                 ("user_id", Value::String(e.user_id.clone())),
                 ("ticket_id", Value::String(e.ticket_id.clone())),
                 ("ticket_title", Value::String(e.ticket_title.clone())),
-                ("ticket_price_cents", Value::Long(e.ticket_price_cents)),
+                ("ticket_price_minor", Value::Long(e.ticket_price_minor)),
+                ("ticket_currency", Value::String(e.ticket_currency.clone())),
                 ("expires_at", Value::TimestampMillis(e.expires_at)),
             ],
             OrderEvent::Cancelled(e) => vec![
@@ -137,7 +157,8 @@ impl AvroEvent for OrderEvent {
                 user_id: fields.string("user_id")?,
                 ticket_id: fields.string("ticket_id")?,
                 ticket_title: fields.string("ticket_title")?,
-                ticket_price_cents: fields.long("ticket_price_cents")?,
+                ticket_price_minor: fields.long("ticket_price_minor")?,
+                ticket_currency: fields.string("ticket_currency")?,
                 expires_at: fields.long("expires_at")?,
             })),
             "ticketing.orders.OrderCancelled" => Ok(OrderEvent::Cancelled(OrderCancelled {

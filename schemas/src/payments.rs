@@ -147,7 +147,7 @@ impl AvroEvent for PaymentEvent {
             })),
             "ticketing.payments.PaymentStarted" => Ok(PaymentEvent::Started(PaymentStarted {
                 order_id: fields.string("order_id")?,
-                attempt: fields.int_or("attempt", 1)?,
+                attempt: fields.int("attempt")?,
                 amount_cents: fields.long("amount_cents")?,
                 currency: fields.string("currency")?,
                 idempotency_key: fields.string("idempotency_key")?,
@@ -155,7 +155,7 @@ impl AvroEvent for PaymentEvent {
             })),
             "ticketing.payments.PaymentDeclined" => Ok(PaymentEvent::Declined(PaymentDeclined {
                 order_id: fields.string("order_id")?,
-                attempt: fields.int_or("attempt", 1)?,
+                attempt: fields.int("attempt")?,
                 reason: fields.string("reason")?,
             })),
             "ticketing.payments.PaymentRefunded" => Ok(PaymentEvent::Refunded(PaymentRefunded {

@@ -3,6 +3,7 @@
 use apache_avro::types::Value;
 use platform::codec::CodecError;
 
+use crate::evolution::{Upcaster, rename_field};
 use crate::events::{AvroEvent, EventSchema, RecordFields};
 
 /// A user put a ticket up for sale.
@@ -10,8 +11,10 @@ use crate::events::{AvroEvent, EventSchema, RecordFields};
 pub struct TicketCreated {
     /// Title shown to buyers.
     pub title: String,
-    /// Price in cents of USD.
-    pub price_cents: i64,
+    /// Price in the minor unit of `currency`.
+    pub price_minor: i64,
+    /// ISO 4217 code of the price.
+    pub currency: String,
     /// The seller.
     pub user_id: String,
 }
@@ -21,8 +24,10 @@ pub struct TicketCreated {
 pub struct TicketUpdated {
     /// New title.
     pub title: String,
-    /// New price in cents of USD.
-    pub price_cents: i64,
+    /// New price in the minor unit of `currency`.
+    pub price_minor: i64,
+    /// ISO 4217 code of the price.
+    pub currency: String,
     /// The seller, unchanged.
     pub user_id: String,
 }
@@ -88,8 +93,24 @@ static SCHEMAS: [EventSchema; 5] = [
     },
 ];
 
+/// v3 named the price's unit (`price_cents` became `price_minor`, beside `currency`).
+static UPCASTERS: [Upcaster; 2] = [
+    Upcaster { record: "ticketing.tickets.TicketCreated", change: PRICE_RENAME, upcast: price_cents_to_minor },
+    Upcaster { record: "ticketing.tickets.TicketUpdated", change: PRICE_RENAME, upcast: price_cents_to_minor },
+];
+
+const PRICE_RENAME: &str = "v3 renamed price_cents (cents of USD) to price_minor (minor unit of currency)";
+
+fn price_cents_to_minor(fields: &mut Vec<(String, Value)>) {
+    rename_field(fields, "price_cents", "price_minor");
+}
+
 impl AvroEvent for TicketEvent {
     const TOPIC: &'static str = "tickets";
+
+    fn upcasters() -> &'static [Upcaster] {
+        &UPCASTERS
+    }
 
     fn schemas() -> &'static [EventSchema] {
         &SCHEMAS
@@ -106,9 +127,9 @@ impl AvroEvent for TicketEvent {
     }
 
     fn payload_fields(&self) -> Vec<(&'static str, Value)> {
-        let (title, price_cents, user_id) = match self {
-            TicketEvent::Created(e) => (&e.title, e.price_cents, &e.user_id),
-            TicketEvent::Updated(e) => (&e.title, e.price_cents, &e.user_id),
+        let (title, price_minor, currency, user_id) = match self {
+            TicketEvent::Created(e) => (&e.title, e.price_minor, &e.currency, &e.user_id),
+            TicketEvent::Updated(e) => (&e.title, e.price_minor, &e.currency, &e.user_id),
             TicketEvent::Reserved(e) => {
                 return vec![
                     ("order_id", Value::String(e.order_id.clone())),
@@ -120,7 +141,8 @@ impl AvroEvent for TicketEvent {
         };
         vec![
             ("title", Value::String(title.clone())),
-            ("price_cents", Value::Long(price_cents)),
+            ("price_minor", Value::Long(price_minor)),
+            ("currency", Value::String(currency.clone())),
             ("user_id", Value::String(user_id.clone())),
         ]
     }
@@ -142,14 +164,15 @@ impl AvroEvent for TicketEvent {
             _ => {}
         }
         let title = fields.string("title")?;
-        let price_cents = fields.long("price_cents")?;
+        let price_minor = fields.long("price_minor")?;
+        let currency = fields.string("currency")?;
         let user_id = fields.string("user_id")?;
         match full_name {
             "ticketing.tickets.TicketCreated" => {
-                Ok(TicketEvent::Created(TicketCreated { title, price_cents, user_id }))
+                Ok(TicketEvent::Created(TicketCreated { title, price_minor, currency, user_id }))
             }
             "ticketing.tickets.TicketUpdated" => {
-                Ok(TicketEvent::Updated(TicketUpdated { title, price_cents, user_id }))
+                Ok(TicketEvent::Updated(TicketUpdated { title, price_minor, currency, user_id }))
             }
             other => Err(CodecError::Undecodable(format!("unknown event type {other}"))),
         }

@@ -408,3 +408,98 @@ async fn a_write_while_the_log_is_down_fails_with_a_500_and_changes_nothing() {
 
     app.stop().await;
 }
+
+/// Fields for every field of `avsc`, by name, from `values`.
+fn record_for(avsc: &str, values: &[(&'static str, Value)]) -> Vec<(&'static str, Value)> {
+    let apache_avro::Schema::Record(record) = apache_avro::Schema::parse_str(avsc).unwrap() else {
+        panic!("not a record schema");
+    };
+    record
+        .fields
+        .iter()
+        .map(|field| {
+            values
+                .iter()
+                .find(|(name, _)| *name == field.name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no value for field {}", field.name))
+        })
+        .collect()
+}
+
+fn envelope_values(version: i64) -> Vec<(&'static str, Value)> {
+    vec![
+        ("event_id", Value::Uuid(uuid::Uuid::new_v4())),
+        ("aggregate_id", Value::String("t-1".into())),
+        ("aggregate_version", Value::Long(version)),
+        ("command_id", Value::String(format!("c-{version}"))),
+        ("command_event_index", Value::Int(0)),
+        ("command_event_count", Value::Int(1)),
+        ("occurred_at", Value::TimestampMillis(1_700_000_000_000)),
+        ("correlation_id", Value::String("corr".into())),
+        ("causation_id", Value::Union(0, Box::new(Value::Null))),
+    ]
+}
+
+#[tokio::test]
+async fn records_of_every_registered_version_read_as_the_current_schema() {
+    use platform::aggregate::Envelope;
+    use platform::codec::EventCodec;
+    use schemas::codec::AvroCodec;
+    use schemas::tickets::{TicketCreated, TicketEvent};
+
+    // Arrange: each registered version of TicketCreated, registered in order (the registry
+    // checks each against the one before, renamed field and all), writes one record.
+    let app = TestApp::spawn().await;
+    let topic = format!("{}.tickets", app.config.namespace);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("avro/registered/tickets");
+    let mut written = Vec::new();
+    for version in 1..=3 {
+        let avsc = std::fs::read_to_string(dir.join(format!("TicketCreated.v{version}.avsc"))).unwrap();
+        let mut values = envelope_values(version);
+        values.extend([
+            ("title", Value::String(format!("written by v{version}"))),
+            ("price_cents", Value::Long(1250)),
+            ("price_minor", Value::Long(1500)),
+            ("currency", Value::String("JPY".into())),
+            ("user_id", Value::String("seller".into())),
+        ]);
+        let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
+            topic.clone(),
+            SuppliedSchema::new(Some("ticketing.tickets.TicketCreated".into()), SchemaType::Avro, avsc.clone()),
+        );
+        // An encoder keeps the first schema it used per subject: one per version.
+        let encoder = AvroEncoder::new(app.settings());
+        let bytes = encoder.encode(record_for(&avsc, &values), strategy).await.unwrap_or_else(|e| {
+            panic!("the registry takes v{version} after the versions before it: {e}")
+        });
+        written.push(bytes);
+    }
+
+    // Act: the services' codec reads them all.
+    let codec = AvroCodec::<TicketEvent>::new(topic, app.settings());
+    let mut read = Vec::new();
+    for bytes in &written {
+        let Envelope { metadata, event } = codec.decode(bytes).await.expect("every version decodes");
+        read.push((metadata.command_event_count, event));
+    }
+
+    // Assert: v1 and v2 prices were cents of USD; v3 names its currency.
+    let created = |title: &str, price_minor, currency: &str| {
+        TicketEvent::Created(TicketCreated {
+            title: title.into(),
+            price_minor,
+            currency: currency.into(),
+            user_id: "seller".into(),
+        })
+    };
+    assert_eq!(
+        read,
+        vec![
+            (1, created("written by v1", 1250, "USD")),
+            (1, created("written by v2", 1250, "USD")),
+            (1, created("written by v3", 1500, "JPY")),
+        ]
+    );
+    app.stop().await;
+}

@@ -323,7 +323,8 @@ mod tests {
             user_id: "u".into(),
             ticket_id: "t".into(),
             ticket_title: "x".into(),
-            ticket_price_cents: 1,
+            ticket_price_minor: 1,
+            ticket_currency: "USD".into(),
             expires_at: at,
         })
     }

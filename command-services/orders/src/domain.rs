@@ -1,6 +1,7 @@
 //! The Order aggregate: pure `decide` and `evolve`.
 
 use platform::aggregate::Aggregate;
+use platform::money::Currency;
 use schemas::orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderPaymentDeclined};
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +38,10 @@ pub struct TicketSnapshot {
     pub id: String,
     /// Title.
     pub title: String,
-    /// Price in cents.
-    pub price_cents: i64,
+    /// Price in the minor unit of `currency`.
+    pub price_minor: i64,
+    /// The price's currency.
+    pub currency: Currency,
 }
 
 /// What may be asked of an order.
@@ -147,7 +150,8 @@ impl Aggregate for Order {
                     user_id: user_id.clone(),
                     ticket_id: ticket.id.clone(),
                     ticket_title: ticket.title.clone(),
-                    ticket_price_cents: ticket.price_cents,
+                    ticket_price_minor: ticket.price_minor,
+                    ticket_currency: ticket.currency.code().to_string(),
                     expires_at: *expires_at,
                 })])
             }
@@ -221,7 +225,8 @@ impl Aggregate for Order {
                 ticket: TicketSnapshot {
                     id: e.ticket_id.clone(),
                     title: e.ticket_title.clone(),
-                    price_cents: e.ticket_price_cents,
+                    price_minor: e.ticket_price_minor,
+                    currency: Currency::from_log(&e.ticket_currency),
                 },
                 status: OrderStatus::Created,
                 expires_at: e.expires_at,
@@ -256,7 +261,8 @@ mod tests {
             user_id: "bob".into(),
             ticket_id: "t1".into(),
             ticket_title: "concert".into(),
-            ticket_price_cents: 2000,
+            ticket_price_minor: 2000,
+            ticket_currency: "USD".into(),
             expires_at: 1000,
         })
     }

@@ -66,7 +66,8 @@ pub fn order_json(id: &str, order: &Order, version: i64) -> serde_json::Value {
         "ticket": {
             "id": order.ticket.id,
             "title": order.ticket.title,
-            "price": order.ticket.price_cents as f64 / 100.0,
+            "price": order.ticket.currency.to_major(order.ticket.price_minor),
+            "currency": order.ticket.currency.code(),
         },
         "version": version - 1,
     })
@@ -135,7 +136,12 @@ async fn create_order(
 
     let create = OrderCommand::CreateOrder {
         user_id: user.id,
-        ticket: TicketSnapshot { id: ticket_id, title: ticket.title.clone(), price_cents: ticket.price_cents },
+        ticket: TicketSnapshot {
+            id: ticket_id,
+            title: ticket.title.clone(),
+            price_minor: ticket.price_minor,
+            currency: ticket.currency,
+        },
         expires_at: held_until,
     };
     let created = state

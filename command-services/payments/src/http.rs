@@ -91,8 +91,9 @@ async fn create_payment(
     let key = idempotency_key(&headers)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let start = PaymentCommand::StartPayment {
         order_id: order_id.clone(),
-        amount_cents: order.ticket.price_cents,
-        currency: "usd".into(),
+        amount_cents: order.ticket.price_minor,
+        // Stripe names currencies in lower case.
+        currency: order.ticket.currency.code().to_ascii_lowercase(),
         token,
     };
     let started = settlement

@@ -3,6 +3,7 @@
 use platform::aggregate::Aggregate;
 use serde::{Deserialize, Serialize};
 use platform::http::ErrorEntry;
+use platform::money::Currency;
 use schemas::tickets::{TicketCreated, TicketEvent, TicketReleased, TicketReserved, TicketSold, TicketUpdated};
 
 /// A validated, non-empty title.
@@ -32,35 +33,54 @@ impl Title {
     }
 }
 
-/// A validated price in cents: greater than 0, at most two decimals.
+/// A validated price: greater than 0, with no more decimals than its currency's minor unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Price(i64);
+pub struct Price {
+    minor: i64,
+    currency: Currency,
+}
 
 impl Price {
-    /// Highest price accepted, in cents (ten million dollars).
-    pub const MAX_CENTS: i64 = 1_000_000_000;
+    /// Highest price accepted, in major units of any currency.
+    pub const MAX_MAJOR: i64 = 10_000_000;
 
-    /// Validates the `price` field of a request: a number > 0 with up to two decimals, as a
-    /// JSON number or a string of decimal digits (the reference client sends `"12.50"`).
-    pub fn parse(value: Option<&serde_json::Value>) -> Result<Self, ErrorEntry> {
+    /// Validates the `price` and `currency` fields of a request: a number > 0 with at most as
+    /// many decimals as the currency's minor unit, as a JSON number or a string of decimal
+    /// digits (the reference client sends `"12.50"`); the currency an ISO 4217 code, USD when
+    /// absent (the reference API has no currency).
+    pub fn parse(
+        price: Option<&serde_json::Value>,
+        currency: Option<&serde_json::Value>,
+    ) -> Result<Self, ErrorEntry> {
+        let currency = match currency {
+            None | Some(serde_json::Value::Null) => Currency::USD,
+            Some(serde_json::Value::String(code)) => Currency::parse(code).ok_or_else(unknown_currency)?,
+            Some(_) => return Err(unknown_currency()),
+        };
         let invalid = || ErrorEntry::field("price", "Price must be greater than 0");
-        let price = match value {
+        let amount = match price {
             Some(serde_json::Value::Number(number)) => number.as_f64(),
             Some(serde_json::Value::String(text)) => Self::numeric_string(text),
             _ => None,
         }
         .ok_or_else(invalid)?;
-        if !price.is_finite() || price <= 0.0 {
+        if !amount.is_finite() || amount <= 0.0 {
             return Err(invalid());
         }
-        let cents = (price * 100.0).round();
-        if (cents - price * 100.0).abs() > 1e-6 {
-            return Err(ErrorEntry::field("price", "Price must have at most two decimals"));
+        let scale = currency.minor_per_major() as f64;
+        let minor = (amount * scale).round();
+        if (minor - amount * scale).abs() > 1e-6 {
+            let message = match currency.exponent() {
+                0 => format!("Price must be a whole number of {currency}"),
+                2 => "Price must have at most two decimals".to_string(),
+                n => format!("Price must have at most {n} decimals"),
+            };
+            return Err(ErrorEntry::field("price", &message));
         }
-        if cents > Self::MAX_CENTS as f64 {
-            return Err(ErrorEntry::field("price", "Price must be at most 10000000"));
+        if minor > (Self::MAX_MAJOR * currency.minor_per_major()) as f64 {
+            return Err(ErrorEntry::field("price", &format!("Price must be at most {}", Self::MAX_MAJOR)));
         }
-        Ok(Self(cents as i64))
+        Ok(Self { minor: minor as i64, currency })
     }
 
     /// Digits with at most one decimal point, nothing else (no sign, exponent or spaces inside).
@@ -74,15 +94,24 @@ impl Price {
         text.parse().ok()
     }
 
-    /// A price from cents (must be > 0).
-    pub fn from_cents(cents: i64) -> Option<Self> {
-        (cents > 0 && cents <= Self::MAX_CENTS).then_some(Self(cents))
+    /// A price of `minor` units of `currency` (must be > 0 and within the bound).
+    pub fn from_minor(minor: i64, currency: Currency) -> Option<Self> {
+        (minor > 0 && minor <= Self::MAX_MAJOR * currency.minor_per_major()).then_some(Self { minor, currency })
     }
 
-    /// The price in cents.
-    pub fn cents(self) -> i64 {
-        self.0
+    /// The amount in the currency's minor unit.
+    pub fn minor(self) -> i64 {
+        self.minor
     }
+
+    /// The currency.
+    pub fn currency(self) -> Currency {
+        self.currency
+    }
+}
+
+fn unknown_currency() -> ErrorEntry {
+    ErrorEntry::field("currency", "Currency must be an ISO 4217 code such as USD or EUR")
 }
 
 /// What a client may ask of a ticket.
@@ -165,8 +194,10 @@ pub struct Ticket {
     pub exists: bool,
     /// Title.
     pub title: String,
-    /// Price in cents.
-    pub price_cents: i64,
+    /// Price in the minor unit of `currency`.
+    pub price_minor: i64,
+    /// The price's currency.
+    pub currency: Currency,
     /// The seller.
     pub user_id: String,
     /// The order holding the ticket, if any.
@@ -209,7 +240,8 @@ impl Aggregate for Ticket {
                 }
                 Ok(vec![TicketEvent::Created(TicketCreated {
                     title: title.as_str().to_string(),
-                    price_cents: price.cents(),
+                    price_minor: price.minor(),
+                    currency: price.currency().code().to_string(),
                     user_id: user_id.clone(),
                 })])
             }
@@ -226,7 +258,8 @@ impl Aggregate for Ticket {
                 let mut events: Vec<TicketEvent> = self.release_lapsed(now).into_iter().collect();
                 events.push(TicketEvent::Updated(TicketUpdated {
                     title: title.as_str().to_string(),
-                    price_cents: price.cents(),
+                    price_minor: price.minor(),
+                    currency: price.currency().code().to_string(),
                     user_id: self.user_id.clone(),
                 }));
                 Ok(events)
@@ -270,12 +303,18 @@ impl Aggregate for Ticket {
             TicketEvent::Created(e) => Ticket {
                 exists: true,
                 title: e.title.clone(),
-                price_cents: e.price_cents,
+                price_minor: e.price_minor,
+                currency: Currency::from_log(&e.currency),
                 user_id: e.user_id.clone(),
                 reservation: None,
                 sold_to: None,
             },
-            TicketEvent::Updated(e) => Ticket { title: e.title.clone(), price_cents: e.price_cents, ..self },
+            TicketEvent::Updated(e) => Ticket {
+                title: e.title.clone(),
+                price_minor: e.price_minor,
+                currency: Currency::from_log(&e.currency),
+                ..self
+            },
             TicketEvent::Reserved(e) => Ticket {
                 reservation: Some(Reservation { order_id: e.order_id.clone(), expires_at: e.expires_at }),
                 ..self
@@ -293,12 +332,16 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    fn usd(cents: i64) -> Price {
+        Price::from_minor(cents, Currency::USD).unwrap()
+    }
+
     fn title(s: &str) -> Title {
         Title::parse(Some(&json!(s))).unwrap()
     }
 
     fn created(user: &str) -> TicketEvent {
-        TicketEvent::Created(TicketCreated { title: "concert".into(), price_cents: 2000, user_id: user.into() })
+        TicketEvent::Created(TicketCreated { title: "concert".into(), price_minor: 2000, currency: "USD".into(), user_id: user.into() })
     }
 
     #[test]
@@ -306,7 +349,7 @@ mod tests {
         given::<Ticket>(vec![])
             .when(TicketCommand::CreateTicket {
                 title: title("concert"),
-                price: Price(2000),
+                price: usd(2000),
                 user_id: "alice".into(),
             })
             .then_expect_events(vec![created("alice")]);
@@ -315,17 +358,18 @@ mod tests {
     #[test]
     fn an_existing_ticket_cannot_be_created_again() {
         given::<Ticket>(vec![created("alice")])
-            .when(TicketCommand::CreateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
+            .when(TicketCommand::CreateTicket { title: title("x"), price: usd(1), user_id: "alice".into() })
             .then_expect_error(TicketError::AlreadyExists);
     }
 
     #[test]
     fn the_owner_updates_title_and_price() {
         given::<Ticket>(vec![created("alice")])
-            .when(TicketCommand::UpdateTicket { title: title("opera"), price: Price(150), user_id: "alice".into() })
+            .when(TicketCommand::UpdateTicket { title: title("opera"), price: usd(150), user_id: "alice".into() })
             .then_expect_events(vec![TicketEvent::Updated(TicketUpdated {
                 title: "opera".into(),
-                price_cents: 150,
+                price_minor: 150,
+                currency: "USD".into(),
                 user_id: "alice".into(),
             })]);
     }
@@ -333,14 +377,14 @@ mod tests {
     #[test]
     fn only_the_owner_updates() {
         given::<Ticket>(vec![created("alice")])
-            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "bob".into() })
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: usd(1), user_id: "bob".into() })
             .then_expect_error(TicketError::NotOwner);
     }
 
     #[test]
     fn an_unknown_ticket_is_not_found() {
         given::<Ticket>(vec![])
-            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "bob".into() })
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: usd(1), user_id: "bob".into() })
             .then_expect_error(TicketError::NotFound);
     }
 
@@ -352,7 +396,7 @@ mod tests {
     fn a_reserved_ticket_cannot_be_edited() {
         given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
             .at(99)
-            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: usd(1), user_id: "alice".into() })
             .then_expect_error(TicketError::Reserved);
     }
 
@@ -360,10 +404,10 @@ mod tests {
     fn an_expired_hold_never_blocks_editing() {
         given::<Ticket>(vec![created("alice"), reserved("o1", 100)])
             .at(100)
-            .when(TicketCommand::UpdateTicket { title: title("opera"), price: Price(150), user_id: "alice".into() })
+            .when(TicketCommand::UpdateTicket { title: title("opera"), price: usd(150), user_id: "alice".into() })
             .then_expect_events(vec![
                 TicketEvent::Released(TicketReleased { order_id: "o1".into() }),
-                TicketEvent::Updated(TicketUpdated { title: "opera".into(), price_cents: 150, user_id: "alice".into() }),
+                TicketEvent::Updated(TicketUpdated { title: "opera".into(), price_minor: 150, currency: "USD".into(), user_id: "alice".into() }),
             ]);
     }
 
@@ -415,7 +459,7 @@ mod tests {
             .when(TicketCommand::ReserveTicket { order_id: "o2".into(), hold_ms: 400 })
             .then_expect_error(TicketError::AlreadyReserved);
         given::<Ticket>(history)
-            .when(TicketCommand::UpdateTicket { title: title("x"), price: Price(1), user_id: "alice".into() })
+            .when(TicketCommand::UpdateTicket { title: title("x"), price: usd(1), user_id: "alice".into() })
             .then_expect_error(TicketError::Reserved);
     }
 
@@ -424,32 +468,43 @@ mod tests {
         assert!(Title::parse(None).is_err());
         assert!(Title::parse(Some(&json!("  "))).is_err());
         assert!(Title::parse(Some(&json!(12))).is_err());
-        assert!(Price::parse(Some(&json!(-10))).is_err());
-        assert!(Price::parse(Some(&json!(0))).is_err());
-        assert_eq!(Price::parse(Some(&json!("12.50"))).unwrap().cents(), 1250);
-        assert_eq!(Price::parse(Some(&json!("10"))).unwrap().cents(), 1000);
-        assert_eq!(Price::parse(Some(&json!(".5"))).unwrap().cents(), 50);
+        assert!(Price::parse(Some(&json!(-10)), None).is_err());
+        assert!(Price::parse(Some(&json!(0)), None).is_err());
+        assert_eq!(Price::parse(Some(&json!("12.50")), None).unwrap().minor(), 1250);
+        assert_eq!(Price::parse(Some(&json!("10")), None).unwrap().minor(), 1000);
+        assert_eq!(Price::parse(Some(&json!(".5")), None).unwrap().minor(), 50);
         for refused in ["", " ", "abc", "1e3", "-5", "+5", "0", "0.00", "12.505", "1.2.3", "12.", "NaN", "inf", "0x10", "1 000"] {
-            assert!(Price::parse(Some(&json!(refused))).is_err(), "{refused:?} must be refused");
+            assert!(Price::parse(Some(&json!(refused)), None).is_err(), "{refused:?} must be refused");
         }
-        assert!(Price::parse(Some(&json!(true))).is_err());
-        assert!(Price::parse(Some(&json!([10]))).is_err());
-        assert!(Price::parse(Some(&json!(10.001))).is_err());
-        assert!(Price::parse(Some(&json!(1e300))).is_err());
-        assert_eq!(Price::parse(Some(&json!(10.25))).unwrap().cents(), 1025);
-        assert_eq!(Price::parse(Some(&json!(0.1))).unwrap().cents(), 10);
+        assert!(Price::parse(Some(&json!(true)), None).is_err());
+        assert!(Price::parse(Some(&json!([10])), None).is_err());
+        assert!(Price::parse(Some(&json!(10.001)), None).is_err());
+        assert!(Price::parse(Some(&json!(1e300)), None).is_err());
+        assert_eq!(Price::parse(Some(&json!(10.25)), None).unwrap().minor(), 1025);
+        assert_eq!(Price::parse(Some(&json!(0.1)), None).unwrap().minor(), 10);
+    }
+
+    #[test]
+    fn a_price_has_the_decimals_of_its_currency() {
+        let yen = Price::parse(Some(&json!(1500)), Some(&json!("jpy"))).unwrap();
+        assert_eq!((yen.minor(), yen.currency().code()), (1500, "JPY"));
+        assert!(Price::parse(Some(&json!(15.5)), Some(&json!("JPY"))).is_err());
+        assert_eq!(Price::parse(Some(&json!("1.125")), Some(&json!("KWD"))).unwrap().minor(), 1125);
+        let unknown = Price::parse(Some(&json!(10)), Some(&json!("XYZ"))).unwrap_err();
+        assert_eq!(unknown.field.as_deref(), Some("currency"));
+        assert!(Price::parse(Some(&json!(10)), Some(&json!(12))).is_err());
     }
 
     proptest! {
         #[test]
-        fn every_two_decimal_price_round_trips(cents in 1i64..Price::MAX_CENTS) {
-            let price = Price::parse(Some(&json!(cents as f64 / 100.0))).unwrap();
-            prop_assert_eq!(price.cents(), cents);
+        fn every_two_decimal_price_round_trips(cents in 1i64..Price::MAX_MAJOR * 100) {
+            let price = Price::parse(Some(&json!(cents as f64 / 100.0)), None).unwrap();
+            prop_assert_eq!(price.minor(), cents);
         }
 
         #[test]
         fn price_parsing_never_panics(x in proptest::num::f64::ANY) {
-            let _ = Price::parse(serde_json::Number::from_f64(x).map(serde_json::Value::Number).as_ref());
+            let _ = Price::parse(serde_json::Number::from_f64(x).map(serde_json::Value::Number).as_ref(), None);
         }
     }
 }

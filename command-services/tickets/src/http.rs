@@ -48,7 +48,7 @@ pub fn router(state: TicketCommandState) -> Router {
 
 fn validate(body: &serde_json::Value) -> Result<(Title, Price), ApiError> {
     let title = Title::parse(body.get("title"));
-    let price = Price::parse(body.get("price"));
+    let price = Price::parse(body.get("price"), body.get("currency"));
     match (title, price) {
         (Ok(title), Ok(price)) => Ok((title, price)),
         (title, price) => {
@@ -75,7 +75,8 @@ pub fn ticket_json(id: &str, ticket: &Ticket, version: i64) -> serde_json::Value
     let mut body = json!({
         "id": id,
         "title": ticket.title,
-        "price": ticket.price_cents as f64 / 100.0,
+        "price": ticket.currency.to_major(ticket.price_minor),
+        "currency": ticket.currency.code(),
         "userId": ticket.user_id,
         "version": version - 1,
     });

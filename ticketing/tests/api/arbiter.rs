@@ -33,7 +33,7 @@ async fn duplicate_and_gapped_events_written_into_the_topic_change_nothing() {
                 correlation_id: "test".into(),
                 causation_id: None,
             },
-            event: TicketEvent::Updated(TicketUpdated { title: title.into(), price_cents: 1, user_id: "mallory".into() }),
+            event: TicketEvent::Updated(TicketUpdated { title: title.into(), price_minor: 1, currency: "USD".into(), user_id: "mallory".into() }),
         };
         let bytes = codec.encode(&envelope).await.unwrap();
         producer.append(codec.topic(), id.as_bytes(), &bytes, &[("event_type", b"TicketUpdated")]).await.unwrap();

@@ -187,7 +187,7 @@ async fn half_writer() {
             correlation_id: "half".into(),
             causation_id: None,
         },
-        event: TicketEvent::Updated(TicketUpdated { title: "half".into(), price_cents: 100, user_id: "seller".into() }),
+        event: TicketEvent::Updated(TicketUpdated { title: "half".into(), price_minor: 100, currency: "USD".into(), user_id: "seller".into() }),
     };
     let bytes = codec.encode(&first).await.unwrap();
     let mut transaction = producer.begin().await.unwrap();

@@ -1,0 +1,106 @@
+//! Amounts of money: an integer count of a currency's minor unit (cents for USD, yen for JPY),
+//! never a float, with the currency's ISO 4217 code beside it.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The currencies a price may be in, with the decimals of their minor unit (ISO 4217).
+const CURRENCIES: &[(&str, u32)] = &[
+    ("AUD", 2), ("BHD", 3), ("BRL", 2), ("CAD", 2), ("CHF", 2), ("CNY", 2), ("CZK", 2),
+    ("DKK", 2), ("EUR", 2), ("GBP", 2), ("HKD", 2), ("HUF", 2), ("IDR", 2), ("ILS", 2),
+    ("INR", 2), ("ISK", 0), ("JOD", 3), ("JPY", 0), ("KRW", 0), ("KWD", 3), ("MXN", 2),
+    ("MYR", 2), ("NOK", 2), ("NZD", 2), ("OMR", 3), ("PHP", 2), ("PLN", 2), ("RON", 2),
+    ("SEK", 2), ("SGD", 2), ("THB", 2), ("TND", 3), ("TRY", 2), ("TWD", 2), ("UAH", 2),
+    ("USD", 2), ("VND", 0), ("ZAR", 2),
+];
+
+/// An ISO 4217 currency the marketplace prices in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency {
+    code: &'static str,
+    exponent: u32,
+}
+
+impl Currency {
+    /// US dollars: the currency of every price written before prices named theirs.
+    pub const USD: Currency = Currency { code: "USD", exponent: 2 };
+
+    /// The currency with this code (case-insensitive), if the marketplace knows it.
+    pub fn parse(code: &str) -> Option<Self> {
+        let code = code.trim().to_ascii_uppercase();
+        CURRENCIES
+            .iter()
+            .find(|(known, _)| *known == code)
+            .map(|(code, exponent)| Currency { code, exponent: *exponent })
+    }
+
+    /// The upper-case ISO 4217 code.
+    pub fn code(self) -> &'static str {
+        self.code
+    }
+
+    /// How many decimals the minor unit has (2 for USD, 0 for JPY).
+    pub fn exponent(self) -> u32 {
+        self.exponent
+    }
+
+    /// Minor units per major unit (100 for USD).
+    pub fn minor_per_major(self) -> i64 {
+        10_i64.pow(self.exponent)
+    }
+
+    /// An amount of minor units in major units, as the JSON API shows prices.
+    pub fn to_major(self, minor: i64) -> f64 {
+        minor as f64 / self.minor_per_major() as f64
+    }
+
+    /// A currency code read from the log; codes the marketplace no longer knows stay readable
+    /// with two decimals rather than failing the record.
+    pub fn from_log(code: &str) -> Self {
+        Self::parse(code).unwrap_or(Self::USD)
+    }
+}
+
+impl Default for Currency {
+    fn default() -> Self {
+        Self::USD
+    }
+}
+
+impl std::fmt::Display for Currency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code)
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code)
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Self::parse(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown currency {code:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_parse_case_insensitively_with_their_decimals() {
+        assert_eq!(Currency::parse("usd"), Some(Currency::USD));
+        assert_eq!(Currency::parse("JPY").map(Currency::exponent), Some(0));
+        assert_eq!(Currency::parse("KWD").map(Currency::minor_per_major), Some(1000));
+        assert_eq!(Currency::parse("XXX"), None);
+        assert_eq!(Currency::parse("JPY").unwrap().to_major(1500), 1500.0);
+        assert_eq!(Currency::USD.to_major(1250), 12.5);
+    }
+
+    #[test]
+    fn an_unknown_code_in_the_log_reads_as_usd() {
+        assert_eq!(Currency::from_log("ABC"), Currency::USD);
+    }
+}

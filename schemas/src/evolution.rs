@@ -1,0 +1,199 @@
+//! Reading records written with any registered version of their schema.
+//!
+//! A record names its writer's schema by registry id (Confluent wire format). It is decoded with
+//! that schema, then brought to the current (reader) schema of its type: first by the
+//! [`Upcaster`]s, for changes Avro resolution cannot express, then by resolution, which fills
+//! every field the writer did not know with the reader's default. Code therefore only ever sees
+//! records shaped like the current `.avsc`, whatever version wrote them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use platform::codec::CodecError;
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
+
+use crate::events::EventSchema;
+
+/// The Confluent wire format's magic byte.
+const MAGIC_BYTE: u8 = 0;
+
+/// Splits a Confluent wire-format value into its schema id and its Avro datum.
+pub fn wire_header(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    match bytes {
+        [MAGIC_BYTE, a, b, c, d, datum @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), datum)),
+        [] => Err(CodecError::Undecodable("the record is empty".into())),
+        _ => Err(CodecError::Undecodable("the record is not in the Confluent wire format".into())),
+    }
+}
+
+/// A schema as some writer registered it.
+#[derive(Debug)]
+pub struct WriterSchema {
+    /// Its registry id.
+    pub id: u32,
+    /// Full name of its record (`ticketing.tickets.TicketCreated`).
+    pub full_name: String,
+    /// The parsed schema.
+    pub schema: Schema,
+    /// The schema text as the registry holds it.
+    pub text: String,
+}
+
+/// A record decoded with its writer's schema, before any evolution.
+#[derive(Debug, Clone)]
+pub struct WriterRecord {
+    /// The schema it was written with.
+    pub schema: Arc<WriterSchema>,
+    /// Its fields, as written.
+    pub fields: Vec<(String, Value)>,
+}
+
+/// The writers' schemas, fetched from the registry by id once and kept (an id never changes
+/// meaning).
+pub struct WriterSchemas {
+    settings: SrSettings,
+    known: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+}
+
+impl WriterSchemas {
+    /// Fetches schemas from the registry in `settings`.
+    pub fn new(settings: SrSettings) -> Self {
+        Self { settings, known: RwLock::new(HashMap::new()) }
+    }
+
+    /// The schema registered under `id`.
+    pub async fn get(&self, id: u32) -> Result<Arc<WriterSchema>, CodecError> {
+        if let Some(schema) = self.known.read().expect("schema cache lock").get(&id) {
+            return Ok(schema.clone());
+        }
+        let registered = get_schema_by_id(id, &self.settings).await.map_err(|e| {
+            if e.retriable {
+                CodecError::RegistryUnavailable(e.to_string())
+            } else {
+                CodecError::Undecodable(format!("schema id {id}: {e}"))
+            }
+        })?;
+        let schema = Schema::parse_str(&registered.schema)
+            .map_err(|e| CodecError::Undecodable(format!("schema id {id} does not parse: {e}")))?;
+        let Schema::Record(record) = &schema else {
+            return Err(CodecError::Undecodable(format!("schema id {id} is not a record")));
+        };
+        let writer = Arc::new(WriterSchema {
+            id,
+            full_name: record.name.fullname(None),
+            schema,
+            text: registered.schema,
+        });
+        self.known.write().expect("schema cache lock").insert(id, writer.clone());
+        Ok(writer)
+    }
+
+    /// Decodes a wire-format value with its writer's schema.
+    pub async fn decode(&self, bytes: &[u8]) -> Result<WriterRecord, CodecError> {
+        let (id, mut datum) = wire_header(bytes)?;
+        let schema = self.get(id).await?;
+        let value = apache_avro::reader::datum::GenericDatumReader::builder(&schema.schema)
+            .build()
+            .and_then(|reader| reader.read_value(&mut datum))
+            .map_err(|e| CodecError::Undecodable(format!("not a {} record: {e}", schema.full_name)))?;
+        let Value::Record(fields) = value else {
+            return Err(CodecError::Undecodable("the value is not a record".into()));
+        };
+        Ok(WriterRecord { schema, fields })
+    }
+}
+
+/// A change between schema versions that resolution cannot express, applied to the writer's
+/// fields of every record of `record` before resolution.
+#[derive(Debug, Clone, Copy)]
+pub struct Upcaster {
+    /// Full name of the record it applies to.
+    pub record: &'static str,
+    /// What it does, for the docs and error messages.
+    pub change: &'static str,
+    /// Rewrites a record's fields; records it does not concern are left as they are.
+    pub upcast: fn(&mut Vec<(String, Value)>),
+}
+
+/// Renames field `from` to `to`, for writers that predate the rename. Resolution would match
+/// them through the reader field's `aliases`, but apache-avro's resolution ignores aliases.
+pub fn rename_field(fields: &mut [(String, Value)], from: &str, to: &str) {
+    if fields.iter().any(|(name, _)| name == to) {
+        return;
+    }
+    if let Some((name, _)) = fields.iter_mut().find(|(name, _)| name == from) {
+        *name = to.to_string();
+    }
+}
+
+/// The current schemas of one topic's records, and the upcasters that lead to them.
+pub struct ReaderSchemas {
+    by_name: HashMap<&'static str, Schema>,
+    upcasters: &'static [Upcaster],
+}
+
+impl ReaderSchemas {
+    /// Parses the current schemas; they are checked in, so one that does not parse is a bug.
+    pub fn new(schemas: &'static [EventSchema], upcasters: &'static [Upcaster]) -> Self {
+        let by_name = schemas
+            .iter()
+            .map(|s| {
+                let schema = Schema::parse_str(s.avsc)
+                    .unwrap_or_else(|e| panic!("the checked-in schema {} does not parse: {e}", s.full_name));
+                (s.full_name, schema)
+            })
+            .collect();
+        Self { by_name, upcasters }
+    }
+
+    /// The current schema of `full_name`, if the topic still has that record type.
+    pub fn schema(&self, full_name: &str) -> Option<&Schema> {
+        self.by_name.get(full_name)
+    }
+
+    /// Brings a writer's record to the current schema of its type.
+    pub fn read(&self, record: WriterRecord) -> Result<Vec<(String, Value)>, CodecError> {
+        let name = record.schema.full_name.as_str();
+        let reader = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| CodecError::Undecodable(format!("unknown event type {name}")))?;
+        let mut fields = record.fields;
+        for upcaster in self.upcasters.iter().filter(|u| u.record == name) {
+            (upcaster.upcast)(&mut fields);
+        }
+        match Value::Record(fields).resolve(reader) {
+            Ok(Value::Record(fields)) => Ok(fields),
+            Ok(_) => Err(CodecError::Undecodable(format!("{name} did not resolve to a record"))),
+            Err(e) => Err(CodecError::Undecodable(format!(
+                "a {name} written with schema id {} cannot be read with the current schema: {e}",
+                record.schema.id
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_header_names_the_schema() {
+        assert_eq!(wire_header(&[0, 0, 0, 1, 2, 9, 9]).unwrap(), (258, &[9u8, 9][..]));
+        assert!(wire_header(&[1, 0, 0, 0, 1]).is_err());
+        assert!(wire_header(&[0, 0]).is_err());
+        assert!(wire_header(&[]).is_err());
+    }
+
+    #[test]
+    fn a_rename_leaves_records_that_already_use_the_new_name() {
+        let mut old = vec![("price_cents".to_string(), Value::Long(5))];
+        rename_field(&mut old, "price_cents", "price_minor");
+        assert_eq!(old, vec![("price_minor".to_string(), Value::Long(5))]);
+        let mut new = vec![("price_minor".to_string(), Value::Long(7)), ("price_cents".to_string(), Value::Long(1))];
+        rename_field(&mut new, "price_cents", "price_minor");
+        assert_eq!(new[0], ("price_minor".to_string(), Value::Long(7)));
+    }
+}
