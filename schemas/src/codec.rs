@@ -13,7 +13,7 @@ use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 
 use crate::events::{AvroEvent, RecordFields, metadata_fields, metadata_from};
-use crate::evolution::{ReaderSchemas, WriterSchemas};
+use crate::evolution::RecordReader;
 
 /// Settings of the schema registry client, from a comma-separated list of URLs.
 pub fn registry_settings(urls: &str) -> Result<SrSettings, CodecError> {
@@ -37,8 +37,7 @@ pub fn registry_settings(urls: &str) -> Result<SrSettings, CodecError> {
 pub struct AvroCodec<E> {
     topic: String,
     encoder: AvroEncoder,
-    writers: WriterSchemas,
-    readers: ReaderSchemas,
+    reader: RecordReader,
     _events: PhantomData<fn() -> E>,
 }
 
@@ -48,8 +47,7 @@ impl<E: AvroEvent> AvroCodec<E> {
         Self {
             topic,
             encoder: AvroEncoder::new(settings.clone()),
-            writers: WriterSchemas::new(settings),
-            readers: ReaderSchemas::new(E::schemas(), E::upcasters()),
+            reader: RecordReader::new(settings, E::schemas(), E::upcasters()),
             _events: PhantomData,
         }
     }
@@ -104,9 +102,8 @@ impl<E: AvroEvent> EventCodec<E> for AvroCodec<E> {
     }
 
     async fn decode(&self, bytes: &[u8]) -> Result<Envelope<E>, CodecError> {
-        let written = self.writers.decode(bytes).await?;
-        let name = written.schema.full_name.clone();
-        let fields = RecordFields(self.readers.read(written)?);
-        Ok(Envelope { metadata: metadata_from(&fields)?, event: E::from_record(&name, &fields)? })
+        let record = self.reader.read(bytes).await?;
+        let fields = RecordFields(record.fields);
+        Ok(Envelope { metadata: metadata_from(&fields)?, event: E::from_record(&record.writer.full_name, &fields)? })
     }
 }

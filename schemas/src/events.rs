@@ -16,6 +16,15 @@ pub struct EventSchema {
     pub avsc: &'static str,
 }
 
+/// A field of a record type that holds personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonalField {
+    /// Full name of the record type.
+    pub record: &'static str,
+    /// The field.
+    pub field: &'static str,
+}
+
 /// The events of one topic, as Avro records.
 pub trait AvroEvent: Sized + Clone + Send + Sync + 'static {
     /// Short name of the topic (`tickets`); the deployment prefixes its namespace.
@@ -28,6 +37,14 @@ pub trait AvroEvent: Sized + Clone + Send + Sync + 'static {
     fn upcasters() -> &'static [Upcaster] {
         &[]
     }
+
+    /// The fields that hold personal data: exports redact them unless asked not to.
+    fn personal_fields() -> &'static [PersonalField] {
+        &[]
+    }
+
+    /// Whether the record key is personal data (the users topic is keyed by email).
+    const KEY_IS_PERSONAL: bool = false;
 
     /// The schema of this event.
     fn schema(&self) -> &'static EventSchema;
@@ -99,6 +116,19 @@ impl RecordFields {
     }
 }
 
+/// The names of the envelope's fields, which every event record starts with.
+pub const ENVELOPE_FIELDS: [&str; 9] = [
+    "event_id",
+    "aggregate_id",
+    "aggregate_version",
+    "command_id",
+    "command_event_index",
+    "command_event_count",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+];
+
 /// The envelope as Avro fields.
 pub fn metadata_fields(metadata: &EventMetadata) -> Vec<(&'static str, Value)> {
     vec![
@@ -136,4 +166,26 @@ pub fn metadata_from(fields: &RecordFields) -> Result<EventMetadata, CodecError>
         correlation_id: fields.string("correlation_id")?,
         causation_id: fields.optional_string("causation_id")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_field_names_are_those_written() {
+        let metadata = EventMetadata {
+            event_id: uuid::Uuid::nil(),
+            aggregate_id: "a".into(),
+            aggregate_version: 1,
+            command_id: "c".into(),
+            command_event_index: 0,
+            command_event_count: 1,
+            occurred_at: 0,
+            correlation_id: "r".into(),
+            causation_id: None,
+        };
+        let names: Vec<&str> = metadata_fields(&metadata).iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ENVELOPE_FIELDS);
+    }
 }

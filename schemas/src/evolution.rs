@@ -175,6 +175,40 @@ impl ReaderSchemas {
     }
 }
 
+/// Reads one topic's records as the current code sees them, whichever version wrote them.
+pub struct RecordReader {
+    writers: WriterSchemas,
+    readers: ReaderSchemas,
+}
+
+/// A record brought to the current schema of its type.
+#[derive(Debug, Clone)]
+pub struct CurrentRecord {
+    /// The schema it was written with.
+    pub writer: Arc<WriterSchema>,
+    /// Its fields, shaped like the current schema.
+    pub fields: Vec<(String, Value)>,
+}
+
+impl RecordReader {
+    /// Reads records with the writers' schemas from the registry in `settings`.
+    pub fn new(settings: SrSettings, schemas: &'static [EventSchema], upcasters: &'static [Upcaster]) -> Self {
+        Self { writers: WriterSchemas::new(settings), readers: ReaderSchemas::new(schemas, upcasters) }
+    }
+
+    /// The writers' schemas.
+    pub fn writers(&self) -> &WriterSchemas {
+        &self.writers
+    }
+
+    /// Decodes a wire-format value and brings it to the current schema.
+    pub async fn read(&self, bytes: &[u8]) -> Result<CurrentRecord, CodecError> {
+        let written = self.writers.decode(bytes).await?;
+        let writer = written.schema.clone();
+        Ok(CurrentRecord { writer, fields: self.readers.read(written)? })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use apache_avro::types::Value;
 use platform::codec::CodecError;
 
-use crate::events::{AvroEvent, EventSchema, RecordFields};
+use crate::events::{AvroEvent, EventSchema, PersonalField, RecordFields};
 
 /// A charge for an order succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,11 @@ impl AvroEvent for PaymentEvent {
 
     fn schemas() -> &'static [EventSchema] {
         &SCHEMAS
+    }
+
+    fn personal_fields() -> &'static [PersonalField] {
+        // A card token is a card holder's payment credential.
+        &[PersonalField { record: "ticketing.payments.PaymentStarted", field: "token" }]
     }
 
     fn schema(&self) -> &'static EventSchema {

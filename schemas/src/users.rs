@@ -3,7 +3,7 @@
 use apache_avro::types::Value;
 use platform::codec::CodecError;
 
-use crate::events::{AvroEvent, EventSchema, RecordFields};
+use crate::events::{AvroEvent, EventSchema, PersonalField, RecordFields};
 
 /// A user signed up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,17 @@ impl AvroEvent for UserEvent {
     fn schemas() -> &'static [EventSchema] {
         &SCHEMAS
     }
+
+    fn personal_fields() -> &'static [PersonalField] {
+        &[
+            PersonalField { record: "ticketing.users.UserSignedUp", field: "email" },
+            PersonalField { record: "ticketing.users.UserSignedUp", field: "password_hash" },
+            // The envelope's aggregate id is the email too.
+            PersonalField { record: "ticketing.users.UserSignedUp", field: "aggregate_id" },
+        ]
+    }
+
+    const KEY_IS_PERSONAL: bool = true;
 
     fn schema(&self) -> &'static EventSchema {
         &SCHEMAS[0]

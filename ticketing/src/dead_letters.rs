@@ -147,6 +147,7 @@ async fn replay(settings: &Settings, log: &LogConfig, entry: &DeadLetter) -> any
             key: Some(entry.key.clone()),
             payload: Some(entry.payload.clone()),
             headers: entry.headers.clone(),
+            timestamp: None,
         };
         let commands = saga.replay_commands(&record).await;
         if let Some(server) = registry {

@@ -1,7 +1,8 @@
 //! The `ticketing` launcher: runs every component in one process (`up`), one component
-//! (`serve`), or the operator commands (`init`, `rebuild`, `dead-letters`).
+//! (`serve`), or the operator and analyst commands (`init`, `rebuild`, `dead-letters`, `export`).
 
 pub mod app;
 pub mod dead_letters;
+pub mod export;
 pub mod rebuild;
 pub mod settings;

@@ -32,6 +32,8 @@ enum Command {
         /// The read model (tickets).
         read_model: String,
     },
+    /// Export event history as JSON lines or Avro files, by topic, window, type and aggregate.
+    Export(ticketing::export::ExportArgs),
     /// List, inspect, replay or skip the records readers parked in the dead-letter topic.
     DeadLetters {
         #[command(subcommand)]
@@ -49,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { components } => Application::build(settings, &components).await?.run_until_stopped().await,
         Command::Init => ticketing::app::init(&settings).await,
         Command::Rebuild { read_model } => ticketing::rebuild::run(&settings, &read_model).await.map(|_| ()),
+        Command::Export(args) => ticketing::export::run(&settings, args).await.map(|_| ()),
         Command::DeadLetters { command } => ticketing::dead_letters::run(&settings, command).await,
     }
 }

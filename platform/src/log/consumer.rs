@@ -32,6 +32,7 @@ fn to_record(message: &BorrowedMessage<'_>) -> LogRecord {
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
+        timestamp: message.timestamp().to_millis(),
     }
 }
 
@@ -91,7 +92,9 @@ impl TopicReader {
         Self::open(config, topic, &BTreeMap::from([(partition, offset)]), Some(partition))
     }
 
-    fn open(
+    /// Assigns the partitions of `topic` (only `only` when given) from the offsets in `start`
+    /// (the beginning for partitions not listed).
+    pub fn open(
         config: &LogConfig,
         topic: &str,
         start: &BTreeMap<i32, i64>,
@@ -119,7 +122,10 @@ impl TopicReader {
         }
         let mut assignment = TopicPartitionList::new();
         for p in &partitions {
-            let offset = start.get(p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            // Outside the retained range the broker would apply `auto.offset.reset` and skip
+            // to the end: start at the nearest retained offset instead.
+            let (low, high) = watermarks[p];
+            let offset = start.get(p).map_or(Offset::Beginning, |o| Offset::Offset((*o).clamp(low, high)));
             assignment.add_partition_offset(topic, *p, offset)?;
         }
         consumer.assign(&assignment)?;
@@ -476,7 +482,8 @@ impl Drop for GroupConsumer {
 }
 
 /// Asks the broker where partitions end, for readers that must know how far the log went as of
-/// a request (a read that missed waits for the projection to get there).
+/// a request (a read that missed waits for the projection to get there), and where they
+/// reached a point in time, for reads of a time window.
 pub struct EndOffsets {
     consumer: Arc<rdkafka::consumer::BaseConsumer>,
     config: LogConfig,
@@ -519,6 +526,34 @@ impl EndOffsets {
         .map_err(|e| LogError::Unavailable(e.to_string()))??;
         self.partitions.lock().expect("partitions lock").insert(topic.to_string(), count);
         Ok(count)
+    }
+
+    /// For every partition of `topic`, the offset of its first record written at or after
+    /// `time_ms` (ms since the epoch), or its end when it has none (the broker's past-the-end
+    /// answer): the offsets where a window starting or ending at that time begins or stops.
+    pub async fn offsets_at_time(&self, topic: &str, time_ms: i64) -> Result<BTreeMap<i32, i64>, LogError> {
+        let count = self.partition_count(topic).await?;
+        let consumer = self.consumer.clone();
+        let name = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut query = TopicPartitionList::new();
+            for partition in 0..count {
+                query.add_partition_offset(&name, partition, Offset::Offset(time_ms))?;
+            }
+            let answer = consumer.offsets_for_times(query, METADATA_TIMEOUT).map_err(classify)?;
+            let mut offsets = BTreeMap::new();
+            for element in answer.elements() {
+                let offset = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    // No record at or after the time: the window starts (or stops) at the end.
+                    _ => consumer.fetch_watermarks(&name, element.partition(), METADATA_TIMEOUT).map_err(classify)?.1,
+                };
+                offsets.insert(element.partition(), offset);
+            }
+            Ok(offsets)
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?
     }
 
     /// The offset after the last committed record of `partition` of `topic`, now (its last

@@ -55,6 +55,9 @@ pub struct LogRecord {
     pub payload: Option<Vec<u8>>,
     /// Record headers.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The record's timestamp (ms since the epoch: its creation time, or its append time on
+    /// topics configured so), when it has one.
+    pub timestamp: Option<i64>,
 }
 
 impl LogRecord {

@@ -373,6 +373,7 @@ async fn a_parked_inbox_command_is_replayed_by_the_operator() {
         key: Some(command.key.clone().into_bytes()),
         payload: Some(command.payload.clone()),
         headers: vec![("command_type".into(), b"ReleaseTicket".to_vec())],
+        timestamp: None,
     };
     platform::log::DeadLetters::open(&log).await.unwrap().park(&parked, "inbox", "the executor gave up").await.unwrap();
 

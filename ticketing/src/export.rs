@@ -1,0 +1,806 @@
+//! `ticketing export`: the event history as JSON lines or Avro object container files, chosen by
+//! topic, time or offset window, event type and aggregate, and resumable from a checkpoint.
+//!
+//! Each topic is read by a task of its own, which filters, decodes and formats its records; one
+//! writer puts them out in the order each partition holds them and keeps the checkpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use apache_avro::types::Value;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use platform::log::{EndOffsets, LogConfig, LogRecord, TopicReader};
+use platform::ownership::partition_for;
+use schemas::catalog::{EventTopic, REDACTED, event_topics, json_value, rfc3339_millis};
+use schemas::codec::registry_settings;
+use schemas::events::ENVELOPE_FIELDS;
+use schemas::evolution::{RecordReader, WriterSchema};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::app::{LocalServices, connect_log, tool_registry};
+use crate::settings::Settings;
+
+/// How records are written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line: where the record sits, its envelope and its payload, as the
+    /// current code reads it.
+    Jsonl,
+    /// Avro object container files, one per writer schema, holding the records as written.
+    Avro,
+}
+
+/// Where a window starts or stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    /// At the first record written at or after this time (ms since the epoch).
+    Time(i64),
+    /// At this offset of every partition.
+    Offset(i64),
+    /// At these offsets, per partition (other partitions are not bounded).
+    Offsets(BTreeMap<i32, i64>),
+}
+
+impl std::str::FromStr for Bound {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let number = |s: &str| s.parse::<i64>().ok().filter(|n| *n >= 0);
+        if let Some(offset) = number(text) {
+            return Ok(Bound::Offset(offset));
+        }
+        let pairs: Option<BTreeMap<i32, i64>> = text
+            .split(',')
+            .map(|pair| {
+                let (partition, offset) = pair.trim().split_once(':')?;
+                Some((partition.parse::<i32>().ok().filter(|p| *p >= 0)?, number(offset)?))
+            })
+            .collect();
+        if let Some(pairs) = pairs {
+            return Ok(Bound::Offsets(pairs));
+        }
+        chrono::DateTime::parse_from_rfc3339(text).map(|t| Bound::Time(t.timestamp_millis())).map_err(|_| {
+            format!(
+                "{text:?} is neither an RFC 3339 time (2026-12-01T10:00:00Z), an offset (120) nor \
+                 partition:offset pairs (0:120,1:88)"
+            )
+        })
+    }
+}
+
+/// `ticketing export`'s options.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A topic to export (users, tickets, orders, payments); repeat for several. Default: all.
+    #[arg(long = "topic", value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// Start of the window (inclusive): an RFC 3339 time, an offset, or partition:offset pairs.
+    #[arg(long, value_name = "BOUND")]
+    pub since: Option<Bound>,
+    /// End of the window (exclusive), in the same forms. Default: the log's end when the
+    /// export starts.
+    #[arg(long, value_name = "BOUND", conflicts_with = "follow")]
+    pub until: Option<Bound>,
+    /// Only events of this type (TicketCreated, OrderCancelled, ...); repeat for several.
+    #[arg(long = "type", value_name = "EVENT_TYPE")]
+    pub event_types: Vec<String>,
+    /// Only the events of this aggregate (its id: the record key).
+    #[arg(long, value_name = "ID")]
+    pub aggregate: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: Format,
+    /// Where to write: a file for jsonl (default: standard output), a directory for avro.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Keeps the export's progress in this file and, when it exists, resumes from it.
+    #[arg(long, value_name = "FILE")]
+    pub from_checkpoint: Option<PathBuf>,
+    /// Goes on with new events after the log's end until interrupted (Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// Writes personal data (emails, password hashes, card tokens) instead of redacting it.
+    #[arg(long)]
+    pub include_personal_data: bool,
+}
+
+/// What an export did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Events written.
+    pub exported: u64,
+    /// Records read but left out by the filters.
+    pub filtered: u64,
+    /// Records that could not be decoded (reported on stderr; in JSON lines, as error lines).
+    pub undecodable: u64,
+}
+
+/// How often the checkpoint is written while the export runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs an export.
+pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExportReport> {
+    let topics = selected_topics(&args)?;
+    let checkpoint = match &args.from_checkpoint {
+        Some(path) => Checkpoint::load(path, &args)?,
+        None => None,
+    };
+    let mut local = LocalServices::default();
+    let log = connect_log(settings, &mut local).await?;
+    let (registry_url, registry_server) = tool_registry(settings, &log).await?;
+    let result = export(&log, &registry_url, &args, &topics, checkpoint).await;
+    if let Some(server) = registry_server {
+        server.abort();
+    }
+    local.stop().await?;
+    result
+}
+
+fn selected_topics(args: &ExportArgs) -> anyhow::Result<Vec<EventTopic>> {
+    let all = event_topics();
+    let topics: Vec<EventTopic> = if args.topics.is_empty() {
+        all.to_vec()
+    } else {
+        let mut chosen = Vec::new();
+        for name in &args.topics {
+            let Some(topic) = EventTopic::named(name) else {
+                let known: Vec<&str> = all.iter().map(|t| t.name).collect();
+                bail!("Unknown topic {name:?}; known: {}", known.join(", "));
+            };
+            chosen.push(topic);
+        }
+        chosen
+    };
+    for event_type in &args.event_types {
+        if !topics.iter().any(|t| t.has_event_type(event_type)) {
+            bail!("No exported topic has events of type {event_type:?}");
+        }
+    }
+    if args.format == Format::Avro && args.output.is_none() {
+        bail!("--format avro writes one file per schema: name a directory with --output");
+    }
+    Ok(topics)
+}
+
+/// The part of one topic an export reads.
+struct TopicWindow {
+    topic: EventTopic,
+    full_name: String,
+    /// Only this partition (an aggregate's), or all.
+    only: Option<i32>,
+    start: BTreeMap<i32, i64>,
+    /// Where each partition stops; `None` while following.
+    end: Option<BTreeMap<i32, i64>>,
+}
+
+async fn windows(
+    log: &LogConfig,
+    ends: &EndOffsets,
+    args: &ExportArgs,
+    topics: &[EventTopic],
+    checkpoint: Option<&Checkpoint>,
+) -> anyhow::Result<Vec<TopicWindow>> {
+    let mut windows = Vec::new();
+    for topic in topics {
+        let full_name = log.topic(topic.name);
+        let count = ends.partition_count(&full_name).await.with_context(|| format!("Failed to look up {full_name}"))?;
+        let only = args.aggregate.as_ref().map(|id| partition_for(id.as_bytes(), count));
+        let partitions: Vec<i32> = (0..count).filter(|p| only.is_none_or(|o| o == *p)).collect();
+        let mut high = BTreeMap::new();
+        for p in &partitions {
+            high.insert(*p, ends.end_of(&full_name, *p).await?);
+        }
+        let zero: BTreeMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
+        let mut start = bound_offsets(ends, &full_name, args.since.as_ref(), &zero).await?;
+        if let Some(resumed) = checkpoint.and_then(|c| c.positions.get(&full_name)) {
+            for (p, next) in resumed {
+                if let Some(offset) = start.get_mut(p) {
+                    *offset = *next;
+                }
+            }
+        }
+        let end = if args.follow { None } else { Some(bound_offsets(ends, &full_name, args.until.as_ref(), &high).await?) };
+        windows.push(TopicWindow { topic: *topic, full_name, only, start, end });
+    }
+    Ok(windows)
+}
+
+/// The offset of each partition in `unbounded` where `bound` lies (the offset in `unbounded`
+/// where it does not bound the partition).
+async fn bound_offsets(
+    ends: &EndOffsets,
+    topic: &str,
+    bound: Option<&Bound>,
+    unbounded: &BTreeMap<i32, i64>,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let at_time = match bound {
+        Some(Bound::Time(ms)) => Some(ends.offsets_at_time(topic, *ms).await?),
+        _ => None,
+    };
+    Ok(unbounded
+        .iter()
+        .map(|(p, default)| {
+            let offset = match bound {
+                None => *default,
+                Some(Bound::Time(_)) => at_time.as_ref().and_then(|t| t.get(p).copied()).unwrap_or(*default),
+                Some(Bound::Offset(n)) => *n,
+                Some(Bound::Offsets(pairs)) => pairs.get(p).copied().unwrap_or(*default),
+            };
+            (*p, offset)
+        })
+        .collect())
+}
+
+/// What one record becomes.
+enum Piece {
+    /// A JSON line, newline included.
+    Line(Vec<u8>),
+    /// A record for the Avro file of its writer's schema.
+    Avro { writer: Arc<WriterSchema>, record: Value },
+    /// Left out by the filters.
+    Filtered,
+    /// Could not be read: why, and the JSON error line (for jsonl).
+    Undecodable { reason: String, line: Option<Vec<u8>> },
+}
+
+/// Messages from the topic readers to the writer.
+enum Read {
+    /// One record of a topic's partition.
+    Record { topic: String, partition: i32, offset: i64, piece: Piece },
+    /// A topic has been read to its end.
+    Finished { topic: String, ends: BTreeMap<i32, i64> },
+}
+
+#[derive(Clone)]
+struct Filter {
+    event_types: Vec<String>,
+    aggregate: Option<String>,
+    include_personal_data: bool,
+    format: Format,
+}
+
+async fn export(
+    log: &LogConfig,
+    registry_url: &str,
+    args: &ExportArgs,
+    topics: &[EventTopic],
+    checkpoint: Option<Checkpoint>,
+) -> anyhow::Result<ExportReport> {
+    let ends = EndOffsets::new(log)?;
+    let windows = windows(log, &ends, args, topics, checkpoint.as_ref()).await?;
+    let total: Option<u64> = windows
+        .iter()
+        .map(|w| {
+            w.end.as_ref().map(|end| {
+                end.iter().map(|(p, e)| (*e - w.start.get(p).copied().unwrap_or(0)).max(0) as u64).sum::<u64>()
+            })
+        })
+        .sum();
+    let mut positions: BTreeMap<String, BTreeMap<i32, i64>> =
+        windows.iter().map(|w| (w.full_name.clone(), w.start.clone())).collect();
+    let mut sink = Sink::open(args, checkpoint.as_ref())?;
+
+    let filter = Filter {
+        event_types: args.event_types.clone(),
+        aggregate: args.aggregate.clone(),
+        include_personal_data: args.include_personal_data,
+        format: args.format,
+    };
+    let settings = registry_settings(registry_url)?;
+    let (tx, mut rx) = mpsc::channel::<Read>(4096);
+    let mut readers = tokio::task::JoinSet::new();
+    for window in windows {
+        let reader = Arc::new(RecordReader::new(settings.clone(), window.topic.schemas, window.topic.upcasters));
+        readers.spawn(read_topic(log.clone(), window, reader, filter.clone(), tx.clone()));
+    }
+    drop(tx);
+
+    let bar = progress_bar(total);
+    let started = Instant::now();
+    let mut report = ExportReport::default();
+    let mut last_checkpoint = Instant::now();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut failure = None;
+    loop {
+        let message = tokio::select! {
+            message = rx.recv() => message,
+            _ = &mut interrupted, if args.follow => None,
+            Some(done) = readers.join_next() => {
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => { failure = Some(error); break; }
+                    Err(panic) => { failure = Some(anyhow::anyhow!("A topic reader failed: {panic}")); break; }
+                }
+                continue;
+            }
+        };
+        let Some(message) = message else { break };
+        match message {
+            Read::Record { topic, partition, offset, piece } => {
+                match piece {
+                    Piece::Line(line) => {
+                        sink.line(&line)?;
+                        report.exported += 1;
+                    }
+                    Piece::Avro { writer, record } => {
+                        sink.avro(&writer, record)?;
+                        report.exported += 1;
+                    }
+                    Piece::Filtered => report.filtered += 1,
+                    Piece::Undecodable { reason, line } => {
+                        report.undecodable += 1;
+                        bar.suspend(|| eprintln!("{topic} {partition}@{offset} cannot be read: {reason}"));
+                        if let Some(line) = line {
+                            sink.line(&line)?;
+                        }
+                    }
+                }
+                positions.entry(topic).or_default().insert(partition, offset + 1);
+                bar.inc(1);
+            }
+            Read::Finished { topic, ends } => {
+                positions.entry(topic).or_default().extend(ends);
+            }
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            save_checkpoint(args, &mut sink, &positions)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    readers.abort_all();
+    save_checkpoint(args, &mut sink, &positions)?;
+    sink.finish()?;
+    bar.finish_and_clear();
+    if let Some(error) = failure {
+        return Err(error.context(format!(
+            "The export stopped after {} events{}",
+            report.exported,
+            if args.from_checkpoint.is_some() { "; run it again with the same --from-checkpoint to go on" } else { "" }
+        )));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "Exported {} events ({} left out by the filters, {} undecodable) in {:.1} s ({:.0} records/s) to {}.",
+        report.exported,
+        report.filtered,
+        report.undecodable,
+        elapsed,
+        (report.exported + report.filtered + report.undecodable) as f64 / elapsed.max(1e-9),
+        args.output.as_ref().map_or("standard output".to_string(), |p| p.display().to_string()),
+    );
+    Ok(report)
+}
+
+fn progress_bar(total: Option<u64>) -> ProgressBar {
+    match total {
+        Some(total) => {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("exporting [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        }
+        None => {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{spinner} exporting: {pos} records ({per_sec}), following").expect("valid template"));
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        }
+    }
+}
+
+async fn read_topic(
+    log: LogConfig,
+    window: TopicWindow,
+    decoder: Arc<RecordReader>,
+    filter: Filter,
+    tx: mpsc::Sender<Read>,
+) -> anyhow::Result<()> {
+    let topic = window.full_name.clone();
+    let reader = TopicReader::open(&log, &topic, &window.start, window.only)
+        .with_context(|| format!("Failed to read {topic}"))?;
+    let mut remaining = window.end.as_ref().map(|end| reader.remaining_before(end));
+    loop {
+        let record = match remaining.as_mut() {
+            Some(remaining) => match reader.next_within(remaining).await? {
+                Some(record) => record,
+                None => break,
+            },
+            None => reader.next().await?,
+        };
+        let (partition, offset) = (record.position.partition, record.position.offset);
+        let piece = piece_of(&window.topic, &decoder, &filter, &record).await;
+        if tx.send(Read::Record { topic: topic.clone(), partition, offset, piece }).await.is_err() {
+            return Ok(());
+        }
+    }
+    let ends = window.end.unwrap_or_default();
+    let _ = tx.send(Read::Finished { topic, ends }).await;
+    Ok(())
+}
+
+async fn piece_of(topic: &EventTopic, decoder: &RecordReader, filter: &Filter, record: &LogRecord) -> Piece {
+    if let Some(aggregate) = &filter.aggregate
+        && record.key.as_deref() != Some(aggregate.as_bytes())
+    {
+        return Piece::Filtered;
+    }
+    let header_type = record.header("event_type").map(|t| String::from_utf8_lossy(t).into_owned());
+    if !filter.event_types.is_empty()
+        && header_type.as_ref().is_some_and(|t| !filter.event_types.contains(t))
+    {
+        return Piece::Filtered;
+    }
+    let Some(payload) = record.payload.as_deref() else {
+        return undecodable(topic, filter, record, "a tombstone (no value)".into());
+    };
+    let read = platform::codec::waiting_for_registry(|| async {
+        match filter.format {
+            Format::Jsonl => decoder.read(payload).await.map(|r| (r.writer, r.fields)),
+            Format::Avro => decoder.writers().decode(payload).await.map(|r| (r.schema, r.fields)),
+        }
+    })
+    .await;
+    let (writer, mut fields) = match read {
+        Ok(read) => read,
+        Err(error) => return undecodable(topic, filter, record, error.to_string()),
+    };
+    let event_type = writer.full_name.rsplit('.').next().unwrap_or_default().to_string();
+    if !filter.event_types.is_empty() && !filter.event_types.contains(&event_type) {
+        return Piece::Filtered;
+    }
+    if !filter.include_personal_data {
+        topic.redact(&writer.full_name, &mut fields);
+    }
+    match filter.format {
+        Format::Avro => Piece::Avro { writer, record: Value::Record(fields) },
+        Format::Jsonl => {
+            let (envelope, payload): (Vec<_>, Vec<_>) =
+                fields.iter().partition(|(name, _)| ENVELOPE_FIELDS.contains(&name.as_str()));
+            let object = |fields: Vec<&(String, Value)>| {
+                serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k.clone(), json_value(v))).collect())
+            };
+            let line = JsonLine {
+                topic: &record.topic,
+                partition: record.position.partition,
+                offset: record.position.offset,
+                timestamp: record.timestamp.map(rfc3339_millis),
+                key: key_of(topic, filter, record),
+                event_type: &event_type,
+                schema_id: writer.id,
+                envelope: object(envelope),
+                payload: object(payload),
+            };
+            Piece::Line(to_line(&line))
+        }
+    }
+}
+
+fn key_of(topic: &EventTopic, filter: &Filter, record: &LogRecord) -> Option<String> {
+    let key = record.key.as_deref()?;
+    if topic.key_is_personal && !filter.include_personal_data {
+        return Some(REDACTED.to_string());
+    }
+    Some(String::from_utf8_lossy(key).into_owned())
+}
+
+fn undecodable(topic: &EventTopic, filter: &Filter, record: &LogRecord, reason: String) -> Piece {
+    let line = (filter.format == Format::Jsonl).then(|| {
+        use base64::Engine as _;
+        to_line(&ErrorLine {
+            topic: &record.topic,
+            partition: record.position.partition,
+            offset: record.position.offset,
+            timestamp: record.timestamp.map(rfc3339_millis),
+            key: key_of(topic, filter, record),
+            error: &reason,
+            // Personal data may sit in what cannot be read: its bytes only when asked for.
+            value_base64: filter
+                .include_personal_data
+                .then(|| base64::engine::general_purpose::STANDARD.encode(record.payload.as_deref().unwrap_or_default())),
+        })
+    });
+    Piece::Undecodable { reason, line }
+}
+
+fn to_line(value: &impl Serialize) -> Vec<u8> {
+    let mut line = serde_json::to_vec(value).expect("export lines serialize");
+    line.push(b'\n');
+    line
+}
+
+/// One event in JSON lines.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<String>,
+    key: Option<String>,
+    event_type: &'a str,
+    schema_id: u32,
+    envelope: serde_json::Value,
+    payload: serde_json::Value,
+}
+
+/// A record that could not be read, in JSON lines.
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<String>,
+    key: Option<String>,
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
+}
+
+/// Where the export writes.
+enum Sink {
+    /// JSON lines to a file (with the bytes written so far) or to standard output.
+    Lines { out: BufWriter<Box<dyn Write + Send>>, file: Option<(PathBuf, u64)> },
+    /// One Avro container file per writer schema in a directory.
+    Avro { dir: PathBuf, files: HashMap<u32, AvroFile>, resumed: BTreeMap<String, FileMark> },
+}
+
+/// An Avro container file being appended to.
+struct AvroFile {
+    path: PathBuf,
+    writer: apache_avro::Writer<'static, File>,
+    marker: [u8; 16],
+}
+
+impl Sink {
+    fn open(args: &ExportArgs, checkpoint: Option<&Checkpoint>) -> anyhow::Result<Self> {
+        let resumed = checkpoint.map(|c| c.files.clone()).unwrap_or_default();
+        match (args.format, &args.output) {
+            (Format::Jsonl, None) => {
+                Ok(Sink::Lines { out: BufWriter::with_capacity(1 << 16, Box::new(std::io::stdout())), file: None })
+            }
+            (Format::Jsonl, Some(path)) => {
+                let key = path.display().to_string();
+                let length = match resumed.get(&key) {
+                    Some(mark) => {
+                        truncate_to(path, mark.bytes)?;
+                        mark.bytes
+                    }
+                    None => {
+                        refuse_existing(path.metadata().is_ok_and(|m| m.len() > 0), path)?;
+                        0
+                    }
+                };
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("Failed to open {}", path.display()))?;
+                Ok(Sink::Lines { out: BufWriter::with_capacity(1 << 16, Box::new(file)), file: Some((path.clone(), length)) })
+            }
+            (Format::Avro, Some(dir)) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("Failed to create {}", dir.display()))?;
+                if resumed.is_empty() {
+                    let has_files = std::fs::read_dir(dir)?
+                        .flatten()
+                        .any(|e| e.path().extension().is_some_and(|x| x == "avro"));
+                    refuse_existing(has_files, dir)?;
+                }
+                for (path, mark) in &resumed {
+                    truncate_to(Path::new(path), mark.bytes)?;
+                }
+                Ok(Sink::Avro { dir: dir.clone(), files: HashMap::new(), resumed })
+            }
+            (Format::Avro, None) => unreachable!("checked with the arguments"),
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        let Sink::Lines { out, file } = self else { unreachable!("lines go to a lines sink") };
+        out.write_all(line).context("Failed to write the export")?;
+        if let Some((_, length)) = file {
+            *length += line.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn avro(&mut self, writer: &Arc<WriterSchema>, record: Value) -> anyhow::Result<()> {
+        let Sink::Avro { dir, files, resumed } = self else { unreachable!("records go to an avro sink") };
+        if !files.contains_key(&writer.id) {
+            let file = AvroFile::open(dir, writer, resumed)?;
+            files.insert(writer.id, file);
+        }
+        let file = files.get_mut(&writer.id).expect("opened above");
+        file.writer
+            .append_value_ref(&record)
+            .with_context(|| format!("Failed to write to {}", file.path.display()))?;
+        Ok(())
+    }
+
+    /// Flushes everything out to disk and says how much of each file is the export's.
+    fn flush(&mut self) -> anyhow::Result<BTreeMap<String, FileMark>> {
+        let mut marks = BTreeMap::new();
+        match self {
+            Sink::Lines { out, file } => {
+                out.flush().context("Failed to write the export")?;
+                if let Some((path, length)) = file {
+                    marks.insert(path.display().to_string(), FileMark { bytes: *length, sync_marker: None });
+                }
+            }
+            Sink::Avro { files, resumed, .. } => {
+                marks.extend(resumed.iter().map(|(k, v)| (k.clone(), v.clone())));
+                for file in files.values_mut() {
+                    file.writer.flush().with_context(|| format!("Failed to write {}", file.path.display()))?;
+                    let bytes = file.writer.get_ref().metadata()?.len();
+                    marks.insert(file.path.display().to_string(), FileMark { bytes, sync_marker: Some(hex(&file.marker)) });
+                }
+            }
+        }
+        Ok(marks)
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.flush().map(|_| ())
+    }
+}
+
+impl AvroFile {
+    fn open(dir: &Path, writer: &Arc<WriterSchema>, resumed: &BTreeMap<String, FileMark>) -> anyhow::Result<Self> {
+        let name = writer.full_name.rsplit('.').next().unwrap_or("records");
+        let path = dir.join(format!("{name}.schema-{}.avro", writer.id));
+        // The writer borrows its schema for as long as it lives: a few schemas per export.
+        let schema: &'static apache_avro::Schema = Box::leak(Box::new(writer.schema.clone()));
+        let mark = resumed.get(&path.display().to_string()).filter(|m| m.bytes > 0);
+        let (file, marker) = match mark.and_then(|m| m.sync_marker.as_deref().and_then(unhex)) {
+            Some(marker) => {
+                let file = OpenOptions::new().append(true).open(&path).with_context(|| format!("Failed to open {}", path.display()))?;
+                (apache_avro::Writer::append_to(schema, file, marker)?, marker)
+            }
+            None => {
+                let file = File::create(&path).with_context(|| format!("Failed to create {}", path.display()))?;
+                let marker = *uuid::Uuid::new_v4().as_bytes();
+                let mut writer = apache_avro::Writer::builder().schema(schema).writer(file).marker(marker).build()?;
+                writer.add_user_metadata("ticketing.topic_record".into(), writer_name(writer.schema()))?;
+                (writer, marker)
+            }
+        };
+        Ok(Self { path, writer: file, marker })
+    }
+}
+
+fn writer_name(schema: &apache_avro::Schema) -> String {
+    match schema {
+        apache_avro::Schema::Record(record) => record.name.fullname(None),
+        _ => String::new(),
+    }
+}
+
+fn refuse_existing(exists: bool, path: &Path) -> anyhow::Result<()> {
+    if exists {
+        bail!(
+            "{} already holds an export; remove it, or resume that export with --from-checkpoint",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Cuts what a stopped export wrote after its last checkpoint (it is written again).
+fn truncate_to(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("The checkpoint names {}, which cannot be opened", path.display()))?;
+    let length = file.metadata()?.len();
+    if length < bytes {
+        bail!("{} is shorter ({length} bytes) than the checkpoint says ({bytes}): it was changed", path.display());
+    }
+    file.set_len(bytes)?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 16]> {
+    let bytes: Option<Vec<u8>> =
+        (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+    bytes?.try_into().ok()
+}
+
+/// How far an export got: written atomically after the output it accounts for is on disk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    format: Option<Format>,
+    output: Option<String>,
+    /// The next offset to read, per topic and partition.
+    positions: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// How many bytes of each output file the export wrote up to `positions`.
+    files: BTreeMap<String, FileMark>,
+}
+
+/// The export's part of one output file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileMark {
+    bytes: u64,
+    /// An Avro container file's sync marker, to append blocks to it.
+    #[serde(default)]
+    sync_marker: Option<String>,
+}
+
+impl Checkpoint {
+    fn load(path: &Path, args: &ExportArgs) -> anyhow::Result<Option<Self>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("Failed to read the checkpoint {}", path.display())),
+        };
+        let checkpoint: Checkpoint = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an export checkpoint", path.display()))?;
+        let output = args.output.as_ref().map(|p| p.display().to_string());
+        if checkpoint.format != Some(args.format) || checkpoint.output != output {
+            bail!(
+                "The checkpoint {} belongs to an export in {:?} to {}; resume it with the same --format and --output",
+                path.display(),
+                checkpoint.format.unwrap_or(Format::Jsonl),
+                checkpoint.output.as_deref().unwrap_or("standard output"),
+            );
+        }
+        Ok(Some(checkpoint))
+    }
+}
+
+fn save_checkpoint(
+    args: &ExportArgs,
+    sink: &mut Sink,
+    positions: &BTreeMap<String, BTreeMap<i32, i64>>,
+) -> anyhow::Result<()> {
+    let files = sink.flush()?;
+    let Some(path) = &args.from_checkpoint else { return Ok(()) };
+    let checkpoint = Checkpoint {
+        format: Some(args.format),
+        output: args.output.as_ref().map(|p| p.display().to_string()),
+        positions: positions.clone(),
+        files,
+    };
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(&checkpoint)?)
+        .with_context(|| format!("Failed to write the checkpoint {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("Failed to write the checkpoint {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_times_offsets_or_partition_offsets() {
+        assert_eq!("120".parse::<Bound>(), Ok(Bound::Offset(120)));
+        assert_eq!("0:120, 1:88".parse::<Bound>(), Ok(Bound::Offsets(BTreeMap::from([(0, 120), (1, 88)]))));
+        assert_eq!("2026-12-01T10:00:00Z".parse::<Bound>(), Ok(Bound::Time(1_796_119_200_000)));
+        assert_eq!("2026-12-01T11:00:00+01:00".parse::<Bound>(), Ok(Bound::Time(1_796_119_200_000)));
+        for bad in ["", "-1", "0:-5", "yesterday", "1:2:3", "2026-12-01"] {
+            assert!(bad.parse::<Bound>().is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn sync_markers_round_trip_through_hex() {
+        let marker = *uuid::Uuid::new_v4().as_bytes();
+        assert_eq!(unhex(&hex(&marker)), Some(marker));
+        assert_eq!(unhex("zz"), None);
+    }
+}
