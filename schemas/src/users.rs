@@ -39,8 +39,10 @@ impl AvroEvent for UserEvent {
         &[
             PersonalField { record: "ticketing.users.UserSignedUp", field: "email" },
             PersonalField { record: "ticketing.users.UserSignedUp", field: "password_hash" },
-            // The envelope's aggregate id is the email too.
+            // The envelope's aggregate id is the email too, and so is part of the command id
+            // of a sign-up sent with an idempotency key.
             PersonalField { record: "ticketing.users.UserSignedUp", field: "aggregate_id" },
+            PersonalField { record: "ticketing.users.UserSignedUp", field: "command_id" },
         ]
     }
 

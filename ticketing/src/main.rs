@@ -34,6 +34,8 @@ enum Command {
     },
     /// Export event history as JSON lines or Avro files, by topic, window, type and aggregate.
     Export(ticketing::export::ExportArgs),
+    /// One aggregate's state at a time or version, with the events that led there.
+    History(ticketing::history::HistoryArgs),
     /// List, inspect, replay or skip the records readers parked in the dead-letter topic.
     DeadLetters {
         #[command(subcommand)]
@@ -52,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Init => ticketing::app::init(&settings).await,
         Command::Rebuild { read_model } => ticketing::rebuild::run(&settings, &read_model).await.map(|_| ()),
         Command::Export(args) => ticketing::export::run(&settings, args).await.map(|_| ()),
+        Command::History(args) => ticketing::history::run(&settings, args).await.map(|_| ()),
         Command::DeadLetters { command } => ticketing::dead_letters::run(&settings, command).await,
     }
 }

@@ -69,6 +69,8 @@ pub struct TopicReader {
     partitions: Vec<i32>,
     /// Low and high watermark of every partition when the reader was opened.
     watermarks: BTreeMap<i32, (i64, i64)>,
+    /// Where each partition's reading starts.
+    starts: BTreeMap<i32, i64>,
 }
 
 impl TopicReader {
@@ -121,15 +123,17 @@ impl TopicReader {
             watermarks.insert(*p, marks);
         }
         let mut assignment = TopicPartitionList::new();
+        let mut starts = BTreeMap::new();
         for p in &partitions {
             // Outside the retained range the broker would apply `auto.offset.reset` and skip
             // to the end: start at the nearest retained offset instead.
             let (low, high) = watermarks[p];
-            let offset = start.get(p).map_or(Offset::Beginning, |o| Offset::Offset((*o).clamp(low, high)));
-            assignment.add_partition_offset(topic, *p, offset)?;
+            let offset = start.get(p).map_or(low, |o| (*o).clamp(low, high));
+            starts.insert(*p, offset);
+            assignment.add_partition_offset(topic, *p, Offset::Offset(offset))?;
         }
         consumer.assign(&assignment)?;
-        Ok(Self { consumer: Some(consumer), partitions, watermarks })
+        Ok(Self { consumer: Some(consumer), partitions, watermarks, starts })
     }
 
     /// The partitions being read.
@@ -172,8 +176,11 @@ impl TopicReader {
         let mut remaining = BTreeMap::new();
         for (p, end) in ends {
             let (low, high) = self.watermarks.get(p).copied().unwrap_or((0, 0));
-            // Partitions whose earliest retained offset is already at the end have nothing to read.
-            if *end > low && high > low {
+            let start = self.starts.get(p).copied().unwrap_or(low);
+            // Partitions read from their end (or with nothing retained) have nothing to read:
+            // waiting for their position to reach the end would wait for ever, as a consumer
+            // that fetched nothing has no position.
+            if *end > start && high > low {
                 remaining.insert(*p, *end);
             }
         }

@@ -6,6 +6,7 @@
 #[macro_use]
 mod helpers;
 
+mod analysts;
 mod arbiter;
 mod bad_input;
 mod concurrency;
