@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod arbiter;
+pub mod audit;
 pub mod codec;
 pub mod command;
 pub mod config;

@@ -47,6 +47,11 @@ struct TopicLabels {
     topic: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadModelLabels {
+    read_model: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The process's metrics.
@@ -61,6 +66,8 @@ pub struct Metrics {
     echoes_pending: Family<TopicLabels, Gauge>,
     shed: Counter,
     payments: Family<CommandLabels, Counter>,
+    audit_differences: Family<ReadModelLabels, Gauge>,
+    audit_finished: Family<ReadModelLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,7 +104,32 @@ impl Default for Metrics {
         registry.register("requests_shed", "Requests answered 503 at once because too many were in flight", shed.clone());
         let payments = Family::<CommandLabels, Counter>::default();
         registry.register("payments", "Payment outcomes: succeeded, declined, unavailable", payments.clone());
-        Self { registry, http_requests, http_latency, commands, projector_lag, projection_events, expiration_pending, echoes_pending, shed, payments }
+        let audit_differences = Family::<ReadModelLabels, Gauge>::default();
+        registry.register(
+            "audit_differences",
+            "Rows the last audit found different from a replay of the log, per read model (0: it matched)",
+            audit_differences.clone(),
+        );
+        let audit_finished = Family::<ReadModelLabels, Gauge>::default();
+        registry.register(
+            "audit_last_run_timestamp_seconds",
+            "When the last audit of each read model ended, in seconds since the epoch",
+            audit_finished.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            commands,
+            projector_lag,
+            projection_events,
+            expiration_pending,
+            echoes_pending,
+            shed,
+            payments,
+            audit_differences,
+            audit_finished,
+        }
     }
 }
 
@@ -150,6 +182,13 @@ impl Metrics {
     pub fn payment(&self, outcome: &str) {
         let labels = CommandLabels { aggregate: "payments".into(), outcome: outcome.to_string() };
         self.payments.get_or_create(&labels).inc();
+    }
+
+    /// Sets the outcome of the last audit of a read model.
+    pub fn audit(&self, read_model: &str, differences: u64, finished_at_ms: i64) {
+        let labels = ReadModelLabels { read_model: read_model.to_string() };
+        self.audit_differences.get_or_create(&labels).set(i64::try_from(differences).unwrap_or(i64::MAX));
+        self.audit_finished.get_or_create(&labels).set(finished_at_ms / 1000);
     }
 
     /// The Prometheus text exposition of every metric.

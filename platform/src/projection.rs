@@ -88,7 +88,34 @@ pub async fn read_row<T: serde::de::DeserializeOwned>(
 }
 
 const CATALOG_NAMESPACE: &str = "catalog";
-const PROGRESS_TABLE: &str = "progress";
+/// The table of a namespace where its progress through the log is kept.
+pub const PROGRESS_TABLE: &str = "progress";
+const SNAPSHOTS_TABLE: &str = "snapshots";
+const AUDITS_TABLE: &str = "audits";
+
+/// A read model rebuilt as of a time into a namespace of its own.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// The read model (`tickets`).
+    pub read_model: String,
+    /// The time it shows, in ms since the epoch: every event written before it.
+    pub as_of: i64,
+}
+
+/// What the latest audit of a read model found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditOutcome {
+    /// The audited read model.
+    pub read_model: String,
+    /// The live namespace it compared.
+    pub namespace: String,
+    /// When it ended, ms since the epoch.
+    pub finished_at: i64,
+    /// Rows compared.
+    pub rows: u64,
+    /// Rows that differ, are missing or should not be there.
+    pub differences: u64,
+}
 
 /// Which namespace serves each read model, and how far each namespace has read its topic.
 #[derive(Clone)]
@@ -135,6 +162,36 @@ impl ReadModels {
         self.store.put(key, namespace.as_bytes(), now).await?;
         self.cache.lock().expect("cache lock").remove(read_model);
         Ok(())
+    }
+
+    /// Records that `namespace` holds `read_model` as of `as_of` (ms since the epoch), so the
+    /// query API may serve it, read-only, to requests that name it.
+    pub async fn register_snapshot(&self, namespace: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let key = CellKey { namespace: CATALOG_NAMESPACE, table: SNAPSHOTS_TABLE, partition: namespace, clustering: "" };
+        let value = serde_json::to_vec(snapshot).expect("a snapshot serializes");
+        self.store.put(key, &value, chrono::Utc::now().timestamp_micros()).await
+    }
+
+    /// The snapshot a namespace holds, if it was registered as one.
+    pub async fn snapshot(&self, namespace: &str) -> Result<Option<Snapshot>, StoreError> {
+        if crate::store::validate_name(namespace).is_err() {
+            return Ok(None);
+        }
+        let key = CellKey { namespace: CATALOG_NAMESPACE, table: SNAPSHOTS_TABLE, partition: namespace, clustering: "" };
+        Ok(self.store.get(key).await?.and_then(|cell| serde_json::from_slice(&cell.value).ok()))
+    }
+
+    /// Keeps the outcome of the latest audit of a read model.
+    pub async fn record_audit(&self, audit: &AuditOutcome) -> Result<(), StoreError> {
+        let key = CellKey { namespace: CATALOG_NAMESPACE, table: AUDITS_TABLE, partition: AUDITS_TABLE, clustering: &audit.read_model };
+        let value = serde_json::to_vec(audit).expect("an audit serializes");
+        self.store.put(key, &value, chrono::Utc::now().timestamp_micros()).await
+    }
+
+    /// The latest audit of each read model that was ever audited.
+    pub async fn audits(&self) -> Result<Vec<AuditOutcome>, StoreError> {
+        let page = self.store.scan(CATALOG_NAMESPACE, AUDITS_TABLE, AUDITS_TABLE, None, 100).await?;
+        Ok(page.cells.iter().filter_map(|cell| serde_json::from_slice(&cell.value).ok()).collect())
     }
 
     /// Records that `namespace` has applied every record of `partition` below `next_offset`.
@@ -481,6 +538,55 @@ pub struct RebuildReport {
     pub changed: u64,
 }
 
+/// Replays the records of the projection's topic from `from` (per partition; 0 when absent)
+/// up to `until` (exclusive; the log's end now when `None`) into `namespace`, records the
+/// namespace's progress, and returns where each partition got to. `on_progress(done, total)`
+/// is called as it goes.
+pub async fn replay_into(
+    config: &LogConfig,
+    projection: &dyn Projection,
+    read_models: &ReadModels,
+    namespace: &str,
+    from: &BTreeMap<i32, i64>,
+    until: Option<&BTreeMap<i32, i64>>,
+    report: &mut RebuildReport,
+    on_progress: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    use anyhow::Context;
+    let store = read_models.store().clone();
+    let reader =
+        TopicReader::from_offsets(config, projection.topic(), from).context("Failed to open the topic for replay")?;
+    let ends = until.cloned().unwrap_or_else(|| reader.end_offsets());
+    let mut next_offsets = from.clone();
+    let total: u64 = ends
+        .iter()
+        .map(|(p, end)| (end - from.get(p).copied().unwrap_or(0)).max(0) as u64)
+        .sum::<u64>()
+        + report.records;
+    let mut remaining = reader.remaining_before(&ends);
+    while let Some(record) = reader.next_within(&mut remaining).await? {
+        if apply_with_retry(projection, store.as_ref(), namespace, &record).await == Some(Applied::Changed) {
+            report.changed += 1;
+        }
+        next_offsets.insert(record.position.partition, record.position.offset + 1);
+        report.records += 1;
+        if report.records % 256 == 0 {
+            on_progress(report.records, total);
+        }
+    }
+    // Past what a read_committed reader never sees (transaction markers): the namespace has
+    // everything below each end.
+    for (partition, end) in &ends {
+        let next = next_offsets.entry(*partition).or_insert(0);
+        *next = (*next).max(*end);
+    }
+    for (partition, next) in &next_offsets {
+        read_models.record_progress(namespace, *partition, *next).await?;
+    }
+    on_progress(report.records, total);
+    Ok(next_offsets)
+}
+
 /// Replays the projection's topic from offset 0 into a fresh namespace, switches reads to it,
 /// then replays what arrived meanwhile. `on_progress(done, total)` is called as it goes.
 pub async fn rebuild(
@@ -489,46 +595,14 @@ pub async fn rebuild(
     read_models: &ReadModels,
     mut on_progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<RebuildReport> {
-    use anyhow::Context;
     let namespace = format!("{}_r{}", projection.name(), chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
-    let store = read_models.store().clone();
-    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut report = RebuildReport { namespace: namespace.clone(), records: 0, changed: 0 };
-    for pass in 0..2 {
-        let reader = TopicReader::from_offsets(config, projection.topic(), &next_offsets)
-            .context("Failed to open the topic for replay")?;
-        let ends = reader.end_offsets();
-        let total: u64 = ends
-            .iter()
-            .map(|(p, end)| (end - next_offsets.get(p).copied().unwrap_or(0)).max(0) as u64)
-            .sum::<u64>()
-            + report.records;
-        let mut remaining = reader.remaining_before(&ends);
-        for (p, end) in &ends {
-            if next_offsets.get(p).copied().unwrap_or(0) >= *end {
-                remaining.remove(p);
-            }
-        }
-        while let Some(record) = reader.next_within(&mut remaining).await? {
-            if apply_with_retry(projection, store.as_ref(), &namespace, &record).await == Some(Applied::Changed) {
-                report.changed += 1;
-            }
-            next_offsets.insert(record.position.partition, record.position.offset + 1);
-            report.records += 1;
-            if report.records % 256 == 0 {
-                on_progress(report.records, total);
-            }
-        }
-        for (partition, next) in &next_offsets {
-            read_models.record_progress(&namespace, *partition, *next).await?;
-        }
-        on_progress(report.records, total);
-        if pass == 0 {
-            read_models.switch(projection.name(), &namespace).await?;
-            // Let live projectors pick up the new pointer before the catch-up pass.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
+    let reached =
+        replay_into(config, projection, read_models, &namespace, &BTreeMap::new(), None, &mut report, &mut on_progress).await?;
+    read_models.switch(projection.name(), &namespace).await?;
+    // Let live projectors pick up the new pointer before the catch-up pass.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    replay_into(config, projection, read_models, &namespace, &reached, None, &mut report, &mut on_progress).await?;
     Ok(report)
 }
 

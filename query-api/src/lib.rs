@@ -1,5 +1,6 @@
 //! The HTTP read side: the reference app's GET routes served from the read store, with
-//! read-your-writes through `X-Consistency-Token`.
+//! read-your-writes through `X-Consistency-Token`, and read-only snapshots of a read model as
+//! of a time through `X-Read-Namespace`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,21 @@ use projectors::tickets::{
     FOR_SALE_SHARDS, FOR_SALE_TABLE, FOR_SALE_WEEKS_PARTITION, FOR_SALE_WEEKS_TABLE, TicketRow, get_ticket,
     shard_partition,
 };
+
+/// The request header that asks for a snapshot namespace (`ticketing rebuild --as-of`) instead
+/// of the live read model.
+pub const READ_NAMESPACE_HEADER: &str = "x-read-namespace";
+
+/// The snapshot namespace a request names, checked to hold `read_model`; `None` for the live one.
+async fn snapshot_namespace(state: &QueryState, read_model: &str, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(READ_NAMESPACE_HEADER) else { return Ok(None) };
+    let unknown = || ApiError::BadRequest(format!("{READ_NAMESPACE_HEADER} names no snapshot of the {read_model} read model"));
+    let namespace = value.to_str().map_err(|_| unknown())?.trim();
+    match state.read_models.snapshot(namespace).await.map_err(unavailable)? {
+        Some(snapshot) if snapshot.read_model == read_model => Ok(Some(namespace.to_string())),
+        _ => Err(unknown()),
+    }
+}
 
 /// How long a query waits for the projection to reach a consistency token.
 pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
@@ -135,6 +151,10 @@ async fn namespace_after_token(
     read_model: &str,
     headers: &HeaderMap,
 ) -> Result<(String, bool), ApiError> {
+    // A snapshot never changes: nothing to wait for.
+    if let Some(namespace) = snapshot_namespace(state, read_model, headers).await? {
+        return Ok((namespace, false));
+    }
     namespace_after(state, read_model, &written(headers, read_model), Instant::now() + CONSISTENCY_WAIT).await
 }
 
@@ -151,6 +171,9 @@ async fn read_or_wait<T, F>(
 where
     F: std::future::Future<Output = Result<Option<T>, ApiError>>,
 {
+    if let Some(namespace) = snapshot_namespace(state, read_model, headers).await? {
+        return read(namespace).await?.map(|row| (row, false)).ok_or(ApiError::NotFound);
+    }
     let (namespace, stale) = namespace_after_token(state, read_model, headers).await?;
     if let Some(row) = read(namespace).await? {
         return Ok((row, stale));
@@ -175,6 +198,9 @@ fn with_staleness(body: serde_json::Value, stale: bool) -> Response {
 
 #[tracing::instrument(name = "GET /api/tickets", skip_all)]
 async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(namespace) = snapshot_namespace(&state, "tickets", &headers).await? {
+        return Ok(Json(tickets_for_sale(&state, &namespace).await?).into_response());
+    }
     let wanted = written(&headers, "tickets");
     let (namespace, stale) = namespace_after(&state, "tickets", &wanted, Instant::now() + CONSISTENCY_WAIT).await?;
     let cache = &state.list_cache;

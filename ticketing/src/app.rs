@@ -413,6 +413,28 @@ pub struct Application {
     local: LocalServices,
 }
 
+/// Keeps the audit gauges showing the outcome each read model's last audit recorded in the
+/// catalog (audits run as separate commands, from cron or CI).
+async fn publish_audits(read_models: ReadModels, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    loop {
+        match read_models.audits().await {
+            Ok(audits) => {
+                for audit in audits {
+                    platform::metrics::METRICS.audit(&audit.read_model, audit.differences, audit.finished_at);
+                }
+            }
+            Err(error) => tracing::warn!(message = "Failed to read the last audits.", %error),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_METRICS_REFRESH) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+/// How often the audit gauges are refreshed from the catalog.
+const AUDIT_METRICS_REFRESH: Duration = Duration::from_secs(5);
+
 fn spawn_logged<E: std::fmt::Display + Send + 'static>(
     what: &'static str,
     task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
@@ -596,6 +618,7 @@ impl Application {
                 projectors.push((name, health));
             }
             if has(Component::QueryApi) {
+                tasks.push(spawn_logged("audit-metrics", publish_audits(read_models.clone(), shutdown_rx.clone())));
                 router = router.merge(query_api::router(query_api::QueryState {
                     read_models: read_models.clone(),
                     log_ends: log_ends.clone(),

@@ -27,11 +27,12 @@ enum Command {
     /// Create the topics, the registry topic and the store's schema, then exit (for install
     /// hooks).
     Init,
-    /// Replay the log into a fresh namespace of a read model, then switch reads to it.
-    Rebuild {
-        /// The read model (tickets).
-        read_model: String,
-    },
+    /// Replay the log into a fresh namespace of a read model, then switch reads to it; or,
+    /// with --as-of, into a snapshot namespace served read-only.
+    Rebuild(ticketing::rebuild::RebuildArgs),
+    /// Replay a read model into a scratch namespace and compare it row by row with the live
+    /// one; exits with status 3 when they differ.
+    Audit(ticketing::rebuild::AuditArgs),
     /// Export event history as JSON lines or Avro files, by topic, window, type and aggregate.
     Export(ticketing::export::ExportArgs),
     /// One aggregate's state at a time or version, with the events that led there.
@@ -52,7 +53,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Up => Application::build(settings, &Component::ALL).await?.run_until_stopped().await,
         Command::Serve { components } => Application::build(settings, &components).await?.run_until_stopped().await,
         Command::Init => ticketing::app::init(&settings).await,
-        Command::Rebuild { read_model } => ticketing::rebuild::run(&settings, &read_model).await.map(|_| ()),
+        Command::Rebuild(args) => ticketing::rebuild::run(&settings, args).await.map(|_| ()),
+        Command::Audit(args) => {
+            let report = ticketing::rebuild::audit(&settings, args).await?;
+            if report.difference_count > 0 {
+                std::process::exit(ticketing::rebuild::AUDIT_DIFFERS_EXIT_CODE);
+            }
+            Ok(())
+        }
         Command::Export(args) => ticketing::export::run(&settings, args).await.map(|_| ()),
         Command::History(args) => ticketing::history::run(&settings, args).await.map(|_| ()),
         Command::DeadLetters { command } => ticketing::dead_letters::run(&settings, command).await,

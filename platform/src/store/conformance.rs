@@ -34,6 +34,7 @@ pub async fn run_all<S: ReadStore>(store: &S, namespace: &str) {
     scan_orders_and_pages(store, namespace).await;
     keys_are_isolated(store, namespace, &other).await;
     concurrent_writes_keep_the_newest(store, namespace).await;
+    namespace_scans_see_every_live_cell_once(store, namespace, &other).await;
     drop_namespace_empties_only_that_namespace(store, namespace, &other).await;
     invalid_names_are_rejected(store, namespace).await;
 
@@ -303,6 +304,46 @@ async fn concurrent_writes_keep_the_newest<S: ReadStore>(store: &S, ns: &str) {
     }
     let page = scan(store, ns, "concurrent", "many", None, 100).await;
     assert_page(RULE, &page, &cells, None);
+}
+
+async fn namespace_scans_see_every_live_cell_once<S: ReadStore>(store: &S, ns: &str, other: &str) {
+    drop_namespace(store, ns).await;
+    let mut written = std::collections::BTreeSet::new();
+    for table in ["t_one", "t_two"] {
+        for partition in ["p", "p\0q", "pp"] {
+            for clustering in ["", "a", "b"] {
+                let key = CellKey { namespace: ns, table, partition, clustering };
+                put(store, key, format!("{table}/{partition}/{clustering}").as_bytes(), 5).await;
+                written.insert((table.to_string(), partition.to_string(), clustering.to_string()));
+            }
+        }
+    }
+    let gone = CellKey { namespace: ns, table: "t_one", partition: "p", clustering: "a" };
+    delete(store, gone, 6).await;
+    written.remove(&("t_one".to_string(), "p".to_string(), "a".to_string()));
+    put(store, CellKey { namespace: other, table: "t_one", partition: "p", clustering: "z" }, b"elsewhere", 1).await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_namespace(ns, cursor.as_deref(), 4).await.expect("conformance: namespace scan");
+        assert!(page.cells.len() <= 8, "conformance: a namespace page stays near its limit");
+        for stored in page.cells {
+            let expected = format!("{}/{}/{}", stored.table, stored.partition, stored.cell.clustering_key);
+            assert_eq!(stored.cell.value, expected.as_bytes(), "conformance: a scanned cell keeps its value");
+            seen.push((stored.table, stored.partition, stored.cell.clustering_key));
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let unique: std::collections::BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "conformance: a namespace scan returns each cell once");
+    assert_eq!(unique, written, "conformance: a namespace scan returns every live cell of that namespace only");
+    let empty = store.scan_namespace("never_written_ns", None, 10).await.expect("conformance: scan of an empty namespace");
+    assert!(empty.cells.is_empty() && empty.next.is_none(), "conformance: an unknown namespace scans empty");
+    drop_namespace(store, ns).await;
 }
 
 async fn drop_namespace_empties_only_that_namespace<S: ReadStore>(

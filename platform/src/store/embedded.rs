@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use async_trait::async_trait;
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
-use super::{Cell, CellKey, Page, ReadStore, StoreError, incoming_wins, validate_name};
+use super::{Cell, CellKey, NamespacePage, Page, ReadStore, StoreError, StoredCell, incoming_wins, validate_name};
 
 /// Name of the partition holding the namespace directory.
 const META_PARTITION: &str = "$meta";
@@ -424,6 +424,37 @@ impl ReadStore for EmbeddedStore {
         .await
     }
 
+    async fn scan_namespace(&self, namespace: &str, cursor: Option<&[u8]>, limit: usize) -> Result<NamespacePage, StoreError> {
+        validate_name(namespace)?;
+        if limit == 0 {
+            return Err(StoreError::Engine("A scan limit must be at least 1".into()));
+        }
+        let namespace = namespace.to_string();
+        let start = match cursor {
+            None => Bound::Unbounded,
+            Some(after) => Bound::Excluded(after.to_vec()),
+        };
+        self.cell_operation(&namespace.clone(), move |inner| {
+            inner.with_namespace(&namespace, false, |handle| {
+                let Some(handle) = handle else { return Ok(NamespacePage { cells: Vec::new(), next: None }) };
+                let mut cells = Vec::new();
+                let mut last = None;
+                for item in handle.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+                    let (key, stored) = item.map_err(engine("Failed to scan a namespace"))?;
+                    if cells.len() == limit {
+                        return Ok(NamespacePage { cells, next: last });
+                    }
+                    let (write_ts, Some(value)) = decode_value(&stored)? else { continue };
+                    let (table, partition, clustering_key) = decode_key(&key)?;
+                    cells.push(StoredCell { table, partition, cell: Cell { clustering_key, value: value.to_vec(), write_ts } });
+                    last = Some(key.to_vec());
+                }
+                Ok(NamespacePage { cells, next: None })
+            })
+        })
+        .await
+    }
+
     async fn drop_namespace(&self, namespace: &str) -> Result<(), StoreError> {
         validate_name(namespace)?;
         let namespace = namespace.to_string();
@@ -452,6 +483,21 @@ fn namespace_meta_key(namespace: &str) -> Vec<u8> {
 
 /// Longest key fjall accepts (it panics beyond it, so check first).
 const MAX_KEY_LEN: usize = u16::MAX as usize;
+
+/// The table, partition key and clustering key of an [`encode_key`] key.
+fn decode_key(key: &[u8]) -> Result<(String, String, String), StoreError> {
+    let corrupt = || StoreError::Engine("Corrupt cell key".into());
+    let table_end = key.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
+    let length_bytes: [u8; 4] = key.get(table_end + 1..table_end + 5).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?;
+    let partition_start = table_end + 5;
+    let partition_end = partition_start + u32::from_be_bytes(length_bytes) as usize;
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| corrupt());
+    Ok((
+        text(&key[..table_end])?,
+        text(key.get(partition_start..partition_end).ok_or_else(corrupt)?)?,
+        text(&key[partition_end..])?,
+    ))
+}
 
 fn encode_key(table: &str, partition: &str, clustering: &str) -> Result<Vec<u8>, StoreError> {
     let len = table.len() + 5 + partition.len() + clustering.len();

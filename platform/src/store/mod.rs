@@ -50,6 +50,26 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// A live cell anywhere in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCell {
+    /// Its table.
+    pub table: String,
+    /// Its partition key.
+    pub partition: String,
+    /// The cell.
+    pub cell: Cell,
+}
+
+/// One page of a whole-namespace scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespacePage {
+    /// Live cells, in the store's own order.
+    pub cells: Vec<StoredCell>,
+    /// Pass as `cursor` to get the next page; `None` on the last page.
+    pub next: Option<Vec<u8>>,
+}
+
 /// Where a cell lives: namespace (keyspace), table, partition key, clustering key.
 #[derive(Debug, Clone, Copy)]
 pub struct CellKey<'a> {
@@ -84,6 +104,11 @@ pub trait ReadStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError>;
+
+    /// Reads about `limit` live cells of every table of a namespace, after `cursor` (a page's
+    /// `next`), in an order of the store's own choosing: for audits, which compare whole
+    /// namespaces.
+    async fn scan_namespace(&self, namespace: &str, cursor: Option<&[u8]>, limit: usize) -> Result<NamespacePage, StoreError>;
 
     /// Removes a namespace and everything in it.
     async fn drop_namespace(&self, namespace: &str) -> Result<(), StoreError>;

@@ -18,9 +18,10 @@ use scylla::policies::load_balancing::DefaultPolicy;
 pub use scylla::statement::Consistency;
 use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
 use scylla::response::query_result::QueryResult;
+use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 
-use super::{Cell, CellKey, Page, ReadStore, StoreError, validate_name};
+use super::{Cell, CellKey, NamespacePage, Page, ReadStore, StoreError, StoredCell, validate_name};
 
 /// ScyllaDB limits keyspace names to 48 characters; with a 40-character namespace and the `_`
 /// separator that leaves 7 for the prefix.
@@ -82,6 +83,7 @@ struct Statements {
     get: PreparedStatement,
     scan_first: PreparedStatement,
     scan_after: PreparedStatement,
+    scan_all: PreparedStatement,
 }
 
 impl std::fmt::Debug for ScyllaStore {
@@ -298,6 +300,7 @@ impl ScyllaStore {
                     "SELECT {columns} FROM {keyspace}.cells WHERE tbl = ? AND pk = ? AND ck > ? LIMIT ?"
                 ))
                 .await?,
+            scan_all: self.prepare_one(format!("SELECT tbl, pk, {columns} FROM {keyspace}.cells")).await?,
         })
     }
 
@@ -414,6 +417,36 @@ impl ReadStore for ScyllaStore {
             None
         };
         Ok(Page { cells, next })
+    }
+
+    async fn scan_namespace(&self, namespace: &str, cursor: Option<&[u8]>, limit: usize) -> Result<NamespacePage, StoreError> {
+        validate_name(namespace)?;
+        if limit == 0 {
+            return Err(StoreError::Engine("A scan limit must be at least 1".into()));
+        }
+        let Some(statements) = self.statements(namespace, false).await? else {
+            return Ok(NamespacePage { cells: Vec::new(), next: None });
+        };
+        let mut statement = statements.scan_all.clone();
+        statement.set_page_size(i32::try_from(limit).unwrap_or(i32::MAX));
+        let paging = cursor.map_or_else(PagingState::start, PagingState::new_from_raw_bytes);
+        let (result, paged) = self
+            .session
+            .execute_single_page(&statement, (), paging)
+            .await
+            .map_err(|e| self.failed(namespace, "Failed to scan a namespace", e))?;
+        let rows = result.into_rows_result().map_err(decode_error)?;
+        let mut cells = Vec::with_capacity(rows.rows_num());
+        for row in rows.rows::<(String, String, String, Option<Vec<u8>>, Option<i64>)>().map_err(decode_error)? {
+            if let (table, partition, clustering_key, Some(value), Some(write_ts)) = row.map_err(decode_error)? {
+                cells.push(StoredCell { table, partition, cell: Cell { clustering_key, value, write_ts } });
+            }
+        }
+        let next = match paged {
+            PagingStateResponse::HasMorePages { state } => state.as_bytes_slice().map(|bytes| bytes.to_vec()),
+            PagingStateResponse::NoMorePages => None,
+        };
+        Ok(NamespacePage { cells, next })
     }
 
     async fn drop_namespace(&self, namespace: &str) -> Result<(), StoreError> {

@@ -360,3 +360,106 @@ async fn time_travel_shows_the_states_the_api_answered_at_those_moments() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("No ticket \"no-such-ticket\""));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_read_model_rebuilt_as_of_a_time_is_served_read_only_by_name() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    let early = app.create_ticket("alice", "early", 10.0).await;
+    app.get_after(&format!("/api/tickets/{}", early.id()), &early).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let then = chrono::Utc::now().to_rfc3339();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let path = format!("/api/tickets/{}", early.id());
+    let repriced = app.request(Method::PUT, &path, Some("alice"), Some(json!({"title": "early", "price": 99}))).await;
+    assert_eq!(repriced.status, StatusCode::OK);
+    let late = app.create_ticket("alice", "late", 10.0).await;
+    app.get_after("/api/tickets", &late).await;
+    app.stop().await;
+
+    // Act: the embedded store is one process's at a time, so the rebuild runs while it is down.
+    let output = deployment.tool(&["rebuild", "tickets", "--as-of", &then, "--into", "tickets_then"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("X-Read-Namespace: tickets_then"), "{stderr}");
+
+    // Assert: the snapshot shows the marketplace as it was; the live read model is unchanged.
+    let app = deployment.spawn().await;
+    let as_then = [("x-read-namespace", "tickets_then".to_string())];
+    let shown = app.send(Method::GET, &path, None, None, &as_then).await;
+    assert_eq!((shown.status, shown.body["price"].clone()), (StatusCode::OK, json!(10.0)));
+    let listed = app.send(Method::GET, "/api/tickets", None, None, &as_then).await;
+    let titles: Vec<&str> = listed.body.as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["early"]);
+    let absent = app.send(Method::GET, &format!("/api/tickets/{}", late.id()), None, None, &as_then).await;
+    assert_eq!(absent.status, StatusCode::NOT_FOUND);
+    let live = app.request(Method::GET, &path, None, None).await;
+    assert_eq!(live.body["price"], 99.0);
+    // Only registered snapshots of that read model are served.
+    for name in ["tickets_v1", "no_such_snapshot", "Bad-Name!"] {
+        let refused = app.send(Method::GET, &path, None, None, &[("x-read-namespace", name.to_string())]).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{name}");
+        refused.assert_error_shape();
+    }
+    let orders = app.send(Method::GET, "/api/orders", Some("alice"), None, &as_then).await;
+    assert_eq!(orders.status, StatusCode::BAD_REQUEST, "a tickets snapshot is no orders read model");
+    // The name is not reused.
+    app.stop().await;
+    let again = deployment.tool(&["rebuild", "tickets", "--as-of", &then, "--into", "tickets_then"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is taken"));
+}
+
+#[tokio::test]
+async fn an_audit_after_tampering_with_one_row_reports_exactly_that_row() {
+    use platform::store::{CellKey, EmbeddedStore, ReadStore};
+
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    history(&app).await;
+    let victim = app.create_ticket("dave", "victim", 40.0).await;
+    app.get_after(&format!("/api/tickets/{}", victim.id()), &victim).await;
+    app.stop().await;
+    let audit = |args: &[&str]| deployment.tool(&[&["audit", "tickets"], args].concat()).output().unwrap();
+
+    // A read model that matches its replay passes.
+    let clean = audit(&[]);
+    let stdout = String::from_utf8_lossy(&clean.stdout).into_owned();
+    assert_eq!(clean.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&clean.stderr));
+    assert!(stdout.contains(" 0 differences"), "{stdout}");
+
+    // Tamper with one row: the victim's price.
+    {
+        let store = EmbeddedStore::open(&deployment.store_dir()).unwrap();
+        let key = CellKey { namespace: "tickets_v1", table: "tickets", partition: &victim.id(), clustering: "" };
+        let cell = store.get(key).await.unwrap().expect("the victim's row");
+        let mut row: Value = serde_json::from_slice(&cell.value).unwrap();
+        row["price_minor"] = json!(1);
+        store.put(key, &serde_json::to_vec(&row).unwrap(), cell.write_ts + 1).await.unwrap();
+    }
+
+    // Act
+    let tampered = audit(&["--show", "5"]);
+
+    // Assert: a non-zero exit, one difference, and it names the row with both versions.
+    let stdout = String::from_utf8_lossy(&tampered.stdout).into_owned();
+    assert_eq!(tampered.status.code(), Some(3), "{stdout}{}", String::from_utf8_lossy(&tampered.stderr));
+    assert!(stdout.contains(" 1 differences"), "{stdout}");
+    let shown: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  tickets ")).collect();
+    assert_eq!(shown, [format!("  tickets {:?} \"\":", victim.id())], "{stdout}");
+    assert!(stdout.contains("\"price_minor\":1,") && stdout.contains("\"price_minor\":4000,"), "{stdout}");
+
+    // The running system's metrics show the last audit's result.
+    let app = deployment.spawn().await;
+    let metrics = app
+        .eventually("/metrics", None, std::time::Duration::from_secs(10), |r| {
+            r.body.as_str().is_some_and(|t| t.contains("ticketing_audit_differences"))
+        })
+        .await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("ticketing_audit_differences{read_model=\"tickets\"} 1"), "{text}");
+    assert!(text.contains("ticketing_audit_last_run_timestamp_seconds{read_model=\"tickets\"}"), "{text}");
+    app.stop().await;
+}
