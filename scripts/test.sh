@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-infra.sh
+scripts/install-python-clients.sh
 cargo_status=0
 # A hung test must not hold CI forever.
 timeout --signal=KILL "${TEST_TIMEOUT:-75m}" cargo test --workspace --locked --no-fail-fast "$@" || cargo_status=$?

@@ -124,10 +124,26 @@ pub struct BenchReport {
     pub projection: Option<Throughput>,
     /// `ticketing rebuild tickets` over the whole tickets topic.
     pub replay: Option<Throughput>,
+    /// The analysts' tools over the same backlog, beside a raw consume of it.
+    pub analysts: Option<AnalystTools>,
     /// Resident memory of each process during the mixed run.
     pub memory: Vec<ProcessMemory>,
     /// Targets and how the run compares.
     pub targets: Vec<TargetCheck>,
+}
+
+/// The analysts' tools over the backlog of ticket events, beside a raw consume of the same
+/// topic in the same run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AnalystTools {
+    /// A raw consume of the whole tickets topic (no decoding).
+    pub raw_consume: Throughput,
+    /// `ticketing export --topic tickets` as JSON lines to a file.
+    pub export_jsonl: Throughput,
+    /// `ticketing export --topic tickets --format avro` to a directory.
+    pub export_avro: Throughput,
+    /// `ticketing audit tickets` (replay into a scratch namespace and the row-by-row diff).
+    pub audit: Throughput,
 }
 
 /// One target of the issue beside what was measured.
@@ -228,6 +244,15 @@ pub fn target_checks(report: &BenchReport) -> Vec<TargetCheck> {
             0.5,
         ));
     }
+    if let Some(tools) = &report.analysts {
+        for (what, measured) in [
+            ("Export, JSON lines (`ticketing export`)", &tools.export_jsonl),
+            ("Export, Avro container files", &tools.export_avro),
+            ("Audit (`ticketing audit tickets`)", &tools.audit),
+        ] {
+            checks.push(ratio_check(what, measured.per_second, "events/s", tools.raw_consume.per_second, "raw consume of the same topic", 0.7));
+        }
+    }
     checks
 }
 
@@ -308,6 +333,15 @@ impl BenchReport {
         match &self.replay {
             Some(r) => out.push_str(&format!("- `ticketing rebuild tickets` (whole topic): {}\n", rate(r))),
             None => out.push_str("- Replay: not measured (`--replay-events 0`)\n"),
+        }
+        if let Some(tools) = &self.analysts {
+            out.push_str(&format!(
+                "- Raw consume of the same topic: {}\n- `ticketing export` (JSON lines to a file): {}\n- `ticketing export --format avro`: {}\n- `ticketing audit tickets`: {}\n",
+                rate(&tools.raw_consume),
+                rate(&tools.export_jsonl),
+                rate(&tools.export_avro),
+                rate(&tools.audit)
+            ));
         }
         out.push_str("\n### Resident memory during the mixed run\n\n| process | median MiB | max MiB |\n|---|---:|---:|\n");
         for p in &self.memory {

@@ -11,7 +11,7 @@ use load_tests::backlog;
 use load_tests::baseline::{self, Throughput};
 use load_tests::client::ApiClient;
 use load_tests::mix::{DEFAULT_MIX, Mix, Operation};
-use load_tests::report::{BenchReport, Machine, Saturation, target_checks};
+use load_tests::report::{AnalystTools, BenchReport, Machine, Saturation, target_checks};
 use load_tests::run::{Schedule, run_open_model};
 use load_tests::scenario::{Marketplace, saturate};
 use load_tests::system::{System, Topology, sample_cpu, sample_memory};
@@ -192,11 +192,12 @@ async fn main() -> anyhow::Result<()> {
     let query_saturation = saturation(&quiet, Operation::Show, args.workers, saturation_duration).await;
     say(format!("  {:.0} /s, p99 {:.1} ms", query_saturation.per_second, query_saturation.latency.p99_ms));
 
-    let (projection, replay) = if args.replay_events > 0 {
+    let (projection, replay, analysts) = if args.replay_events > 0 {
         let (projection, replay) = projection_and_replay(&mut system, &log, args.replay_events).await?;
-        (Some(projection), Some(replay))
+        let analysts = analyst_tools(&system, &log, &work_dir).await?;
+        (Some(projection), Some(replay), Some(analysts))
     } else {
-        (None, None)
+        (None, None, None)
     };
     system.stop().await?;
     broker.stop().await?;
@@ -227,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
         query_saturation,
         projection,
         replay,
+        analysts,
         memory,
         targets: Vec::new(),
     };
@@ -306,6 +308,38 @@ async fn projection_and_replay(system: &mut System, log: &LogConfig, events: u64
     let replay = Throughput::new(total as u64, started.elapsed(), None);
     say(format!("  {:.0} events/s", replay.per_second));
     Ok((projection, replay))
+}
+
+/// Times the analysts' tools over the backlog (the components stopped), beside a raw consume
+/// of the same topic.
+async fn analyst_tools(system: &System, log: &LogConfig, work_dir: &std::path::Path) -> anyhow::Result<AnalystTools> {
+    let topic = log.topic(TicketEvent::TOPIC);
+    let total = TopicReader::from_beginning(log, &topic)?.end_offsets().values().sum::<i64>() as u64;
+    say(format!("raw consume of {topic} ({total} events) …"));
+    let raw_consume = baseline::kafka_consume(log, &topic, total).await?;
+    say(format!("  {:.0} events/s", raw_consume.per_second));
+    let timed = |what: &'static str, args: Vec<String>| async move {
+        say(format!("ticketing {what} over {total} events …"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        system.run_tool(&args).await?;
+        let measured = Throughput::new(total, started.elapsed(), None);
+        say(format!("  {:.0} events/s", measured.per_second));
+        Ok::<_, anyhow::Error>(measured)
+    };
+    let file = work_dir.join("export.jsonl");
+    let dir = work_dir.join("export-avro");
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let export_jsonl = timed("export", vec!["export".into(), "--topic".into(), "tickets".into(), "--output".into(), path(&file)]).await?;
+    let export_avro = timed(
+        "export --format avro",
+        vec!["export".into(), "--topic".into(), "tickets".into(), "--format".into(), "avro".into(), "--output".into(), path(&dir)],
+    )
+    .await?;
+    let audit = timed("audit tickets", vec!["audit".into(), "tickets".into()]).await?;
+    Ok(AnalystTools { raw_consume, export_jsonl, export_avro, audit })
 }
 
 /// Events a projection has handled (applied, ignored or poison), from `/metrics` text.

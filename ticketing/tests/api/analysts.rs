@@ -463,3 +463,50 @@ async fn an_audit_after_tampering_with_one_row_reports_exactly_that_row() {
     assert!(text.contains("ticketing_audit_last_run_timestamp_seconds{read_model=\"tickets\"}"), "{text}");
     app.stop().await;
 }
+
+/// The Python of `.venv-analysts/`, which `scripts/install-python-clients.sh` (run by the test
+/// command) fills with confluent-kafka.
+fn analysts_python() -> std::path::PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-analysts/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/install-python-clients.sh (scripts/test.sh does)", python.display());
+    python
+}
+
+#[tokio::test]
+async fn a_standard_python_client_reads_the_events_the_export_prints() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    history(&app).await;
+    let topic = deployment.log().topic("tickets");
+    let (exported, _) = export(&deployment, &["--topic", "tickets"]);
+
+    // Act: confluent-kafka's Consumer and AvroDeserializer, through our registry.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_topic.py");
+    // Asynchronously: the registry it asks is served by this test's own runtime.
+    let output = tokio::process::Command::new(analysts_python())
+        .arg(script)
+        .args(["--bootstrap-servers", &deployment.bootstrap_servers, "--registry", &app.registry_url(), "--topic", &topic])
+        .args(["--count", &exported.len().to_string()])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the Python client failed: {stderr}");
+    let read = json_lines(&String::from_utf8_lossy(&output.stdout));
+
+    // Assert: the same records, field for field.
+    let by_position = |lines: &[Value]| -> BTreeMap<(i64, i64), Value> {
+        lines.iter().map(|l| ((l["partition"].as_i64().unwrap(), l["offset"].as_i64().unwrap()), l.clone())).collect()
+    };
+    let (exported, read) = (by_position(&exported), by_position(&read));
+    assert_eq!(exported.keys().collect::<Vec<_>>(), read.keys().collect::<Vec<_>>());
+    for (position, line) in &exported {
+        let python = &read[position];
+        assert_eq!(python["key"], line["key"], "at {position:?}");
+        let mut fields = line["envelope"].as_object().unwrap().clone();
+        fields.extend(line["payload"].as_object().unwrap().clone());
+        assert_eq!(&python["value"], &Value::Object(fields), "at {position:?}");
+    }
+    app.stop().await;
+}
