@@ -8,18 +8,8 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 venv=.venv-chart
 tests=infra/helm/tests
-export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-stamp="$venv/.requirements.sha256"
-wanted=$(cat "$tests/requirements.txt" "$tests/constraints.txt" | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    echo "chart checks: installing the tools into $venv"
-    (cd "$tests" && "../../../$venv/bin/python" -m pip install --quiet -r requirements.txt)
-    echo "$wanted" >"$stamp"
-fi
+export PYTHONDONTWRITEBYTECODE=1
+scripts/python-venv.sh "$venv" "$tests"
 
 status=0
 "$venv/bin/python" -m pytest "$tests" -q -p no:cacheprovider "$@" || status=$?
