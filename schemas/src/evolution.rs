@@ -132,6 +132,8 @@ pub fn rename_field(fields: &mut [(String, Value)], from: &str, to: &str) {
 pub struct ReaderSchemas {
     by_name: HashMap<&'static str, Schema>,
     upcasters: &'static [Upcaster],
+    /// Writer schema ids known to be, or not to be, the current schema of their type.
+    current: RwLock<HashMap<u32, bool>>,
 }
 
 impl ReaderSchemas {
@@ -145,7 +147,17 @@ impl ReaderSchemas {
                 (s.full_name, schema)
             })
             .collect();
-        Self { by_name, upcasters }
+        Self { by_name, upcasters, current: RwLock::new(HashMap::new()) }
+    }
+
+    /// Whether `writer` is the current schema of its type (decided once per schema id).
+    fn is_current(&self, writer: &WriterSchema, reader: &Schema) -> bool {
+        if let Some(current) = self.current.read().expect("current schemas lock").get(&writer.id) {
+            return *current;
+        }
+        let current = writer.schema.canonical_form() == reader.canonical_form();
+        self.current.write().expect("current schemas lock").insert(writer.id, current);
+        current
     }
 
     /// The current schema of `full_name`, if the topic still has that record type.
@@ -160,6 +172,10 @@ impl ReaderSchemas {
             .by_name
             .get(name)
             .ok_or_else(|| CodecError::Undecodable(format!("unknown event type {name}")))?;
+        if self.is_current(&record.schema, reader) {
+            // Most records are written with today's schema: nothing to bring them to.
+            return Ok(record.fields);
+        }
         let mut fields = record.fields;
         for upcaster in self.upcasters.iter().filter(|u| u.record == name) {
             (upcaster.upcast)(&mut fields);

@@ -310,10 +310,17 @@ async fn export(
     let mut last_checkpoint = Instant::now();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // While following, a quiet log must not leave written events in the buffer.
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     let mut failure = None;
     loop {
         let message = tokio::select! {
             message = rx.recv() => message,
+            _ = tick.tick() => {
+                save_checkpoint(args, &mut sink, &positions)?;
+                last_checkpoint = Instant::now();
+                continue;
+            }
             _ = &mut interrupted, if args.follow => None,
             Some(done) = readers.join_next() => {
                 match done {

@@ -510,3 +510,55 @@ async fn a_standard_python_client_reads_the_events_the_export_prints() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_following_export_writes_new_events_until_interrupted_and_keeps_its_checkpoint() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let app = deployment.spawn().await;
+    app.create_ticket("alice", "before", 10.0).await;
+    let out = deployment.data.path().join("follow.jsonl");
+    let checkpoint = deployment.data.path().join("follow.checkpoint");
+    let mut follower = tokio::process::Command::from(deployment.tool(&[
+        "export",
+        "--topic",
+        "tickets",
+        "--follow",
+        "--output",
+        out.to_str().unwrap(),
+        "--from-checkpoint",
+        checkpoint.to_str().unwrap(),
+    ]))
+    .spawn()
+    .unwrap();
+    let lines = |n: usize| {
+        let out = out.clone();
+        async move {
+            for _ in 0..200 {
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                if text.lines().count() >= n {
+                    return json_lines(&text);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the export never held {n} events: {:?}", std::fs::read_to_string(&out));
+        }
+    };
+
+    // Act: an event after the export started reaches it.
+    lines(1).await;
+    app.create_ticket("alice", "after", 10.0).await;
+    let written = lines(2).await;
+    let status = std::process::Command::new("kill").args(["-INT", &follower.id().unwrap().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(20), follower.wait()).await.expect("it stops").unwrap();
+
+    // Assert: a clean stop, both events, and a checkpoint past them.
+    assert!(exit.success(), "{exit}");
+    let titles: Vec<&str> = written.iter().map(|l| l["payload"]["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["before", "after"]);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    let next: i64 = saved["positions"][deployment.log().topic("tickets")].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum();
+    assert_eq!(next, 2, "{saved}");
+    app.stop().await;
+}
