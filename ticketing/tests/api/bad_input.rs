@@ -22,6 +22,9 @@ async fn bad_input_gets_a_4xx_in_the_error_shape_and_never_a_5xx() {
         (json!({"price": 10}), "title"),
         (json!([1, 2, 3]), "title"),
         (json!({"title": "x", "price": 1e308}), "price"),
+        (json!({"title": "x", "price": 10, "currency": "XYZ"}), "currency"),
+        (json!({"title": "x", "price": 10, "currency": 978}), "currency"),
+        (json!({"title": "x", "price": 10.5, "currency": "JPY"}), "price"),
     ];
     for path in ["/api/tickets", ticket.as_str()] {
         let method = if path == "/api/tickets" { Method::POST } else { Method::PUT };

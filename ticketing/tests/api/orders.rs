@@ -20,7 +20,7 @@ async fn ordering_reserves_the_ticket_and_cancelling_releases_it() {
     assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
     assert_eq!(order.body["status"], "created");
     assert_eq!(order.body["userId"], "buyer");
-    assert_eq!(order.body["ticket"], json!({"id": ticket_id, "title": "concert", "price": 20.0}));
+    assert_eq!(order.body["ticket"], json!({"id": ticket_id, "title": "concert", "price": 20.0, "currency": "USD"}));
     assert_eq!(order.body["version"], 0);
     let expires_at = chrono::DateTime::parse_from_rfc3339(order.body["expiresAt"].as_str().unwrap()).unwrap();
     let window = expires_at.timestamp() - chrono::Utc::now().timestamp();
