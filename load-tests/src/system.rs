@@ -109,6 +109,8 @@ impl System {
             ("RUST_LOG".to_string(), std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into())),
             // A read side catching up with a backlog is still ready to serve.
             ("READY_MAX_LAG".to_string(), i64::MAX.to_string()),
+            // Every simulated user signs up and in from this one address.
+            ("SIGNIN_LIMIT_PER_ADDRESS".to_string(), "off".to_string()),
         ];
         env.extend(store_env.iter().cloned());
         let mut components: Vec<Running> = topology

@@ -1,5 +1,6 @@
 //! Commands reach the owner of their aggregate's partition: run here when this instance owns
-//! it, otherwise forwarded over HTTP to the owner's internal endpoint. The log arbiter keeps
+//! it, otherwise forwarded over HTTP to the owner's internal endpoint, on the internal
+//! listener and with a peer token (`crate::peer`). The log arbiter keeps
 //! the outcome correct even while ownership moves during a rebalance; forwarding is what keeps
 //! conflicting commands from racing each other into the log in the first place.
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -18,12 +19,7 @@ use crate::aggregate::Aggregate;
 use crate::command::{COMMAND_DEADLINE, CommandError, CommandPipeline, CommandRequest, Outcome};
 use crate::log::LogPosition;
 use crate::ownership::{PartitionOwnership, Route};
-use crate::session::SessionKeys;
-
-/// Header carrying the token that proves a forwarded command comes from a peer instance.
-const INTERNAL_HEADER: &str = "x-ticketing-internal";
-/// Subject of internal tokens; user ids are UUIDs, so no user token carries it.
-const INTERNAL_SUBJECT: &str = "__internal__";
+use crate::peer::{PEER_TOKEN_HEADER, PeerKeys};
 
 /// An aggregate whose commands, states and errors can cross the wire.
 pub trait Forwardable: Aggregate + Serialize + DeserializeOwned
@@ -82,7 +78,7 @@ impl<A: Aggregate> Answer<A, A::Error> {
 pub struct CommandService<A: Aggregate> {
     pipeline: Arc<CommandPipeline<A>>,
     ownership: Option<Arc<PartitionOwnership>>,
-    keys: SessionKeys,
+    keys: PeerKeys,
     http: reqwest::Client,
     name: String,
     path: String,
@@ -100,7 +96,7 @@ where
         name: &str,
         pipeline: Arc<CommandPipeline<A>>,
         ownership: Option<Arc<PartitionOwnership>>,
-        keys: SessionKeys,
+        keys: PeerKeys,
     ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(COMMAND_DEADLINE)
@@ -163,12 +159,12 @@ where
         url: &str,
         request: &CommandRequest<A::Command>,
     ) -> Result<Answer<A, A::Error>, reqwest::Error> {
-        let token = self.keys.mint(INTERNAL_SUBJECT, "", chrono::Utc::now().timestamp());
+        let token = self.keys.mint(chrono::Utc::now().timestamp());
         let mut call = self
             .http
             .post(format!("{url}{}", self.path))
             .timeout(crate::deadline::remaining(COMMAND_DEADLINE))
-            .header(INTERNAL_HEADER, token);
+            .header(PEER_TOKEN_HEADER, token);
         for (name, value) in crate::telemetry::current_trace_headers() {
             call = call.header(name, value);
         }
@@ -181,16 +177,20 @@ where
             .await
     }
 
-    /// The internal endpoint peers forward commands to.
+    /// The internal endpoint peers forward commands to, for the internal listener only. The
+    /// peer token is checked before the body is read.
     pub fn internal_router(self: Arc<Self>) -> Router {
         let path = self.path.clone();
-        Router::new().route(&path, post(run_forwarded::<A>)).with_state(self)
+        let keys = self.keys.clone();
+        Router::new()
+            .route(&path, post(run_forwarded::<A>))
+            .route_layer(axum::middleware::from_fn_with_state(keys, crate::peer::require_peer_token))
+            .with_state(self)
     }
 }
 
 async fn run_forwarded<A>(
     State(service): State<Arc<CommandService<A>>>,
-    headers: HeaderMap,
     Json(request): Json<CommandRequest<A::Command>>,
 ) -> Response
 where
@@ -198,14 +198,6 @@ where
     A::Command: Serialize + DeserializeOwned,
     A::Error: Serialize + DeserializeOwned,
 {
-    let authorised = headers
-        .get(INTERNAL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|token| service.keys.verify(token))
-        .is_some_and(|claims| claims.id == INTERNAL_SUBJECT);
-    if !authorised {
-        return crate::http::ApiError::NotAuthorized.into_response();
-    }
     // Forwarded commands always run here, so a stale directory can never bounce them around.
     let answer: Answer<A, A::Error> = service.pipeline.execute(request).await.into();
     (StatusCode::OK, Json(answer)).into_response()

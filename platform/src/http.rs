@@ -47,6 +47,12 @@ pub enum ApiError {
     /// Body over the limit (413).
     #[error("Request body is too large")]
     PayloadTooLarge,
+    /// Too many attempts from this client or on this account (429, with `Retry-After`).
+    #[error("Too many attempts; try again later")]
+    TooManyRequests {
+        /// Whole seconds until an attempt is allowed again.
+        retry_after_seconds: u64,
+    },
     /// Infrastructure down or catching up (503).
     #[error("Service unavailable: {0}")]
     Unavailable(String),
@@ -68,6 +74,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -77,6 +84,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after_seconds } => Some(retry_after_seconds.max(&1).to_string()),
+            ApiError::Unavailable(_) => Some(RETRY_AFTER_SECONDS.to_string()),
+            _ => None,
+        };
         let errors = match self {
             ApiError::Validation(entries) => entries,
             ApiError::Unexpected(ref error) => {
@@ -90,8 +102,8 @@ impl IntoResponse for ApiError {
             other => vec![ErrorEntry { message: other.to_string(), field: None }],
         };
         let mut response = (status, axum::Json(ErrorBody { errors })).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

@@ -29,6 +29,7 @@ use platform::inbox::run_inbox;
 use platform::log::{DeadLetters, EndOffsets, LogConfig, TopicSpec, ensure_topics};
 use platform::ownership::PartitionOwnership;
 use platform::projection::{Projection, ProjectorHealth, ReadModels, run_projector};
+use platform::peer::PeerKeys;
 use platform::session::SessionKeys;
 use platform::store::{EmbeddedStore, ReadStore, ScyllaStore};
 use projectors::orders::OrderProjector;
@@ -296,7 +297,7 @@ async fn command_side<A>(
     log: &LogConfig,
     codec: Arc<dyn EventCodec<A::Event>>,
     own: Option<String>,
-    keys: &SessionKeys,
+    keys: &PeerKeys,
 ) -> anyhow::Result<Arc<CommandService<A>>>
 where
     A: Forwardable,
@@ -406,8 +407,10 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
 /// A running application.
 pub struct Application {
     addr: SocketAddr,
+    internal_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    internal_server: Option<JoinHandle<std::io::Result<()>>>,
     tasks: Vec<JoinHandle<()>>,
     sides: Vec<Arc<dyn CommandReadiness>>,
     local: LocalServices,
@@ -465,7 +468,24 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {}", settings.addr))?;
         let addr = listener.local_addr()?;
-        let url = settings.advertised_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        // Peers forward commands to the internal listener, never to the public one.
+        let owns_partitions = [Component::Users, Component::Tickets, Component::Orders, Component::Payments]
+            .into_iter()
+            .any(has);
+        let internal_listener = if owns_partitions {
+            let bound = tokio::net::TcpListener::bind(settings.internal_addr)
+                .await
+                .with_context(|| format!("Failed to bind the internal address {}", settings.internal_addr))?;
+            Some(bound)
+        } else {
+            None
+        };
+        let internal_addr = internal_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let url = match (&settings.advertised_url, internal_addr) {
+            (Some(url), _) => url.clone(),
+            (None, Some(internal)) => format!("http://{internal}"),
+            (None, None) => String::new(),
+        };
         let registry_url = settings.registry_url.clone().unwrap_or_else(|| format!("http://{addr}"));
 
         let mut router = Router::new();
@@ -475,6 +495,8 @@ impl Application {
         }
         let codecs = Codecs::new(&log, &registry_url)?;
         let keys = SessionKeys::new(settings.jwt_key.expose_secret().as_bytes(), settings.session_ttl_seconds, settings.secure_cookie);
+        let peer_keys = PeerKeys::from_secret(settings.jwt_key.expose_secret().as_bytes());
+        let mut internal = Router::new();
         let needs_store = has(Component::ProjectorTickets) || has(Component::ProjectorOrders) || has(Component::QueryApi);
         let store = if needs_store { Some(open_store(&settings, &mut local).await?) } else { None };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -483,22 +505,22 @@ impl Application {
         let own = |c: Component| has(c).then(|| url.clone());
 
         let users = if has(Component::Users) {
-            Some(command_side::<User>("users", &log, codecs.users.clone(), own(Component::Users), &keys).await?)
+            Some(command_side::<User>("users", &log, codecs.users.clone(), own(Component::Users), &peer_keys).await?)
         } else {
             None
         };
         let tickets = if has(Component::Tickets) || has(Component::Orders) || has(Component::Payments) || has(Component::Expiration) {
-            Some(command_side::<Ticket>("tickets", &log, codecs.tickets.clone(), own(Component::Tickets), &keys).await?)
+            Some(command_side::<Ticket>("tickets", &log, codecs.tickets.clone(), own(Component::Tickets), &peer_keys).await?)
         } else {
             None
         };
         let orders = if has(Component::Orders) || has(Component::Payments) || has(Component::Expiration) {
-            Some(command_side::<Order>("orders", &log, codecs.orders.clone(), own(Component::Orders), &keys).await?)
+            Some(command_side::<Order>("orders", &log, codecs.orders.clone(), own(Component::Orders), &peer_keys).await?)
         } else {
             None
         };
         let payments = if has(Component::Payments) {
-            Some(command_side::<Payment>("payments", &log, codecs.payments.clone(), own(Component::Payments), &keys).await?)
+            Some(command_side::<Payment>("payments", &log, codecs.payments.clone(), own(Component::Payments), &peer_keys).await?)
         } else {
             None
         };
@@ -508,8 +530,10 @@ impl Application {
                 .merge(users_command::http::router(users_command::http::UserRoutesState {
                     commands: users.clone(),
                     keys: keys.clone(),
-                }))
-                .merge(users.clone().internal_router());
+                    throttle: Arc::new(users_command::throttle::SignInThrottle::new(settings.sign_in_limits)),
+                    proxies: settings.trusted_proxies.clone(),
+                }));
+            internal = internal.merge(users.clone().internal_router());
             sides.push(Arc::new(Side { name: "users", service: users.clone(), owning: true }));
         }
         if let Some(tickets) = &tickets {
@@ -518,8 +542,8 @@ impl Application {
                     .merge(tickets_command::http::router(tickets_command::http::TicketCommandState {
                         commands: tickets.clone(),
                         keys: keys.clone(),
-                    }))
-                    .merge(tickets.clone().internal_router());
+                    }));
+                internal = internal.merge(tickets.clone().internal_router());
                 tasks.push(spawn_logged(
                     "tickets-inbox",
                     run_inbox(log.clone(), codecs.tickets.topic().to_string(), tickets.clone(), shutdown_rx.clone()),
@@ -540,8 +564,8 @@ impl Application {
                     tickets: tickets.clone(),
                     keys: keys.clone(),
                     expiration_window_seconds: settings.expiration_window_seconds,
-                }))
-                .merge(orders.clone().internal_router());
+                }));
+            internal = internal.merge(orders.clone().internal_router());
             let ends = log_ends.as_deref().expect("made for the orders component");
             let saga = order_saga(ends, &codecs, dead_letters.clone()).await?;
             tasks.push(spawn_logged("order-saga", run_saga(log.clone(), saga, shutdown_rx.clone())));
@@ -565,8 +589,8 @@ impl Application {
                 .merge(payments_command::http::router(payments_command::http::PaymentRoutesState {
                     settlement: settlement.clone(),
                     keys: keys.clone(),
-                }))
-                .merge(payments.clone().internal_router());
+                }));
+            internal = internal.merge(payments.clone().internal_router());
             let after = Duration::from_secs(settings.payment_reconcile_after_seconds);
             let stop = shutdown_rx.clone();
             tasks.push(spawn_logged("payments-reconciler", async move {
@@ -658,27 +682,52 @@ impl Application {
             .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
             .layer(axum::middleware::map_response(platform::http::close_after_payload_too_large));
 
+        let internal_server = internal_listener.map(|listener| {
+            let internal = internal
+                .fallback(not_found)
+                .layer(axum::middleware::from_fn(platform::telemetry::trace_http))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+                .layer(axum::middleware::map_response(platform::http::close_after_payload_too_large));
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, internal)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        });
         let mut stop = shutdown_rx.clone();
         let server = tokio::spawn(async move {
             let app = tower::util::MapRequestLayer::new(platform::http::trim_trailing_slash).layer(router);
-            axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+            // The peer's address feeds the sign-in throttle (through trusted proxies only).
+            axum::serve(
+                listener,
+                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+            )
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await
         });
-        tracing::info!(message = "Listening.", %addr, ?components);
+        tracing::info!(message = "Listening.", %addr, internal = ?internal_addr, ?components);
 
         let writes_or_reads_events = components.iter().any(|c| *c != Component::QueryApi && *c != Component::SchemaRegistry);
         if writes_or_reads_events {
             codecs.register_all().await?;
         }
-        Ok(Self { addr, shutdown, server, tasks, sides, local })
+        Ok(Self { addr, internal_addr, shutdown, server, internal_server, tasks, sides, local })
     }
 
     /// The address the application listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The internal listener's address (command forwarding between instances), when this
+    /// process runs a command service.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal_addr
     }
 
     /// Waits until every command side has caught up with the log.
@@ -699,6 +748,9 @@ impl Application {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        if let Some(internal) = self.internal_server {
+            let _ = tokio::time::timeout(Duration::from_secs(10), internal).await;
+        }
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }

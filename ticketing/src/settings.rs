@@ -44,8 +44,12 @@ pub struct Settings {
     /// Local state: broker log, embedded store, generated JWT key (`TICKETING_DATA_DIR`,
     /// default `./data`).
     pub data_dir: PathBuf,
-    /// Base URL peers use to forward commands to this instance (`TICKETING_ADVERTISED_URL`,
-    /// default `http://<bound address>`; in Kubernetes `http://$(POD_IP):8080`).
+    /// Internal address: command forwarding between instances, never public
+    /// (`TICKETING_INTERNAL_ADDR`, default `127.0.0.1:0`, a free port).
+    pub internal_addr: SocketAddr,
+    /// Base URL of the internal listener, where peers forward commands to this instance
+    /// (`TICKETING_ADVERTISED_URL`, default `http://<internal bound address>`; in Kubernetes
+    /// `http://$(POD_IP):8081`).
     pub advertised_url: Option<String>,
     /// The external log (`KAFKA_BOOTSTRAP_SERVERS`); `None` starts a local Kafka broker.
     pub log: Option<LogConfig>,
@@ -89,12 +93,20 @@ pub struct Settings {
     /// not complete) before the reconciler finishes it (`PAYMENT_RECONCILE_AFTER_SECONDS`,
     /// default 30).
     pub payment_reconcile_after_seconds: u64,
+    /// Sign-in and sign-up limits (`SIGNIN_LIMIT_PER_ADDRESS`, default `30/5m`;
+    /// `SIGNIN_LIMIT_PER_ACCOUNT_ADDRESS`, default `5/5m`; `SIGNIN_LIMIT_PER_ACCOUNT`, default
+    /// `20/1h`; each `off` or `<attempts>/<period>`).
+    pub sign_in_limits: users_command::throttle::SignInLimits,
+    /// Proxies whose `X-Forwarded-For` names the client (`TICKETING_TRUSTED_PROXIES`,
+    /// comma-separated addresses or CIDR ranges; default none: the peer is the client).
+    pub trusted_proxies: platform::throttle::TrustedProxies,
 }
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("addr", &self.addr)
+            .field("internal_addr", &self.internal_addr)
             .field("data_dir", &self.data_dir)
             .field("log", &self.log.as_ref().map(|l| &l.bootstrap_servers))
             .field("namespace", &self.namespace)
@@ -117,7 +129,10 @@ pub struct SettingsArgs {
     /// Local state: broker log, embedded store, generated JWT key.
     #[arg(long, env = "TICKETING_DATA_DIR", value_name = "TICKETING_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// Base URL peers use to forward commands to this instance.
+    /// Internal address (command forwarding between instances); port 0 picks a free one.
+    #[arg(long, env = "TICKETING_INTERNAL_ADDR", value_name = "TICKETING_INTERNAL_ADDR", default_value = "127.0.0.1:0")]
+    pub internal_addr: SocketAddr,
+    /// Base URL of the internal listener, where peers forward commands to this instance.
     #[arg(long, env = "TICKETING_ADVERTISED_URL", value_name = "TICKETING_ADVERTISED_URL", value_parser = http_url)]
     pub advertised_url: Option<String>,
     /// Topic and group prefix.
@@ -193,6 +208,32 @@ pub struct SettingsArgs {
     /// Seconds a payment may stay unfinished before the reconciler finishes it.
     #[arg(long, env = "PAYMENT_RECONCILE_AFTER_SECONDS", value_name = "PAYMENT_RECONCILE_AFTER_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub payment_reconcile_after_seconds: u64,
+    /// Attempts (sign-in and sign-up) from one client address: `off` or `<attempts>/<period>`
+    /// (period in s, m or h); a successful sign-in gives its attempt back.
+    #[arg(long, env = "SIGNIN_LIMIT_PER_ADDRESS", value_name = "SIGNIN_LIMIT_PER_ADDRESS", default_value = "30/5m", value_parser = rate_limit)]
+    pub signin_limit_per_address: RateLimitArg,
+    /// Failed attempts on one account from one client address.
+    #[arg(long, env = "SIGNIN_LIMIT_PER_ACCOUNT_ADDRESS", value_name = "SIGNIN_LIMIT_PER_ACCOUNT_ADDRESS", default_value = "5/5m", value_parser = rate_limit)]
+    pub signin_limit_per_account_address: RateLimitArg,
+    /// Failed attempts on one account from addresses it has not signed in from.
+    #[arg(long, env = "SIGNIN_LIMIT_PER_ACCOUNT", value_name = "SIGNIN_LIMIT_PER_ACCOUNT", default_value = "20/1h", value_parser = rate_limit)]
+    pub signin_limit_per_account: RateLimitArg,
+    /// Proxies whose `X-Forwarded-For` names the client: comma-separated addresses or CIDR
+    /// ranges (unset: the connecting peer is the client).
+    #[arg(long, env = "TICKETING_TRUSTED_PROXIES", value_name = "TICKETING_TRUSTED_PROXIES", default_value = "", value_parser = trusted_proxies)]
+    pub trusted_proxies: platform::throttle::TrustedProxies,
+}
+
+/// A parsed rate limit (`None`: `off`).
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitArg(pub Option<platform::throttle::RateLimit>);
+
+fn rate_limit(value: &str) -> Result<RateLimitArg, String> {
+    platform::throttle::parse_rate_limit(value).map(RateLimitArg).map_err(|e| e.to_string())
+}
+
+fn trusted_proxies(value: &str) -> Result<platform::throttle::TrustedProxies, String> {
+    value.parse().map_err(|e: platform::throttle::TrustedProxiesParseError| e.to_string())
 }
 
 /// Which read store `TICKETING_STORE` names.
@@ -281,6 +322,7 @@ impl Settings {
         Ok(Self {
             addr: args.addr,
             data_dir: args.data_dir,
+            internal_addr: args.internal_addr,
             advertised_url: args.advertised_url,
             log,
             namespace: args.namespace,
@@ -299,6 +341,12 @@ impl Settings {
             request_timeout_ms: args.request_timeout_ms,
             max_in_flight: args.max_in_flight as usize,
             payment_reconcile_after_seconds: args.payment_reconcile_after_seconds,
+            sign_in_limits: users_command::throttle::SignInLimits {
+                per_address: args.signin_limit_per_address.0,
+                per_account_address: args.signin_limit_per_account_address.0,
+                per_account: args.signin_limit_per_account.0,
+            },
+            trusted_proxies: args.trusted_proxies,
         })
     }
 }

@@ -14,10 +14,12 @@ use platform::command::CommandRequest;
 use platform::forwarding::CommandService;
 use platform::http::{ApiError, ErrorEntry, JsonBody, command_error, idempotency_key};
 use platform::session::{CurrentUser, SessionKeys};
+use platform::throttle::{ClientAddress, TrustedProxies};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::{Email, NewPassword, User, UserCommand, UserError};
+use crate::throttle::SignInThrottle;
 
 /// A hash to verify against when the email is unknown, so that both failures take as long.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2m2x6kz0b0Jt4dP7rJgq2bq0f1p9dYk8m7qk0oQ3f8E";
@@ -29,6 +31,16 @@ pub struct UserRoutesState {
     pub commands: Arc<CommandService<User>>,
     /// Session signing.
     pub keys: SessionKeys,
+    /// Limits on sign-in and sign-up attempts.
+    pub throttle: Arc<SignInThrottle>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub proxies: TrustedProxies,
+}
+
+impl FromRef<UserRoutesState> for TrustedProxies {
+    fn from_ref(state: &UserRoutesState) -> Self {
+        state.proxies.clone()
+    }
 }
 
 impl FromRef<UserRoutesState> for SessionKeys {
@@ -124,15 +136,18 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 #[tracing::instrument(name = "POST /api/users/signup", skip_all)]
 async fn sign_up(
     State(state): State<UserRoutesState>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    state.throttle.admit(address)?;
     let email = Email::parse(body.get("email"));
     let password = NewPassword::parse(body.get("password"));
     let (email, password) = match (email, password) {
         (Ok(e), Ok(p)) => (e, p),
         (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
     };
+    let attempt = state.throttle.begin(email.as_str(), address)?;
     let password_hash = blocking(move || {
         Argon2::default()
             .hash_password(password.as_str().as_bytes(), &SaltString::generate(&mut OsRng))
@@ -149,11 +164,17 @@ async fn sign_up(
             UserError::EmailInUse => ApiError::BadRequest(error.to_string()),
         })
     })?;
+    state.throttle.signed_up(attempt);
     Ok(signed_in(&state.keys, StatusCode::CREATED, &outcome.state))
 }
 
 #[tracing::instrument(name = "POST /api/users/signin", skip_all)]
-async fn sign_in(State(state): State<UserRoutesState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+async fn sign_in(
+    State(state): State<UserRoutesState>,
+    ClientAddress(address): ClientAddress,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    state.throttle.admit(address)?;
     let email = Email::parse(body.get("email"));
     let password = match body.get("password").and_then(serde_json::Value::as_str) {
         Some(p) if !p.trim().is_empty() => Ok(p.trim().to_string()),
@@ -163,6 +184,7 @@ async fn sign_in(State(state): State<UserRoutesState>, JsonBody(body): JsonBody)
         (Ok(e), Ok(p)) => (e, p),
         (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
     };
+    let attempt = state.throttle.begin(email.as_str(), address)?;
     let (user, _) = state.commands.pipeline().state(email.as_str());
     let hash = if user.exists { user.password_hash.clone() } else { DUMMY_HASH.to_string() };
     let matches = blocking(move || {
@@ -174,6 +196,7 @@ async fn sign_in(State(state): State<UserRoutesState>, JsonBody(body): JsonBody)
     if !(user.exists && matches) {
         return Err(ApiError::BadRequest("Invalid credentials".into()));
     }
+    state.throttle.signed_in(attempt);
     Ok(signed_in(&state.keys, StatusCode::OK, &user))
 }
 

@@ -220,6 +220,7 @@ impl Deployment {
         Settings {
             addr: "127.0.0.1:0".parse().unwrap(),
             data_dir: self.data.path().to_path_buf(),
+            internal_addr: "127.0.0.1:0".parse().unwrap(),
             advertised_url: None,
             log: Some(self.log()),
             namespace: self.namespace.clone(),
@@ -249,6 +250,13 @@ impl Deployment {
             request_timeout_ms: 10_000,
             max_in_flight: 1024,
             payment_reconcile_after_seconds: 30,
+            // Tests sign many users up from one address; the throttling test sets its own.
+            sign_in_limits: users_command::throttle::SignInLimits {
+                per_address: None,
+                per_account_address: platform::throttle::parse_rate_limit("5/5m").unwrap(),
+                per_account: platform::throttle::parse_rate_limit("20/1h").unwrap(),
+            },
+            trusted_proxies: Default::default(),
         }
     }
 
@@ -268,6 +276,8 @@ impl Deployment {
 pub struct TestApp {
     app: Option<Application>,
     pub base: String,
+    /// Base URL of the internal listener (command forwarding), when a command service runs.
+    pub internal: Option<String>,
     pub client: reqwest::Client,
 }
 
@@ -278,8 +288,9 @@ impl TestApp {
             .await
             .expect("the command sides catch up with the log within a minute");
         let base = format!("http://{}", app.addr());
+        let internal = app.internal_addr().map(|addr| format!("http://{addr}"));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-        let this = Self { app: Some(app), base, client };
+        let this = Self { app: Some(app), base, internal, client };
         if components.contains(&Component::ProjectorTickets) {
             this.wait_until_ready().await;
         }

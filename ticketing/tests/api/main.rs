@@ -17,6 +17,7 @@ mod load;
 mod orders;
 mod payments;
 mod restarts;
+mod security;
 mod tickets;
 mod transactions;
 mod users;

@@ -1,0 +1,182 @@
+//! Refusals an attacker meets: the internal listener and its peer tokens, and sign-in
+//! throttling (by account and by client address, through trusted proxies only).
+
+use platform::peer::{PEER_TOKEN_HEADER, PeerKeys};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Deployment, JWT_KEY, Reply, TestApp, TestBroker, session_cookie};
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn post_raw(app: &TestApp, url: String, headers: &[(&str, String)], body: Vec<u8>) -> Reply {
+    let mut request = app.client.post(url).header("content-type", "application/json").body(body);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    Reply::from(request.send().await.expect("the request is answered")).await
+}
+
+#[tokio::test]
+async fn forwarding_is_served_only_internally_checked_before_the_body_and_its_tokens_are_no_sessions() {
+    let broker = TestBroker::start().await;
+    let app = Deployment::new(&broker).await.spawn().await;
+    let internal = app.internal.clone().expect("the command services listen internally");
+    assert_ne!(internal, app.base, "the internal listener has its own port");
+    let peers = PeerKeys::from_secret(JWT_KEY.as_bytes());
+    let peer = peers.mint(now());
+    let forward = |base: &str| format!("{base}/internal/commands/tickets");
+
+    // The public port does not serve forwarding, even to a valid peer token.
+    let public = post_raw(&app, forward(&app.base), &[(PEER_TOKEN_HEADER, peer.clone())], b"{}".to_vec()).await;
+    assert_eq!(public.status, StatusCode::NOT_FOUND, "{public:?}");
+    // Nor does the internal listener serve public routes.
+    let listed = app.client.get(format!("{internal}/api/tickets")).send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::NOT_FOUND);
+
+    // Without a peer token the body is never looked at: garbage and an oversized body alike
+    // are refused as unauthorised, not as bad JSON or too large.
+    let garbage = post_raw(&app, forward(&internal), &[], b"{not json".to_vec()).await;
+    assert_eq!(garbage.status, StatusCode::UNAUTHORIZED, "{garbage:?}");
+    let huge = post_raw(&app, forward(&internal), &[], vec![b'x'; 300 * 1024]).await;
+    assert_eq!(huge.status, StatusCode::UNAUTHORIZED, "{huge:?}");
+    // A user's session is no peer token, as a cookie or as a bearer token.
+    let user = session_cookie("3f1c0e4e-8d7b-4a61-9c55-0a9a5b6c7d8e");
+    let as_cookie = post_raw(&app, forward(&internal), &[("cookie", user.clone())], b"{}".to_vec()).await;
+    assert_eq!(as_cookie.status, StatusCode::UNAUTHORIZED);
+    let session = platform::session::SessionKeys::new(JWT_KEY.as_bytes(), 3600, false).mint("u1", "a@b.c", now());
+    let as_peer_header = post_raw(&app, forward(&internal), &[(PEER_TOKEN_HEADER, session.clone())], b"{}".to_vec()).await;
+    assert_eq!(as_peer_header.status, StatusCode::UNAUTHORIZED);
+    // A peer token of a few seconds ago is dead.
+    let expired = peers.mint(now() - 60);
+    let late = post_raw(&app, forward(&internal), &[(PEER_TOKEN_HEADER, expired)], b"{}".to_vec()).await;
+    assert_eq!(late.status, StatusCode::UNAUTHORIZED);
+    // A live peer token gets as far as the body.
+    let parsed = post_raw(&app, forward(&internal), &[(PEER_TOKEN_HEADER, peer.clone())], b"{not json".to_vec()).await;
+    assert!(parsed.status.is_client_error() && parsed.status != StatusCode::UNAUTHORIZED, "{parsed:?}");
+
+    // A peer token is no session on the public routes.
+    let bearer = [("authorization", format!("Bearer {peer}"))];
+    let me = app.send(Method::GET, "/api/users/currentuser", None, None, &bearer).await;
+    assert_eq!(me.body, json!({"currentUser": null}));
+    let sell = app
+        .send(Method::POST, "/api/tickets", None, Some(json!({"title": "gig", "price": 5})), &bearer)
+        .await;
+    assert_eq!(sell.status, StatusCode::UNAUTHORIZED, "{sell:?}");
+    app.stop().await;
+}
+
+/// Sign-in from `address` (as the trusted proxy in front of the app reports it).
+async fn sign_in_from(app: &TestApp, address: &str, email: &str, password: &str) -> Reply {
+    let body = json!({"email": email, "password": password});
+    app.send(Method::POST, "/api/users/signin", None, Some(body), &[("x-forwarded-for", address.to_string())])
+        .await
+}
+
+fn assert_throttled(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{reply:?}");
+    let wait: u64 = reply
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a 429 says when to retry");
+    assert!((1..=3600).contains(&wait), "Retry-After {wait}");
+    assert!(reply.body["errors"][0]["message"].is_string(), "{reply:?}");
+}
+
+/// The default bursts, refilled slowly enough that no token comes back during the test on a
+/// busy machine (the defaults refill the address and pair buckets within minutes).
+fn test_limits() -> users_command::throttle::SignInLimits {
+    let limit = |spec| platform::throttle::parse_rate_limit(spec).unwrap();
+    users_command::throttle::SignInLimits {
+        per_address: limit("30/2h"),
+        per_account_address: limit("5/1h"),
+        per_account: limit("20/4h"),
+    }
+}
+
+#[tokio::test]
+async fn guessing_passwords_is_throttled_and_never_locks_the_owner_out() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    // The test client connects from 127.0.0.1: here it plays the proxy in front of the app.
+    let app = deployment
+        .spawn_with(|s| {
+            s.sign_in_limits = test_limits();
+            s.trusted_proxies = "127.0.0.1".parse().unwrap();
+        })
+        .await;
+    let owner_address = "198.51.100.10";
+    let signed_up = app
+        .send(
+            Method::POST,
+            "/api/users/signup",
+            None,
+            Some(json!({"email": "victim@example.com", "password": "right-one"})),
+            &[("x-forwarded-for", owner_address.to_string())],
+        )
+        .await;
+    assert_eq!(signed_up.status, StatusCode::CREATED, "{signed_up:?}");
+    assert_eq!(sign_in_from(&app, owner_address, "victim@example.com", "right-one").await.status, StatusCode::OK);
+
+    // One attacker, one address: five guesses are answered, then 429 with Retry-After, even
+    // for the right password from there.
+    let attacker = "203.0.113.66";
+    for _ in 0..5 {
+        let wrong = sign_in_from(&app, attacker, "victim@example.com", "guess").await;
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{wrong:?}");
+    }
+    for _ in 0..35 {
+        assert_throttled(&sign_in_from(&app, attacker, "victim@example.com", "guess").await);
+    }
+    assert_throttled(&sign_in_from(&app, attacker, "victim@example.com", "right-one").await);
+    // The owner, elsewhere, is not affected.
+    assert_eq!(sign_in_from(&app, owner_address, "victim@example.com", "right-one").await.status, StatusCode::OK);
+
+    // Guesses from many addresses drain the account: 20 failures an hour from addresses it
+    // never signed in from (the first attacker's five count too), then new addresses wait…
+    for n in 0..15 {
+        let wrong = sign_in_from(&app, &format!("192.0.2.{n}"), "victim@example.com", "guess").await;
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "guess {n}: {wrong:?}");
+    }
+    assert_throttled(&sign_in_from(&app, "192.0.2.200", "victim@example.com", "guess").await);
+    // …while the owner still signs in from their own address.
+    assert_eq!(sign_in_from(&app, owner_address, "victim@example.com", "right-one").await.status, StatusCode::OK);
+
+    // One address trying many accounts (password spraying) is limited across them all.
+    let sprayer = "198.51.100.99";
+    for n in 0..30 {
+        let wrong = sign_in_from(&app, sprayer, &format!("someone{n}@example.com"), "guess").await;
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "attempt {n}: {wrong:?}");
+    }
+    assert_throttled(&sign_in_from(&app, sprayer, "someone-else@example.com", "guess").await);
+    let sign_up = json!({"email": "new@example.com", "password": "secret1"});
+    let flood = app
+        .send(Method::POST, "/api/users/signup", None, Some(sign_up), &[("x-forwarded-for", sprayer.to_string())])
+        .await;
+    assert_throttled(&flood);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    // A proxy is trusted, but not the test client's address.
+    let app = deployment
+        .spawn_with(|s| {
+            s.sign_in_limits = test_limits();
+            s.trusted_proxies = "10.0.0.0/8".parse().unwrap();
+        })
+        .await;
+    let mut answers: Vec<Value> = Vec::new();
+    for n in 0..6 {
+        let reply = sign_in_from(&app, &format!("192.0.2.{n}"), "someone@example.com", "guess").await;
+        answers.push(json!(reply.status.as_u16()));
+    }
+    assert_eq!(answers, vec![json!(400), json!(400), json!(400), json!(400), json!(400), json!(429)]);
+    app.stop().await;
+}
