@@ -6,6 +6,7 @@
 # land in target/bench/{embedded,cql}/report.{md,json}. BENCH_STORES=embedded (or cql) runs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-build-deps.sh
 scripts/install-infra.sh
 cargo build --release --locked -p ticketing -p load-tests
 for store in ${BENCH_STORES:-embedded cql}; do

@@ -8,6 +8,7 @@
 # would start a JVM per test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-build-deps.sh
 scripts/install-infra.sh
 scripts/install-python-clients.sh
 cargo_status=0

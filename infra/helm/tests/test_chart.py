@@ -156,6 +156,9 @@ def test_values_schema_accepts_the_shipped_values_and_refuses_mistakes():
         {"scylla": {"keyspacePrefix": "far-too-long"}},
         {"ticketing": {"namespace": "has.dots"}},
         {"image": {"digest": "latest"}},
+        {"ticketing": {"signInLimits": {"perAddress": "5 per minute"}}},
+        {"ticketing": {"trustedProxies": "10.0.0.0/8"}},
+        {"ticketing": {"internalPort": 80}},
     ]
     for values in mistakes:
         with pytest.raises(helm.HelmValuesError):
@@ -209,11 +212,14 @@ def test_every_component_is_a_deployment_with_a_service():
         assert dep["metadata"]["name"] == PREFIX + name
         (container,) = dep["spec"]["template"]["spec"]["containers"]
         assert container["args"] == ["serve", name]
-        assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+        assert container["ports"] == [
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "internal", "containerPort": 8081, "protocol": "TCP"},
+        ]
         svc = services[name]
         assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
-        assert svc["spec"]["ports"][0]["port"] == 8080
-        assert svc["spec"]["ports"][0]["targetPort"] == "http"
+        # Only the public port: forwarding goes pod to pod, never through a Service.
+        assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(8080, "http")]
 
 
 def test_adding_a_component_is_one_values_entry():
@@ -250,7 +256,12 @@ def test_application_environment():
         # Peers forward commands to the pod's own address, defined before it is referenced.
         names = [e["name"] for e in spec["containers"][0]["env"]]
         assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
-        assert env["TICKETING_ADVERTISED_URL"]["value"] == "http://$(POD_IP):8080"
+        assert env["TICKETING_INTERNAL_ADDR"]["value"] == "0.0.0.0:8081"
+        assert env["TICKETING_ADVERTISED_URL"]["value"] == "http://$(POD_IP):8081"
+        assert env["SIGNIN_LIMIT_PER_ADDRESS"]["value"] == "30/5m"
+        assert env["SIGNIN_LIMIT_PER_ACCOUNT_ADDRESS"]["value"] == "5/5m"
+        assert env["SIGNIN_LIMIT_PER_ACCOUNT"]["value"] == "20/1h"
+        assert "TICKETING_TRUSTED_PROXIES" not in env
         assert names.index("POD_IP") < names.index("TICKETING_ADVERTISED_URL")
         # The only writable place is an emptyDir on /tmp, the data dir.
         assert env["TICKETING_DATA_DIR"]["value"] == "/tmp"
@@ -336,6 +347,34 @@ def test_every_pod_is_selected_by_a_network_policy(scenario):
         assert selecting, f"no NetworkPolicy selects {obj['kind']}/{obj['metadata']['name']}"
         for policy in selecting:
             assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+
+
+@pytest.mark.parametrize("values", [{}, {"networkPolicy": {"allowExternal": True}}, "production"])
+def test_the_internal_port_admits_only_the_releases_pods(values):
+    objects = rendered("production") if values == "production" else render(values)
+    release_pods = {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "ticketing", "app.kubernetes.io/instance": RELEASE}}}
+    for policy in of_kind(objects, "NetworkPolicy"):
+        if policy["metadata"].get("annotations", {}).get("helm.sh/hook"):
+            continue
+        internal = [rule for rule in policy["spec"]["ingress"]
+                    if any(p.get("port") in ("internal", 8081) for p in rule.get("ports", []))]
+        assert internal, policy["metadata"]["name"]
+        for rule in internal:
+            assert rule.get("from") == [release_pods], rule
+        # No rule without ports opens it either.
+        assert all(rule.get("ports") for rule in policy["spec"]["ingress"])
+        egress = policy["spec"]["egress"]
+        if {} not in egress:  # a restricted egress still lets a pod forward to its peers
+            assert 8081 in {p.get("port") for rule in egress for p in rule.get("ports", [])}
+    for svc in of_kind(objects, "Service"):
+        assert all(p["targetPort"] != "internal" and p["port"] != 8081 for p in svc["spec"]["ports"])
+
+
+def test_production_trusts_the_gateway_for_client_addresses():
+    for dep in deployments(rendered("production")).values():
+        env = env_of(dep["spec"]["template"]["spec"]["containers"][0])
+        assert env["TICKETING_TRUSTED_PROXIES"]["value"] == "10.0.0.0/8"
 
 
 def test_production_network_policies_admit_only_the_gateway_peers_and_prometheus():

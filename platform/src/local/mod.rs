@@ -7,6 +7,8 @@ mod kafka;
 mod process;
 pub mod shared;
 
+pub use kafka::{SCRAM_MECHANISM, ScramUser};
+
 use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

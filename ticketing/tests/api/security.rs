@@ -180,3 +180,84 @@ async fn forwarded_for_from_an_untrusted_peer_changes_nothing() {
     assert_eq!(answers, vec![json!(400), json!(400), json!(400), json!(400), json!(400), json!(429)]);
     app.stop().await;
 }
+
+/// Whether a client of this configuration gets metadata from the broker.
+async fn metadata_answered(config: Vec<(&'static str, String)>) -> Result<usize, String> {
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let mut client = rdkafka::ClientConfig::new();
+        for (key, value) in &config {
+            client.set(*key, value);
+        }
+        let consumer: BaseConsumer = client.create().map_err(|e| e.to_string())?;
+        consumer
+            .fetch_metadata(None, std::time::Duration::from_secs(5))
+            .map(|m| m.topics().len())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_system_runs_on_a_kafka_that_requires_scram_and_strangers_are_refused() {
+    use platform::local::{LocalKafka, SCRAM_MECHANISM, ScramUser};
+    let dir = tempfile::tempdir().unwrap();
+    let broker_user = ScramUser { name: "broker".into(), password: "broker-secret".into() };
+    let app_user = ScramUser { name: "ticketing".into(), password: "app-secret".into() };
+    let broker = LocalKafka::start_scram(&dir.path().join("kafka"), 0, &[broker_user, app_user.clone()])
+        .await
+        .expect("a SCRAM broker starts");
+    let bootstrap = broker.bootstrap_servers();
+
+    // Strangers: no authentication at all, and the right user with a wrong password.
+    let plaintext = metadata_answered(vec![("bootstrap.servers", bootstrap.clone())]).await;
+    assert!(plaintext.is_err(), "a plaintext client got metadata: {plaintext:?}");
+    let sasl = |password: &str| {
+        vec![
+            ("bootstrap.servers", bootstrap.clone()),
+            ("security.protocol", "SASL_PLAINTEXT".to_string()),
+            ("sasl.mechanism", SCRAM_MECHANISM.to_string()),
+            ("sasl.username", app_user.name.clone()),
+            ("sasl.password", password.to_string()),
+        ]
+    };
+    let wrong = metadata_answered(sasl("not-the-password")).await;
+    assert!(wrong.is_err(), "a wrong password got metadata: {wrong:?}");
+    assert!(metadata_answered(sasl(&app_user.password)).await.is_ok());
+
+    // The whole system, configured as the README documents (`KAFKA_PROPERTY_*`).
+    let data = dir.path().join("app");
+    std::fs::create_dir_all(&data).unwrap();
+    let port = platform::local::free_port().unwrap();
+    let (up, _) = crate::restarts::Up::start_with(
+        &data,
+        port,
+        0,
+        None,
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+            ("KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_PROPERTY_SASL_MECHANISM", SCRAM_MECHANISM),
+            ("KAFKA_PROPERTY_SASL_USERNAME", &app_user.name),
+            ("KAFKA_PROPERTY_SASL_PASSWORD", &app_user.password),
+            ("KAFKA_TOPIC_PARTITIONS", "1"),
+        ],
+    )
+    .await;
+    let (status, ticket) = up.send(Method::POST, "/api/tickets", Some(json!({"title": "over scram", "price": 7})), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    let id = ticket["id"].as_str().unwrap().to_string();
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = up.send(Method::GET, &format!("/api/tickets/{id}"), None, &[]).await;
+        if status == StatusCode::OK {
+            shown = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown["title"], "over scram", "the projector read the event back over SCRAM");
+    up.stop().await;
+    broker.stop().await.unwrap();
+}

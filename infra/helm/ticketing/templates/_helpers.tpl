@@ -178,13 +178,16 @@ Context: dict "root" $ "name" <component or "init"> "component" <merged settings
 - name: TICKETING_ADDR
   value: {{ printf "0.0.0.0:%v" $v.ticketing.port | quote }}
 {{- if not .job }}
-{{- /* Where the other instances forward commands for the partitions this one owns. */}}
+{{- /* Where the other instances forward commands for the partitions this one owns: the
+       internal listener, reached pod to pod, never through a Service or the ingress. */}}
+- name: TICKETING_INTERNAL_ADDR
+  value: {{ printf "0.0.0.0:%v" $v.ticketing.internalPort | quote }}
 - name: POD_IP
   valueFrom:
     fieldRef:
       fieldPath: status.podIP
 - name: TICKETING_ADVERTISED_URL
-  value: {{ printf "http://$(POD_IP):%v" $v.ticketing.port | quote }}
+  value: {{ printf "http://$(POD_IP):%v" $v.ticketing.internalPort | quote }}
 {{- end }}
 - name: TICKETING_DATA_DIR
   value: /tmp
@@ -286,6 +289,16 @@ Context: dict "root" $ "name" <component or "init"> "component" <merged settings
   value: {{ $v.ticketing.sessionTtlSeconds | quote }}
 - name: COOKIE_SECURE
   value: {{ $v.ticketing.cookieSecure | quote }}
+- name: SIGNIN_LIMIT_PER_ADDRESS
+  value: {{ $v.ticketing.signInLimits.perAddress | quote }}
+- name: SIGNIN_LIMIT_PER_ACCOUNT_ADDRESS
+  value: {{ $v.ticketing.signInLimits.perAccountAddress | quote }}
+- name: SIGNIN_LIMIT_PER_ACCOUNT
+  value: {{ $v.ticketing.signInLimits.perAccount | quote }}
+{{- with $v.ticketing.trustedProxies }}
+- name: TICKETING_TRUSTED_PROXIES
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- end }}
 {{- if $v.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
