@@ -49,7 +49,7 @@ const KEYS: u64 = 10_000;
 /// partitioner, `linger.ms=1`; idempotence as the log config says), `window` records in
 /// flight. Latency is per record, from send to acknowledgement.
 pub async fn kafka_produce(config: &LogConfig, topic: &str, records: u64, window: usize) -> anyhow::Result<Throughput> {
-    ensure_topics(config, &[TopicSpec { name: topic.to_string(), partitions: config.partitions, compacted: false }])
+    ensure_topics(config, &[TopicSpec { name: topic.to_string(), partitions: config.partitions, compacted: false, config: Vec::new() }])
         .await
         .context("Failed to create the baseline topic")?;
     let mut client = config.producer_config();

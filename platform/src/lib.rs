@@ -23,3 +23,4 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
+pub mod vault;

@@ -103,7 +103,7 @@ impl PartitionOwnership {
 
     async fn start(config: &LogConfig, topic: &str, url: Option<String>) -> Result<Self, LogError> {
         let owners_topic = format!("{topic}.owners");
-        ensure_topics(config, &[TopicSpec { name: owners_topic.clone(), partitions: 1, compacted: true }]).await?;
+        ensure_topics(config, &[TopicSpec { name: owners_topic.clone(), partitions: 1, compacted: true, config: Vec::new() }]).await?;
         let reader = TopicReader::from_beginning(config, topic)?;
         let partitions = reader.partitions().len() as i32;
         drop(reader);

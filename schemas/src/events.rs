@@ -98,6 +98,14 @@ impl RecordFields {
         }
     }
 
+    /// A bytes field.
+    pub fn bytes(&self, name: &str) -> Result<Vec<u8>, CodecError> {
+        match Self::unwrap_union(self.get(name)?) {
+            Value::Bytes(b) | Value::Fixed(_, b) => Ok(b.clone()),
+            other => Err(CodecError::Undecodable(format!("field {name} is not bytes: {other:?}"))),
+        }
+    }
+
     /// An int field.
     pub fn int(&self, name: &str) -> Result<i32, CodecError> {
         match Self::unwrap_union(self.get(name)?) {

@@ -181,7 +181,7 @@ pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
     events
         .into_iter()
         .chain(inboxes)
-        .map(|name| TopicSpec { name, partitions: config.partitions, compacted: false })
+        .map(|name| TopicSpec { name, partitions: config.partitions, compacted: false, config: Vec::new() })
         .collect()
 }
 
@@ -292,7 +292,7 @@ impl Codecs {
 
 /// The command side of one aggregate type: owning its partitions (`own`) or only sending
 /// commands to their owners.
-async fn command_side<A>(
+pub(crate) async fn command_side<A>(
     name: &str,
     log: &LogConfig,
     codec: Arc<dyn EventCodec<A::Event>>,
@@ -526,12 +526,21 @@ impl Application {
         };
 
         if let Some(users) = &users {
+            let keys_topic = platform::vault::SubjectKeys::open(&log, settings.master_key.clone())
+                .await
+                .context("Failed to read the users' data keys")?;
+            let vault = Arc::new(users_command::personal::PersonalDataVault::new(
+                keys_topic,
+                platform::vault::EmailIndex::new(&settings.master_key),
+            ));
             router = router
                 .merge(users_command::http::router(users_command::http::UserRoutesState {
                     commands: users.clone(),
                     keys: keys.clone(),
                     throttle: Arc::new(users_command::throttle::SignInThrottle::new(settings.sign_in_limits)),
                     proxies: settings.trusted_proxies.clone(),
+                    vault,
+                    admin_token: settings.admin_token.as_ref().map(|t| Arc::from(t.expose_secret())),
                 }));
             internal = internal.merge(users.clone().internal_router());
             sides.push(Arc::new(Side { name: "users", service: users.clone(), owning: true }));

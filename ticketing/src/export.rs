@@ -137,7 +137,17 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<Export
     let mut local = LocalServices::default();
     let log = connect_log(settings, &mut local).await?;
     let (registry_url, registry_server) = tool_registry(settings, &log).await?;
-    let result = export(&log, &registry_url, &args, &topics, checkpoint).await;
+    // Personal data asked for: sealed values are opened with the users' data keys (an erased
+    // user's show as erased).
+    let keys = if args.include_personal_data && topics.iter().any(|t| t.name == <schemas::users::UserEvent as schemas::events::AvroEvent>::TOPIC) {
+        let keys = platform::vault::SubjectKeys::open(&log, settings.master_key.clone())
+            .await
+            .context("Failed to read the users' data keys")?;
+        Some(Arc::new(keys))
+    } else {
+        None
+    };
+    let result = export(&log, &registry_url, &args, &topics, checkpoint, keys).await;
     if let Some(server) = registry_server {
         server.abort();
     }
@@ -266,6 +276,7 @@ struct Filter {
     aggregate: Option<String>,
     include_personal_data: bool,
     format: Format,
+    keys: Option<Arc<platform::vault::SubjectKeys>>,
 }
 
 async fn export(
@@ -274,6 +285,7 @@ async fn export(
     args: &ExportArgs,
     topics: &[EventTopic],
     checkpoint: Option<Checkpoint>,
+    keys: Option<Arc<platform::vault::SubjectKeys>>,
 ) -> anyhow::Result<ExportReport> {
     let ends = EndOffsets::new(log)?;
     let windows = windows(log, &ends, args, topics, checkpoint.as_ref()).await?;
@@ -294,6 +306,7 @@ async fn export(
         aggregate: args.aggregate.clone(),
         include_personal_data: args.include_personal_data,
         format: args.format,
+        keys,
     };
     let settings = registry_settings(registry_url)?;
     let (tx, mut rx) = mpsc::channel::<Read>(4096);
@@ -479,6 +492,10 @@ async fn piece_of(topic: &EventTopic, decoder: &RecordReader, filter: &Filter, r
             let object = |fields: Vec<&(String, Value)>| {
                 serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k.clone(), json_value(v))).collect())
             };
+            let mut payload = object(payload);
+            if let (Some(keys), Some(fields)) = (&filter.keys, payload.as_object_mut()) {
+                open_personal(keys, fields).await;
+            }
             let line = JsonLine {
                 topic: &record.topic,
                 partition: record.position.partition,
@@ -488,12 +505,39 @@ async fn piece_of(topic: &EventTopic, decoder: &RecordReader, filter: &Filter, r
                 event_type: &event_type,
                 schema_id: writer.id,
                 envelope: object(envelope),
-                payload: object(payload),
+                payload,
             };
             Piece::Line(to_line(&line))
         }
     }
 }
+
+/// Replaces a sign-up's sealed `personal` field (base64 in JSON) with what it seals, or with
+/// `"[erased]"` when the user's data key is gone.
+async fn open_personal(keys: &platform::vault::SubjectKeys, fields: &mut serde_json::Map<String, serde_json::Value>) {
+    use base64::Engine as _;
+    let (Some(user_id), Some(sealed)) = (
+        fields.get("user_id").and_then(|v| v.as_str()).map(str::to_string),
+        fields.get("personal").and_then(|v| v.as_str()).and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()),
+    ) else {
+        return;
+    };
+    if sealed.is_empty() {
+        return;
+    }
+    let opened = match keys.lookup(&user_id, std::time::Duration::ZERO).await {
+        platform::vault::KeyLookup::Active(key) => key
+            .open(&user_id, &sealed)
+            .ok()
+            .and_then(|bytes| users_command::domain::PersonalData::from_bytes(&bytes))
+            .and_then(|data| serde_json::to_value(data).ok()),
+        _ => None,
+    };
+    fields.insert("personal".into(), opened.unwrap_or_else(|| ERASED.into()));
+}
+
+/// What an erased user's personal data shows as.
+pub const ERASED: &str = "[erased]";
 
 fn key_of(topic: &EventTopic, filter: &Filter, record: &LogRecord) -> Option<String> {
     let key = record.key.as_deref()?;

@@ -22,7 +22,8 @@ use crate::settings::Settings;
 /// The aggregates whose history can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AggregateKind {
-    /// A user (its id is the lower-cased email).
+    /// A user: give its email (its aggregate id, the email's index key, is computed with the
+    /// master key) or the index key itself.
     User,
     /// A ticket.
     Ticket,
@@ -126,7 +127,13 @@ pub async fn run(settings: &Settings, args: HistoryArgs) -> anyhow::Result<Histo
     let log = connect_log(settings, &mut local).await?;
     let (registry_url, registry_server) = tool_registry(settings, &log).await?;
     let codecs = Codecs::new(&log, &registry_url)?;
-    let id = args.id.as_str();
+    let user_key;
+    let id = if args.kind == AggregateKind::User && args.id.contains('@') {
+        user_key = platform::vault::EmailIndex::new(&settings.master_key).key_of(&args.id.trim().to_lowercase());
+        user_key.as_str()
+    } else {
+        args.id.as_str()
+    };
     let personal = args.include_personal_data;
     let history = match args.kind {
         AggregateKind::User => fold::<users_command::domain::User>(args.kind, &log, &codecs.users, id, as_of, personal).await,

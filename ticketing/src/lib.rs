@@ -5,5 +5,7 @@ pub mod app;
 pub mod dead_letters;
 pub mod export;
 pub mod history;
+pub mod migration;
 pub mod rebuild;
 pub mod settings;
+pub mod users;

@@ -37,6 +37,11 @@ enum Command {
     Export(ticketing::export::ExportArgs),
     /// One aggregate's state at a time or version, with the events that led there.
     History(ticketing::history::HistoryArgs),
+    /// Erase a user (crypto-shredding), or migrate sign-ups written before sealing.
+    Users {
+        #[command(subcommand)]
+        command: ticketing::users::UsersCommand,
+    },
     /// List, inspect, replay or skip the records readers parked in the dead-letter topic.
     DeadLetters {
         #[command(subcommand)]
@@ -62,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export(args) => ticketing::export::run(&settings, args).await.map(|_| ()),
+        Command::Users { command } => ticketing::users::run(&settings, command).await,
         Command::History(args) => ticketing::history::run(&settings, args).await.map(|_| ()),
         Command::DeadLetters { command } => ticketing::dead_letters::run(&settings, command).await,
     }

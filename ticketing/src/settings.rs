@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use platform::log::LogConfig;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use platform::store::CqlOptions;
 
 /// Where the read models live.
@@ -66,6 +66,12 @@ pub struct Settings {
     pub jwt_key: SecretString,
     /// Session lifetime in seconds (`SESSION_TTL_SECONDS`, default 86400).
     pub session_ttl_seconds: i64,
+    /// Wraps every user's data key and keys the email index (`TICKETING_MASTER_KEY`, or the
+    /// file `TICKETING_MASTER_KEY_FILE`; 64 hex digits or base64 of 32 bytes; generated into
+    /// the data dir when neither is set).
+    pub master_key: platform::vault::MasterKey,
+    /// Bearer token of the admin routes (`TICKETING_ADMIN_TOKEN`; unset: they answer 404).
+    pub admin_token: Option<SecretString>,
     /// Mark the session cookie `Secure` (`COOKIE_SECURE=true`).
     pub secure_cookie: bool,
     /// How long an order holds its ticket (`EXPIRATION_WINDOW_SECONDS`, default 900).
@@ -174,6 +180,17 @@ pub struct SettingsArgs {
     /// HS256 key of session tokens; unset generates one into the data dir.
     #[arg(long, env = "JWT_KEY", value_name = "JWT_KEY", hide_env_values = true)]
     pub jwt_key: Option<SecretString>,
+    /// Master key: wraps the users' data keys and keys the email index (64 hex digits or the
+    /// base64 of 32 bytes); unset (and no TICKETING_MASTER_KEY_FILE) generates one into the
+    /// data dir.
+    #[arg(long, env = "TICKETING_MASTER_KEY", value_name = "TICKETING_MASTER_KEY", hide_env_values = true, conflicts_with = "master_key_file")]
+    pub master_key: Option<SecretString>,
+    /// A file holding the master key (a mounted secret).
+    #[arg(long, env = "TICKETING_MASTER_KEY_FILE", value_name = "TICKETING_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Bearer token of the admin routes (`DELETE /api/admin/users/{id}`); unset turns them off.
+    #[arg(long, env = "TICKETING_ADMIN_TOKEN", value_name = "TICKETING_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
     /// Session lifetime in seconds.
     #[arg(long, env = "SESSION_TTL_SECONDS", value_name = "SESSION_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..))]
     pub session_ttl_seconds: i64,
@@ -319,6 +336,20 @@ impl Settings {
             Some(key) => key,
             None => generated_jwt_key(&args.data_dir)?,
         };
+        let master_key = match (&args.master_key, &args.master_key_file) {
+            (Some(key), _) => platform::vault::MasterKey::parse(key.expose_secret())
+                .map_err(|e| anyhow::anyhow!("TICKETING_MASTER_KEY: {e}"))?,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("TICKETING_MASTER_KEY_FILE: cannot read {}", path.display()))?;
+                platform::vault::MasterKey::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("TICKETING_MASTER_KEY_FILE ({}): {e}", path.display()))?
+            }
+            (None, None) => generated_master_key(&args.data_dir)?,
+        };
+        if args.admin_token.as_ref().is_some_and(|t| t.expose_secret().trim().len() < 16) {
+            bail!("TICKETING_ADMIN_TOKEN: use at least 16 characters");
+        }
         Ok(Self {
             addr: args.addr,
             data_dir: args.data_dir,
@@ -331,6 +362,8 @@ impl Settings {
             store,
             jwt_key,
             session_ttl_seconds: args.session_ttl_seconds,
+            master_key,
+            admin_token: args.admin_token,
             secure_cookie: args.cookie_secure,
             expiration_window_seconds: args.expiration_window_seconds,
             stripe_secret_key: args.stripe_secret_key,
@@ -352,6 +385,30 @@ impl Settings {
 }
 
 /// A random key kept in the data dir, so sessions survive restarts of a single-machine setup.
+/// The master key kept in `<data dir>/master.key` (readable by its owner only), made on first
+/// use: a single machine keeps its users' data readable across restarts.
+fn generated_master_key(data_dir: &std::path::Path) -> anyhow::Result<platform::vault::MasterKey> {
+    let path = data_dir.join("master.key");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && !text.trim().is_empty()
+    {
+        return platform::vault::MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("Failed to create {}", data_dir.display()))?;
+    let key = platform::vault::MasterKey::generate_hex();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write;
+    options
+        .open(&path)
+        .and_then(|mut file| file.write_all(key.as_bytes()))
+        .with_context(|| format!("Failed to write {}", path.display()))?;
+    tracing::warn!(message = "TICKETING_MASTER_KEY is not set; generated one.", path = %path.display());
+    platform::vault::MasterKey::parse(&key).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 fn generated_jwt_key(data_dir: &std::path::Path) -> anyhow::Result<SecretString> {
     let path = data_dir.join("jwt.key");
     if let Ok(key) = std::fs::read_to_string(&path)

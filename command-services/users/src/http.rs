@@ -5,10 +5,10 @@ use std::sync::Arc;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::{FromRef, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use platform::command::CommandRequest;
 use platform::forwarding::CommandService;
@@ -18,7 +18,8 @@ use platform::throttle::{ClientAddress, TrustedProxies};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{Email, NewPassword, User, UserCommand, UserError};
+use crate::domain::{Email, NewPassword, PersonalData, User, UserCommand, UserError};
+use crate::personal::{ForgetError, Opened, PersonalDataVault};
 use crate::throttle::SignInThrottle;
 
 /// A hash to verify against when the email is unknown, so that both failures take as long.
@@ -35,6 +36,10 @@ pub struct UserRoutesState {
     pub throttle: Arc<SignInThrottle>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub proxies: TrustedProxies,
+    /// Data keys and the email index.
+    pub vault: Arc<PersonalDataVault>,
+    /// Bearer token of the admin routes (`None`: they are off and answer 404).
+    pub admin_token: Option<Arc<str>>,
 }
 
 impl FromRef<UserRoutesState> for TrustedProxies {
@@ -56,12 +61,13 @@ pub fn router(state: UserRoutesState) -> Router {
         .route("/api/users/signin", post(sign_in))
         .route("/api/users/signout", post(sign_out))
         .route("/api/users/currentuser", get(current_user))
+        .route("/api/admin/users/{id}", delete(forget_user))
         .with_state(state)
 }
 
-fn signed_in(keys: &SessionKeys, status: StatusCode, user: &User) -> Response {
-    let token = keys.mint(&user.user_id, &user.email, chrono::Utc::now().timestamp());
-    let mut response = (status, Json(json!({ "id": user.user_id, "email": user.email }))).into_response();
+fn signed_in(keys: &SessionKeys, status: StatusCode, user_id: &str, email: &Email) -> Response {
+    let token = keys.mint(user_id, email.as_str(), chrono::Utc::now().timestamp());
+    let mut response = (status, Json(json!({ "id": user_id, "email": email.as_str() }))).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&keys.session_cookie(&token)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
@@ -155,17 +161,25 @@ async fn sign_up(
     })
     .await?
     .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("Failed to hash a password: {e}")))?;
+    let aggregate_id = state.vault.aggregate_id(&email);
     let command_id = idempotency_key(&headers)?
-        .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("signup:{}:{key}", email.as_str()));
-    let command = UserCommand::SignUp { user_id: Uuid::new_v4().to_string(), email: email.clone(), password_hash };
-    let request = CommandRequest::from_client(email.as_str(), command_id, command);
+        .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("signup:{aggregate_id}:{key}"));
+    let user_id = Uuid::new_v4().to_string();
+    let personal = PersonalData { email: email.as_str().to_string(), password_hash };
+    let sealed = state
+        .vault
+        .seal_new(&user_id, &personal)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the key topic failed: {e}")))?;
+    let request = CommandRequest::from_client(&aggregate_id, command_id, UserCommand::SignUp { user_id, personal: sealed });
     let outcome = state.commands.execute(request).await.map_err(|e| {
         command_error(e, |error| match error {
             UserError::EmailInUse => ApiError::BadRequest(error.to_string()),
+            UserError::UnknownUser => ApiError::NotFound,
         })
     })?;
     state.throttle.signed_up(attempt);
-    Ok(signed_in(&state.keys, StatusCode::CREATED, &outcome.state))
+    Ok(signed_in(&state.keys, StatusCode::CREATED, &outcome.state.user_id, &email))
 }
 
 #[tracing::instrument(name = "POST /api/users/signin", skip_all)]
@@ -185,19 +199,51 @@ async fn sign_in(
         (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
     };
     let attempt = state.throttle.begin(email.as_str(), address)?;
-    let (user, _) = state.commands.pipeline().state(email.as_str());
-    let hash = if user.exists { user.password_hash.clone() } else { DUMMY_HASH.to_string() };
+    let (user, _) = state.commands.pipeline().state(&state.vault.aggregate_id(&email));
+    // An unknown or erased user is checked against a dummy hash: both failures take as long.
+    let known = match state.vault.open(&user).await {
+        Opened::Data(personal) if personal.email == email.as_str() => Some(personal.password_hash),
+        _ => None,
+    };
+    let hash = known.clone().unwrap_or_else(|| DUMMY_HASH.to_string());
     let matches = blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     })
     .await?;
-    if !(user.exists && matches) {
+    if !(known.is_some() && matches) {
         return Err(ApiError::BadRequest("Invalid credentials".into()));
     }
     state.throttle.signed_in(attempt);
-    Ok(signed_in(&state.keys, StatusCode::OK, &user))
+    Ok(signed_in(&state.keys, StatusCode::OK, &user.user_id, &email))
+}
+
+/// Whether the request carries the admin bearer token (compared as digests, so the time taken
+/// says nothing about how much of it matched).
+fn is_admin(headers: &HeaderMap, admin_token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| Sha256::digest(given.trim().as_bytes()) == Sha256::digest(admin_token.as_bytes()))
+}
+
+/// `DELETE /api/admin/users/{id}`: forgets the user (see `ticketing users forget`).
+#[tracing::instrument(name = "DELETE /api/admin/users/{id}", skip_all)]
+async fn forget_user(State(state): State<UserRoutesState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let Some(admin_token) = state.admin_token.as_deref() else {
+        return Err(ApiError::NotFound);
+    };
+    if !is_admin(&headers, admin_token) {
+        return Err(ApiError::NotAuthorized);
+    }
+    match state.vault.forget(&state.commands, &id).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(ForgetError::UnknownUser(_)) => Err(ApiError::NotFound),
+        Err(error) => Err(ApiError::Unavailable(error.to_string())),
+    }
 }
 
 async fn sign_out(State(state): State<UserRoutesState>) -> Response {

@@ -1,6 +1,8 @@
-//! The users command service: sign-up decided by the `users` topic's keying (lower-cased
-//! email), sign-in against the user's state, and the session routes.
+//! The users command service: sign-up decided by the `users` topic's keying (the email's
+//! index key), sign-in against the user's sealed personal data, erasure, and the session
+//! routes.
 
 pub mod domain;
 pub mod http;
+pub mod personal;
 pub mod throttle;

@@ -71,7 +71,7 @@ impl DeadLetters {
     /// The deployment's dead-letter topic (`<namespace>.dead-letter`), created if missing.
     pub async fn open(config: &LogConfig) -> Result<Self, LogError> {
         let topic = Self::topic_of(config);
-        ensure_topics(config, &[TopicSpec { name: topic.clone(), partitions: 1, compacted: false }]).await?;
+        ensure_topics(config, &[TopicSpec { name: topic.clone(), partitions: 1, compacted: false, config: Vec::new() }]).await?;
         Ok(Self::with_producer(config, LogProducer::new(config)?))
     }
 

@@ -76,6 +76,8 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Compacted (`cleanup.policy=compact`) rather than retained forever.
     pub compacted: bool,
+    /// Topic configs of its own, under those of the environment (`KAFKA_*TOPIC_CONFIG`).
+    pub config: Vec<(&'static str, &'static str)>,
 }
 
 /// Producer with `acks=all` and idempotence, so retries never duplicate or reorder records.
@@ -100,6 +102,12 @@ impl LogProducer {
         Ok(Self { config: client, inner: Arc::new(RwLock::new(inner)) })
     }
 
+    /// Appends a tombstone (a record without a value) for `key`: on a compacted topic, the
+    /// key's earlier records go at the next compaction.
+    pub async fn append_tombstone(&self, topic: &str, key: &[u8]) -> Result<LogPosition, LogError> {
+        self.deliver(FutureRecord::<[u8], [u8]>::to(topic).key(key)).await
+    }
+
     /// Appends one record and returns where it landed once the broker has acknowledged it.
     pub async fn append(
         &self,
@@ -108,7 +116,10 @@ impl LogProducer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<LogPosition, LogError> {
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned_headers(headers));
+        self.deliver(FutureRecord::to(topic).key(key).payload(payload).headers(owned_headers(headers))).await
+    }
+
+    async fn deliver(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<LogPosition, LogError> {
         let producer = self.inner.read().expect("producer lock").clone();
         match producer.send(record, Timeout::After(APPEND_TIMEOUT)).await {
             Ok(delivery) => Ok(LogPosition { partition: delivery.partition, offset: delivery.offset }),
@@ -174,6 +185,36 @@ pub(crate) fn classify(error: KafkaError) -> LogError {
     if unavailable { LogError::Unavailable(error.to_string()) } else { LogError::Client(error) }
 }
 
+/// Whether the broker lists `topic`.
+pub async fn topic_exists(config: &LogConfig, topic: &str) -> Result<bool, LogError> {
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
+    // Every topic's metadata: asking for one by name could have the broker create it.
+    let metadata = blocking(|| admin.inner().fetch_metadata(None, Duration::from_secs(10))).map_err(classify)?;
+    Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+}
+
+/// Deletes `topic` (with all its records) and waits until the broker no longer lists it,
+/// since deletion is asynchronous; a topic that does not exist is no error.
+pub async fn delete_topic(config: &LogConfig, topic: &str) -> Result<(), LogError> {
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(&[topic], &options).await.map_err(classify)? {
+        if let Err((name, code)) = result
+            && code != RDKafkaErrorCode::UnknownTopicOrPartition
+        {
+            return Err(LogError::Unavailable(format!("could not delete {name}: {code}")));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while topic_exists(config, topic).await? {
+        if tokio::time::Instant::now() > deadline {
+            return Err(LogError::Unavailable(format!("{topic} was still listed 60 s after its deletion")));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(config: &LogConfig, topics: &[TopicSpec]) -> Result<(), LogError> {
     let admin: AdminClient<DefaultClientContext> = config.client_config().create()?;
@@ -186,6 +227,11 @@ pub async fn ensure_topics(config: &LogConfig, topics: &[TopicSpec]) -> Result<(
                 TopicReplication::Fixed(config.replication_factor),
             );
             let extra = if t.compacted { &config.compacted_topic_config } else { &config.topic_config };
+            for (key, value) in &t.config {
+                if !extra.iter().any(|(k, _)| k == key) {
+                    topic = topic.set(key, value);
+                }
+            }
             for (key, value) in extra {
                 if !(t.compacted && key == "cleanup.policy") {
                     topic = topic.set(key, value);

@@ -78,7 +78,7 @@ impl SchemaRegistry {
     /// it.
     pub async fn open(config: &LogConfig) -> anyhow::Result<SchemaRegistry> {
         let topic = config.topic("_schemas");
-        ensure_topics(config, &[TopicSpec { name: topic.clone(), partitions: 1, compacted: true }])
+        ensure_topics(config, &[TopicSpec { name: topic.clone(), partitions: 1, compacted: true, config: Vec::new() }])
             .await
             .with_context(|| format!("Failed to create the schemas topic {topic}"))?;
         let producer = LogProducer::new(config).context("Failed to create the schemas producer")?;

@@ -17,6 +17,10 @@ use ticketing::app::{Application, Component};
 use ticketing::settings::{Settings, StoreSettings};
 
 pub const JWT_KEY: &str = "integration-test-key";
+/// The deployments' master key (tests only).
+pub const MASTER_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+/// Bearer token of the admin routes (tests only).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// The Kafka broker a test talks to: the one this test binary shares (`start`), or one of the
 /// test's own (`own`) when it stops, restarts or kills the broker.
@@ -188,6 +192,7 @@ impl Deployment {
             .env("TICKETING_NAMESPACE", &self.namespace)
             .env("TICKETING_DATA_DIR", self.data.path())
             .env("JWT_KEY", JWT_KEY)
+            .env("TICKETING_MASTER_KEY", MASTER_KEY)
             .env_remove("SCHEMA_REGISTRY_URL")
             .env_remove("SCYLLA_URI")
             .envs(self.store_env());
@@ -239,6 +244,8 @@ impl Deployment {
             },
             jwt_key: JWT_KEY.into(),
             session_ttl_seconds: 3600,
+            master_key: platform::vault::MasterKey::parse(MASTER_KEY).unwrap(),
+            admin_token: Some(ADMIN_TOKEN.into()),
             secure_cookie: false,
             ready_max_lag: 10_000,
             tickets_list_limit: 1000,
@@ -404,7 +411,8 @@ impl Browser<'_> {
         let reply = Reply::from(request.send().await.unwrap()).await;
         if let Some(set) = reply.headers.get("set-cookie").and_then(|v| v.to_str().ok()) {
             let pair = set.split(';').next().unwrap_or_default().trim().to_string();
-            let cleared = pair.ends_with('=') || set.contains("Max-Age=0");
+            // A value of nothing clears it; base64 padding (`…==`) does not.
+            let cleared = pair.split_once('=').is_none_or(|(_, value)| value.is_empty()) || set.contains("Max-Age=0");
             self.cookie = if cleared { None } else { Some(pair) };
         }
         reply

@@ -16,6 +16,7 @@ mod failures;
 mod load;
 mod orders;
 mod payments;
+mod privacy;
 mod restarts;
 mod security;
 mod tickets;
