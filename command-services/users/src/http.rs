@@ -139,6 +139,18 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     answered.await.map_err(|_| ApiError::Unexpected(anyhow::anyhow!("password hashing failed")))
 }
 
+/// A user signed up before sealing and not migrated yet: keyed by the email itself.
+fn legacy_state(state: &UserRoutesState, email: &Email) -> User {
+    state.commands.pipeline().state(email.as_str()).0
+}
+
+/// The user of an email: under its index key, or (until `ticketing users migrate` has run)
+/// under the email itself.
+fn current_state(state: &UserRoutesState, email: &Email) -> User {
+    let (user, version) = state.commands.pipeline().state(&state.vault.aggregate_id(email));
+    if version > 0 { user } else { legacy_state(state, email) }
+}
+
 #[tracing::instrument(name = "POST /api/users/signup", skip_all)]
 async fn sign_up(
     State(state): State<UserRoutesState>,
@@ -161,6 +173,9 @@ async fn sign_up(
     })
     .await?
     .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("Failed to hash a password: {e}")))?;
+    if legacy_state(&state, &email).exists {
+        return Err(ApiError::BadRequest(UserError::EmailInUse.to_string()));
+    }
     let aggregate_id = state.vault.aggregate_id(&email);
     let command_id = idempotency_key(&headers)?
         .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("signup:{aggregate_id}:{key}"));
@@ -199,7 +214,7 @@ async fn sign_in(
         (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
     };
     let attempt = state.throttle.begin(email.as_str(), address)?;
-    let (user, _) = state.commands.pipeline().state(&state.vault.aggregate_id(&email));
+    let user = current_state(&state, &email);
     // An unknown or erased user is checked against a dummy hash: both failures take as long.
     let known = match state.vault.open(&user).await {
         Opened::Data(personal) if personal.email == email.as_str() => Some(personal.password_hash),
@@ -242,6 +257,7 @@ async fn forget_user(State(state): State<UserRoutesState>, headers: HeaderMap, P
     match state.vault.forget(&state.commands, &id).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(ForgetError::UnknownUser(_)) => Err(ApiError::NotFound),
+        Err(error @ ForgetError::NotMigrated(_)) => Err(ApiError::Conflict(error.to_string())),
         Err(error) => Err(ApiError::Unavailable(error.to_string())),
     }
 }

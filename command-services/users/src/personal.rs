@@ -32,6 +32,10 @@ pub enum ForgetError {
     /// retrying finishes it).
     #[error("the data key could not be deleted")]
     Keys(#[source] VaultError),
+    /// The user signed up before sealing: its data is in clear in the log, which no key
+    /// deletion can erase; `ticketing users migrate` seals it first.
+    #[error("user {0} signed up before personal data was sealed: run `ticketing users migrate` first")]
+    NotMigrated(String),
     /// Recording the erasure failed; the key is gone already, so the data is unreadable.
     #[error("the erasure could not be recorded: {0}")]
     Record(String),
@@ -81,9 +85,12 @@ impl PersonalDataVault {
     /// again. Running it again finishes a forget that stopped half-way.
     pub async fn forget(&self, users: &CommandService<User>, user_id: &str) -> Result<(), ForgetError> {
         let found = users.pipeline().select(|user| user.user_id == user_id);
-        let Some((aggregate_id, _)) = found.into_iter().next() else {
+        let Some((aggregate_id, user)) = found.into_iter().next() else {
             return Err(ForgetError::UnknownUser(user_id.to_string()));
         };
+        if matches!(user.personal, StoredPersonalData::Clear(_)) {
+            return Err(ForgetError::NotMigrated(user_id.to_string()));
+        }
         self.keys.erase(user_id).await.map_err(ForgetError::Keys)?;
         let request = CommandRequest::from_client(&aggregate_id, format!("forget:{user_id}"), UserCommand::Forget {
             user_id: user_id.to_string(),

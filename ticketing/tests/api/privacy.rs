@@ -140,3 +140,90 @@ async fn a_forgotten_user_leaves_no_email_or_hash_anywhere_and_order_history_sta
     assert_eq!(sign_in(&app, "erin.erased@example.com", "another-pw").await, StatusCode::OK);
     app.stop().await;
 }
+
+/// A sign-up as the code before sealing wrote it: the registered v2 schema, the email as
+/// aggregate id and record key, email and password hash in clear.
+async fn legacy_sign_up(app: &TestApp, log: &LogConfig, email: &str, password: &str) -> String {
+    use apache_avro::types::Value as Avro;
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    use schema_registry_converter::async_impl::avro::AvroEncoder;
+    use schema_registry_converter::async_impl::schema_registry::SrSettings;
+    use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
+
+    let hash = argon2::Argon2::default().hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng)).unwrap().to_string();
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let avsc = include_str!("../../../schemas/avro/registered/users/UserSignedUp.v2.avsc");
+    let topic = log.topic("users");
+    let fields = vec![
+        ("event_id", Avro::Uuid(uuid::Uuid::new_v4())),
+        ("aggregate_id", Avro::String(email.into())),
+        ("aggregate_version", Avro::Long(1)),
+        ("command_id", Avro::String(format!("signup:{email}:key-1"))),
+        ("command_event_index", Avro::Int(0)),
+        ("command_event_count", Avro::Int(1)),
+        ("occurred_at", Avro::TimestampMillis(chrono::Utc::now().timestamp_millis())),
+        ("correlation_id", Avro::String("legacy".into())),
+        ("causation_id", Avro::Union(0, Box::new(Avro::Null))),
+        ("user_id", Avro::String(user_id.clone())),
+        ("email", Avro::String(email.into())),
+        ("password_hash", Avro::String(hash)),
+    ];
+    let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
+        topic.clone(),
+        SuppliedSchema::new(Some("ticketing.users.UserSignedUp".into()), SchemaType::Avro, avsc.into()),
+    );
+    let bytes = AvroEncoder::new(SrSettings::new(app.registry_url())).encode(fields, strategy).await.unwrap();
+    let producer = platform::log::LogProducer::new(log).unwrap();
+    producer.append(&topic, email.as_bytes(), &bytes, &[("event_type", b"UserSignedUp")]).await.unwrap();
+    user_id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_migration_seals_sign_ups_written_in_clear_and_their_users_still_sign_in() {
+    let broker = TestBroker::start().await;
+    let deployment = Deployment::new(&broker).await;
+    let log = deployment.log();
+    let app = deployment.spawn().await;
+    let legacy_id = legacy_sign_up(&app, &log, "old.timer@example.com", "old-pw-1").await;
+    let modern = app.browser().signup("new.comer@example.com", "new-pw-1").await;
+    assert_eq!(modern.status, StatusCode::CREATED);
+    // Before the migration the old user signs in, the email stays taken, and erasure is
+    // refused: no key deletion could erase data in clear.
+    let mut signed_in = StatusCode::BAD_REQUEST;
+    for _ in 0..50 {
+        signed_in = sign_in(&app, "old.timer@example.com", "old-pw-1").await;
+        if signed_in == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(signed_in, StatusCode::OK, "a user signed up before sealing signs in");
+    let taken = app.browser().signup("Old.Timer@example.com", "other-pw").await;
+    assert_eq!(taken.status, StatusCode::BAD_REQUEST, "{taken:?}");
+    assert_eq!(forget_route(&app, &legacy_id, Some(ADMIN_TOKEN)).await, StatusCode::CONFLICT);
+    assert!(!holding(&raw_records(&log).await, "old.timer@example.com").is_empty(), "in clear before");
+    app.stop().await;
+
+    let dry = deployment.tool(&["users", "migrate", "--dry-run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success() && stderr.contains("1 sign-ups hold personal data in clear"), "{stderr}");
+    let migrated = deployment.tool(&["users", "migrate"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&migrated.stderr);
+    assert!(migrated.status.success(), "{stderr}");
+    assert!(stderr.contains("1 sign-ups sealed"), "{stderr}");
+
+    let after = raw_records(&log).await;
+    for needle in ["old.timer@example.com", "new.comer@example.com", "$argon2"] {
+        assert!(holding(&after, needle).is_empty(), "{needle} in {:?}", holding(&after, needle));
+    }
+    let again = deployment.tool(&["users", "migrate"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to migrate"));
+
+    // Both users sign in after the migration; the old one can now be forgotten.
+    let app = deployment.spawn().await;
+    assert_eq!(sign_in(&app, "old.timer@example.com", "old-pw-1").await, StatusCode::OK);
+    assert_eq!(sign_in(&app, "new.comer@example.com", "new-pw-1").await, StatusCode::OK);
+    assert_eq!(forget_route(&app, &legacy_id, Some(ADMIN_TOKEN)).await, StatusCode::NO_CONTENT);
+    assert_eq!(sign_in(&app, "old.timer@example.com", "old-pw-1").await, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
