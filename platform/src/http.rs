@@ -180,13 +180,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::BadRequest("Could not read the request body".into())
             }
         })?;
-        if bytes.is_empty() {
-            return Ok(JsonBody(serde_json::Value::Object(Default::default())));
-        }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|_| ApiError::BadRequest("Request body is not valid JSON".into()))
+        parse_json_body(&bytes).map(JsonBody)
     }
+}
+
+/// A command body as the routes read it: empty is `{}`, anything else must be JSON.
+pub fn parse_json_body(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if bytes.is_empty() {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    serde_json::from_slice(bytes).map_err(|_| ApiError::BadRequest("Request body is not valid JSON".into()))
 }
 
 /// The answer to unknown routes.

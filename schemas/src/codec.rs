@@ -44,12 +44,19 @@ pub struct AvroCodec<E> {
 impl<E: AvroEvent> AvroCodec<E> {
     /// A codec for `topic` (full name) talking to the registry in `settings`.
     pub fn new(topic: String, settings: SrSettings) -> Self {
+        limit_allocations();
         Self {
             topic,
             encoder: AvroEncoder::new(settings.clone()),
             reader: RecordReader::new(settings, E::schemas(), E::upcasters()),
             _events: PhantomData,
         }
+    }
+
+    /// Schemas a reader knows by id without asking the registry (see
+    /// [`crate::evolution::WriterSchemas::remember`]).
+    pub fn writer_schemas(&self) -> &crate::evolution::WriterSchemas {
+        self.reader.writers()
     }
 
     /// Registers every schema of the topic (so readers never meet an unknown id) and fails when
@@ -106,4 +113,17 @@ impl<E: AvroEvent> EventCodec<E> for AvroCodec<E> {
         let fields = RecordFields(record.fields);
         Ok(Envelope { metadata: metadata_from(&fields)?, event: E::from_record(&record.writer.full_name, &fields)? })
     }
+}
+
+/// The most a decoded value may allocate at once. A hostile record can claim a string or array
+/// of any length in a few bytes; no event of ours comes near this (Kafka's default record
+/// limit is 1 MiB).
+pub const MAX_ALLOCATION_BYTES: usize = 8 * 1024 * 1024;
+
+/// Sets [`MAX_ALLOCATION_BYTES`] for the process (apache-avro takes it once, before any decode).
+pub fn limit_allocations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+    });
 }

@@ -75,17 +75,18 @@ impl WriterSchemas {
                 CodecError::Undecodable(format!("schema id {id}: {e}"))
             }
         })?;
-        let schema = Schema::parse_str(&registered.schema)
+        self.remember(id, registered.schema)
+    }
+
+    /// Keeps `text` as the schema registered under `id`, as a fetch from the registry does
+    /// (for readers that know the registry's content already, such as the fuzz targets).
+    pub fn remember(&self, id: u32, text: String) -> Result<Arc<WriterSchema>, CodecError> {
+        let schema = Schema::parse_str(&text)
             .map_err(|e| CodecError::Undecodable(format!("schema id {id} does not parse: {e}")))?;
         let Schema::Record(record) = &schema else {
             return Err(CodecError::Undecodable(format!("schema id {id} is not a record")));
         };
-        let writer = Arc::new(WriterSchema {
-            id,
-            full_name: record.name.fullname(None),
-            schema,
-            text: registered.schema,
-        });
+        let writer = Arc::new(WriterSchema { id, full_name: record.name.fullname(None), schema, text });
         self.known.write().expect("schema cache lock").insert(id, writer.clone());
         Ok(writer)
     }

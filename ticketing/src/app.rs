@@ -182,6 +182,7 @@ pub fn topics(config: &LogConfig) -> Vec<TopicSpec> {
         .into_iter()
         .chain(inboxes)
         .map(|name| TopicSpec { name, partitions: config.partitions, compacted: false, config: Vec::new() })
+        .chain([platform::vault::SubjectKeys::topic_spec(config)])
         .collect()
 }
 

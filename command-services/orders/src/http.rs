@@ -78,8 +78,8 @@ fn with_token(mut response: Response, outcome: &Outcome<Order>) -> Response {
     response
 }
 
-/// A ticket id as the API accepts it.
-fn parse_ticket_id(body: &serde_json::Value) -> Result<String, ApiError> {
+/// The ticket id of a `POST /api/orders` body, as the API accepts it.
+pub fn parse_ticket_id(body: &serde_json::Value) -> Result<String, ApiError> {
     match body.get("ticketId").and_then(serde_json::Value::as_str).map(str::trim) {
         Some(id)
             if !id.is_empty()

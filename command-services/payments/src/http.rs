@@ -44,6 +44,16 @@ fn non_empty(body: &serde_json::Value, field: &str, message: &str) -> Result<Str
     }
 }
 
+/// The card token and order id of a `POST /api/payments` body, every bad field named.
+pub fn parse_payment_body(body: &serde_json::Value) -> Result<(String, String), ApiError> {
+    let token = non_empty(body, "token", "Token must be provided");
+    let order_id = non_empty(body, "orderId", "OrderId must be provided");
+    match (token, order_id) {
+        (Ok(t), Ok(o)) => Ok((t, o)),
+        (t, o) => Err(ApiError::Validation([t.err(), o.err()].into_iter().flatten().collect())),
+    }
+}
+
 fn settle_error(error: SettleError) -> ApiError {
     match error {
         SettleError::Unavailable(reason) => ApiError::Unavailable(reason),
@@ -59,12 +69,7 @@ async fn create_payment(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let user = user.ok_or(ApiError::NotAuthorized)?;
-    let token = non_empty(&body, "token", "Token must be provided");
-    let order_id = non_empty(&body, "orderId", "OrderId must be provided");
-    let (token, order_id) = match (token, order_id) {
-        (Ok(t), Ok(o)) => (t, o),
-        (t, o) => return Err(ApiError::Validation([t.err(), o.err()].into_iter().flatten().collect())),
-    };
+    let (token, order_id) = parse_payment_body(&body)?;
     let settlement = &state.settlement;
     let (order, _) = settlement.orders.pipeline().state(&order_id);
     if !order.exists {

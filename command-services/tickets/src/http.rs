@@ -46,7 +46,8 @@ pub fn router(state: TicketCommandState) -> Router {
         .with_state(state)
 }
 
-fn validate(body: &serde_json::Value) -> Result<(Title, Price), ApiError> {
+/// The title and price of a ticket's JSON body (create or update), every bad field named.
+pub fn parse_ticket_body(body: &serde_json::Value) -> Result<(Title, Price), ApiError> {
     let title = Title::parse(body.get("title"));
     let price = Price::parse(body.get("price"), body.get("currency"));
     match (title, price) {
@@ -100,7 +101,7 @@ async fn create_ticket(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let user = user.ok_or(ApiError::NotAuthorized)?;
-    let (title, price) = validate(&body)?;
+    let (title, price) = parse_ticket_body(&body)?;
     let key = idempotency_key(&headers)?;
     let (id, command_id) = match &key {
         Some(key) => {
@@ -127,7 +128,7 @@ async fn update_ticket(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let user = user.ok_or(ApiError::NotAuthorized)?;
-    let (title, price) = validate(&body)?;
+    let (title, price) = parse_ticket_body(&body)?;
     // The client sees versions starting at 0, the log starts at 1.
     let expected = expected_version(&headers)?.map(|v| v + 1);
     let command_id = match idempotency_key(&headers)? {

@@ -139,6 +139,26 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     answered.await.map_err(|_| ApiError::Unexpected(anyhow::anyhow!("password hashing failed")))
 }
 
+/// The email and password of a sign-up body, every bad field named.
+pub fn parse_sign_up(body: &serde_json::Value) -> Result<(Email, NewPassword), ApiError> {
+    match (Email::parse(body.get("email")), NewPassword::parse(body.get("password"))) {
+        (Ok(e), Ok(p)) => Ok((e, p)),
+        (e, p) => Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
+    }
+}
+
+/// The email and password of a sign-in body, every bad field named.
+pub fn parse_sign_in(body: &serde_json::Value) -> Result<(Email, String), ApiError> {
+    let password = match body.get("password").and_then(serde_json::Value::as_str) {
+        Some(p) if !p.trim().is_empty() => Ok(p.trim().to_string()),
+        _ => Err(ErrorEntry::field("password", "You must supply a password")),
+    };
+    match (Email::parse(body.get("email")), password) {
+        (Ok(e), Ok(p)) => Ok((e, p)),
+        (e, p) => Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
+    }
+}
+
 /// A user signed up before sealing and not migrated yet: keyed by the email itself.
 fn legacy_state(state: &UserRoutesState, email: &Email) -> User {
     state.commands.pipeline().state(email.as_str()).0
@@ -159,12 +179,7 @@ async fn sign_up(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     state.throttle.admit(address)?;
-    let email = Email::parse(body.get("email"));
-    let password = NewPassword::parse(body.get("password"));
-    let (email, password) = match (email, password) {
-        (Ok(e), Ok(p)) => (e, p),
-        (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
-    };
+    let (email, password) = parse_sign_up(&body)?;
     let attempt = state.throttle.begin(email.as_str(), address)?;
     let password_hash = blocking(move || {
         Argon2::default()
@@ -204,15 +219,7 @@ async fn sign_in(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     state.throttle.admit(address)?;
-    let email = Email::parse(body.get("email"));
-    let password = match body.get("password").and_then(serde_json::Value::as_str) {
-        Some(p) if !p.trim().is_empty() => Ok(p.trim().to_string()),
-        _ => Err(ErrorEntry::field("password", "You must supply a password")),
-    };
-    let (email, password) = match (email, password) {
-        (Ok(e), Ok(p)) => (e, p),
-        (e, p) => return Err(ApiError::Validation([e.err(), p.err()].into_iter().flatten().collect())),
-    };
+    let (email, password) = parse_sign_in(&body)?;
     let attempt = state.throttle.begin(email.as_str(), address)?;
     let user = current_state(&state, &email);
     // An unknown or erased user is checked against a dummy hash: both failures take as long.

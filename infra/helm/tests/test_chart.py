@@ -446,9 +446,38 @@ def test_kafka_mutual_tls_and_username_from_the_secret():
     assert "KAFKA_PROPERTY_SSL_CA_LOCATION" not in env
 
 
+def test_without_an_existing_secret_the_chart_generates_a_kept_master_key_mounted_as_a_file():
+    objects = rendered("default")
+    secret = named(objects, "Secret", f"{RELEASE}-ticketing-master-key")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    import base64
+    key = base64.b64decode(secret["data"]["master-key"]).decode()
+    assert re.fullmatch(r"[0-9a-f]{64}", key), key
+    for dep in deployments(objects).values():
+        spec = dep["spec"]["template"]["spec"]
+        env = env_of(spec["containers"][0])
+        assert env["TICKETING_MASTER_KEY_FILE"]["value"] == "/etc/ticketing/master-key/master-key"
+        assert "TICKETING_MASTER_KEY" not in env and "TICKETING_ADMIN_TOKEN" not in env
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["master-key"]["secret"]["secretName"] == secret["metadata"]["name"]
+        mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["master-key"] == {"name": "master-key", "mountPath": "/etc/ticketing/master-key", "readOnly": True}
+
+
+def test_production_takes_the_master_key_and_admin_token_from_existing_secrets():
+    objects = rendered("production")
+    assert not [s for s in of_kind(objects, "Secret")], "no generated secret in production"
+    for dep in deployments(objects).values():
+        spec = dep["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["master-key"]["secret"]["secretName"] == "ticketing-master-key"
+        env = env_of(spec["containers"][0])
+        assert secret_ref(env, "TICKETING_ADMIN_TOKEN") == ("ticketing-admin", "admin-token")
+
+
 def test_without_an_existing_secret_the_chart_generates_a_kept_jwt_key():
     objects = rendered("default")
-    (secret,) = of_kind(objects, "Secret")
+    secret = named(objects, "Secret", f"{RELEASE}-ticketing-jwt")
     assert secret["metadata"]["name"] == f"{RELEASE}-ticketing-jwt"
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert len(secret["data"]["jwt-key"]) >= 64

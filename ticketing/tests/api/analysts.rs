@@ -104,15 +104,17 @@ async fn an_export_of_a_known_history_equals_what_was_written() {
     let versions: Vec<i64> = of_first.iter().map(|l| l["envelope"]["aggregate_version"].as_i64().unwrap()).collect();
     assert_eq!(versions, vec![1, 2], "the first ticket's events only, from every topic");
 
-    // Personal data: the users topic is keyed by email; it is redacted unless asked for.
+    // Personal data: sealed in the log, redacted in exports unless asked for, then opened with
+    // the master key.
     let (users, _) = export(&deployment, &["--topic", "users"]);
     assert_eq!(users.len(), 1);
     let text = users[0].to_string();
     assert!(!text.contains("alice@example.com") && !text.contains("argon2"), "redacted: {text}");
     assert_eq!(users[0]["key"], "[redacted]");
     let (users, _) = export(&deployment, &["--topic", "users", "--include-personal-data"]);
-    assert_eq!(users[0]["payload"]["email"], "alice@example.com");
-    assert!(users[0]["payload"]["password_hash"].as_str().unwrap().starts_with("$argon2id$"));
+    assert_eq!(users[0]["payload"]["personal"]["email"], "alice@example.com");
+    assert!(users[0]["payload"]["personal"]["password_hash"].as_str().unwrap().starts_with("$argon2id$"));
+    assert_eq!(users[0]["payload"]["email"], "", "nothing in clear");
     app.stop().await;
 }
 

@@ -134,6 +134,14 @@ true
 {{- default (printf "%s-jwt" (include "ticketing.fullname" .)) .Values.jwt.existingSecret -}}
 {{- end -}}
 
+{{- define "ticketing.masterKeySecretName" -}}
+{{- default (printf "%s-master-key" (include "ticketing.fullname" .)) .Values.masterKey.existingSecret -}}
+{{- end -}}
+
+{{- define "ticketing.masterKeySecretKey" -}}
+{{- if .Values.masterKey.existingSecret -}}{{ .Values.masterKey.existingSecretKey }}{{- else -}}master-key{{- end -}}
+{{- end -}}
+
 {{- define "ticketing.jwtSecretKey" -}}
 {{- if .Values.jwt.existingSecret -}}{{ .Values.jwt.existingSecretKey }}{{- else -}}jwt-key{{- end -}}
 {{- end -}}
@@ -285,6 +293,15 @@ Context: dict "root" $ "name" <component or "init"> "component" <merged settings
     secretKeyRef:
       name: {{ include "ticketing.jwtSecretName" $root }}
       key: {{ include "ticketing.jwtSecretKey" $root }}
+- name: TICKETING_MASTER_KEY_FILE
+  value: /etc/ticketing/master-key/master-key
+{{- with $v.admin.existingSecret }}
+- name: TICKETING_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $v.admin.existingSecretKey }}
+{{- end }}
 - name: SESSION_TTL_SECONDS
   value: {{ $v.ticketing.sessionTtlSeconds | quote }}
 - name: COOKIE_SECURE
