@@ -41,6 +41,9 @@ pub enum ApiError {
     /// Unknown resource or route (404).
     #[error("Not Found")]
     NotFound,
+    /// A named thing that does not exist, saying which (404).
+    #[error("{0}")]
+    Missing(String),
     /// Stale expected version (409).
     #[error("{0}")]
     Conflict(String),
@@ -71,7 +74,7 @@ impl ApiError {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotAuthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -28,7 +28,7 @@ pub const READ_NAMESPACE_HEADER: &str = "x-read-namespace";
 /// The snapshot namespace a request names, checked to hold `read_model`; `None` for the live one.
 async fn snapshot_namespace(state: &QueryState, read_model: &str, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(READ_NAMESPACE_HEADER) else { return Ok(None) };
-    let unknown = || ApiError::BadRequest(format!("{READ_NAMESPACE_HEADER} names no snapshot of the {read_model} read model"));
+    let unknown = || ApiError::Missing(format!("{READ_NAMESPACE_HEADER} names no snapshot of the {read_model} read model"));
     let namespace = value.to_str().map_err(|_| unknown())?.trim();
     match state.read_models.snapshot(namespace).await.map_err(unavailable)? {
         Some(snapshot) if snapshot.read_model == read_model => Ok(Some(namespace.to_string())),

@@ -401,11 +401,11 @@ async fn a_read_model_rebuilt_as_of_a_time_is_served_read_only_by_name() {
     // Only registered snapshots of that read model are served.
     for name in ["tickets_v1", "no_such_snapshot", "Bad-Name!"] {
         let refused = app.send(Method::GET, &path, None, None, &[("x-read-namespace", name.to_string())]).await;
-        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{name}");
         refused.assert_error_shape();
     }
     let orders = app.send(Method::GET, "/api/orders", Some("alice"), None, &as_then).await;
-    assert_eq!(orders.status, StatusCode::BAD_REQUEST, "a tickets snapshot is no orders read model");
+    assert_eq!(orders.status, StatusCode::NOT_FOUND, "a tickets snapshot is no orders read model");
     // The name is not reused.
     app.stop().await;
     let again = deployment.tool(&["rebuild", "tickets", "--as-of", &then, "--into", "tickets_then"]).output().unwrap();

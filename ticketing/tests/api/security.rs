@@ -261,3 +261,43 @@ async fn the_system_runs_on_a_kafka_that_requires_scram_and_strangers_are_refuse
     up.stop().await;
     broker.stop().await.unwrap();
 }
+
+/// Schemathesis of `.venv-schemathesis/`, which `scripts/install-python-clients.sh` (run by the
+/// test command) installs.
+fn schemathesis() -> std::path::PathBuf {
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-schemathesis/bin/schemathesis");
+    assert!(tool.exists(), "{} is missing: run scripts/install-python-clients.sh (scripts/test.sh does)", tool.display());
+    tool
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_accepts_every_valid_request() {
+    let broker = TestBroker::start().await;
+    let app = Deployment::new(&broker).await.spawn().await;
+    let mut browser = app.browser();
+    assert_eq!(browser.signup("property@example.com", "prop-pw-1").await.status, StatusCode::CREATED);
+    let cookie = browser.cookie.clone().expect("a session");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml");
+    // Asynchronously: the API it calls is served by this test's own runtime. One worker:
+    // Hypothesis's lambda descriptions are not thread-safe on CPython 3.11.
+    let output = tokio::process::Command::new(schemathesis())
+        .arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(format!("{}/api/openapi.json", app.base))
+        .args(["--url", &app.base, "-H", &format!("Cookie: {cookie}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,\
+             response_schema_conformance,positive_data_acceptance,missing_required_header,ignored_auth",
+        ])
+        .args(["--max-examples", "50", "--workers", "1", "--seed", "20261202", "--request-timeout", "15"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "schemathesis found failures:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("Tested: 14"), "every operation is exercised:\n{stdout}");
+    app.stop().await;
+}
