@@ -105,6 +105,7 @@ impl System {
             ("KAFKA_FETCH_WAIT_MAX_MS".to_string(), log.fetch_wait_ms.to_string()),
             ("TICKETING_NAMESPACE".to_string(), log.namespace.clone()),
             ("JWT_KEY".to_string(), jwt_key),
+            ("TICKETING_MASTER_KEY".to_string(), platform::vault::MasterKey::generate_hex()),
             ("TICKETING_DATA_DIR".to_string(), work_dir.join("state").display().to_string()),
             ("RUST_LOG".to_string(), std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into())),
             // A read side catching up with a backlog is still ready to serve.

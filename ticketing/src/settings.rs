@@ -401,10 +401,16 @@ fn generated_master_key(data_dir: &std::path::Path) -> anyhow::Result<platform::
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     use std::io::Write;
-    options
-        .open(&path)
-        .and_then(|mut file| file.write_all(key.as_bytes()))
-        .with_context(|| format!("Failed to write {}", path.display()))?;
+    match options.open(&path) {
+        Ok(mut file) => file.write_all(key.as_bytes()).with_context(|| format!("Failed to write {}", path.display()))?,
+        // Another process of this machine made it a moment ago: use theirs.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+            return platform::vault::MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        }
+        Err(error) => return Err(error).with_context(|| format!("Failed to write {}", path.display())),
+    }
     tracing::warn!(message = "TICKETING_MASTER_KEY is not set; generated one.", path = %path.display());
     platform::vault::MasterKey::parse(&key).map_err(|e| anyhow::anyhow!("{e}"))
 }
