@@ -91,10 +91,17 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
             let full = f64::from(self.limit.burst);
             buckets.retain(|_, bucket| self.refilled(*bucket, now).tokens < full);
             if buckets.len() >= self.capacity {
-                // Every bucket is in use (an attack from very many keys): a newcomer waits
-                // rather than the map growing without bound or an attacker's bucket resetting.
-                tracing::warn!(message = "Rate-limit buckets are full; refusing a new key.", capacity = self.capacity);
-                return Err(self.limit.refill_interval());
+                // Every bucket is in use (an attack from very many keys): the one closest to
+                // full makes room. Refusing newcomers instead would let the attacker shut every
+                // new client out; the bound on memory holds either way.
+                let fullest = buckets
+                    .iter()
+                    .max_by(|a, b| self.refilled(*a.1, now).tokens.total_cmp(&self.refilled(*b.1, now).tokens))
+                    .map(|(key, _)| key.clone());
+                if let Some(key) = fullest {
+                    tracing::warn!(message = "Rate-limit buckets are full; dropping the fullest.", capacity = self.capacity);
+                    buckets.remove(&key);
+                }
             }
         }
         let bucket = buckets
@@ -235,15 +242,15 @@ mod tests {
     }
 
     #[test]
-    fn full_capacity_drops_refilled_buckets_but_keeps_drained_ones() {
-        let buckets = TokenBuckets::new(limit(1, 60), 2);
+    fn at_capacity_the_fullest_bucket_makes_room_and_drained_ones_stay() {
+        let buckets = TokenBuckets::new(limit(2, 60), 2);
         let now = Instant::now();
         buckets.take(&1, now).unwrap();
+        buckets.take(&1, now).unwrap();
         buckets.take(&2, now).unwrap();
-        assert!(buckets.take(&3, now).is_err(), "no room while both are drained");
-        let later = now + Duration::from_secs(61);
-        assert!(buckets.take(&3, later).is_ok(), "refilled buckets make room");
-        assert!(buckets.take(&3, later).is_err());
+        assert!(buckets.take(&3, now).is_ok(), "a newcomer is never shut out");
+        assert!(buckets.take(&1, now).is_err(), "the drained bucket was kept");
+        assert_eq!(buckets.buckets.lock().unwrap().len(), 2, "memory stays bounded");
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::log::{LogConfig, LogError, LogProducer, TopicReader, TopicSpec, ensur
 /// Format version of sealed values and wrapped keys.
 const SEALED_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
+/// The key topic's record that proves which master key wraps its keys (no user id is this).
+const CHECK_SUBJECT: &str = "__master-key-check__";
 /// Name of the key topic under the deployment's namespace.
 pub const KEY_TOPIC: &str = "subject-keys";
 
@@ -39,6 +41,9 @@ pub enum VaultError {
     /// A sealed value or wrapped key that this key did not seal, or that was altered.
     #[error("the value cannot be opened with this key (another key, another subject, or altered)")]
     CannotOpen,
+    /// The key topic's data keys were wrapped by another master key.
+    #[error("the key topic's data keys were wrapped by another master key than the one configured")]
+    WrongMasterKey,
     /// The key topic could not be read or written.
     #[error("the key topic failed")]
     Log(#[from] LogError),
@@ -242,6 +247,15 @@ impl SubjectKeys {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The first process to open the topic leaves a key wrapped by its master key: every
+        // later one with another master key refuses to start, rather than take every user
+        // for erased and wrap new keys no one else can read.
+        let check = this.keys.read().expect("keys lock").get(CHECK_SUBJECT).map(Option::is_some);
+        match check {
+            Some(true) => {}
+            Some(false) => return Err(VaultError::WrongMasterKey),
+            None => drop(this.create(CHECK_SUBJECT).await?),
+        }
         Ok(this)
     }
 
@@ -292,8 +306,11 @@ async fn tail_keys(
                 Ok(key) => Some(key),
                 Err(error) => {
                     // Another master key than the one that wrapped it: nothing of this subject
-                    // can be read, which must not pass silently.
+                    // can be read, which must not pass silently (the check subject stops start-up).
                     tracing::error!(message = "A data key cannot be unwrapped with this master key.", %subject, %error);
+                    if subject == CHECK_SUBJECT {
+                        keys.write().expect("keys lock").insert(subject.to_string(), None);
+                    }
                     return;
                 }
             },

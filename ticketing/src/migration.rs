@@ -11,7 +11,8 @@
 //! Every event keeps its id, version, time, correlation and causation, and an aggregate's
 //! events stay in order (they all come from one partition and go to one). An interrupted run
 //! resumes where it stopped: while the staging topic exists, the users topic holds nothing the
-//! staging topic does not. The users component must be stopped while it runs.
+//! staging topic does not, which is checked before the users topic is deleted: a write made
+//! meanwhile (the users component must be stopped while it runs) stops the migration first.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -64,7 +65,9 @@ async fn migrate(settings: &Settings, log: &LogConfig, registry_url: &str, args:
     let codecs = Codecs::new(log, registry_url)?;
     let users = log.topic(UserEvent::TOPIC);
     let staging = format!("{users}.migration");
-    let records = read_all(log, &users).await?;
+    let resuming = topic_exists(log, &staging).await?;
+    // An interrupted run may have deleted the users topic and not yet made it again.
+    let records = if resuming && !topic_exists(log, &users).await? { Vec::new() } else { read_all(log, &users).await? };
     let mut report = MigrationReport { records: records.len(), sealed: 0 };
     let mut legacy = 0;
     for record in &records {
@@ -72,7 +75,6 @@ async fn migrate(settings: &Settings, log: &LogConfig, registry_url: &str, args:
             legacy += 1;
         }
     }
-    let resuming = topic_exists(log, &staging).await?;
     if args.dry_run {
         eprintln!("{users}: {} records, {legacy} sign-ups hold personal data in clear{}", records.len(),
             if resuming { " (an interrupted migration's staging topic exists)" } else { "" });
@@ -106,10 +108,22 @@ async fn migrate(settings: &Settings, log: &LogConfig, registry_url: &str, args:
         }
         eprintln!("{staging}: {} records written, {} sign-ups sealed", records.len(), report.sealed);
     }
-    // Step 2: the users topic replaced by the staging topic's records.
+    // Step 2: the users topic replaced by the staging topic's records, once nothing in it can
+    // be lost: it holds no event the staging topic lacks (a users service still running, or a
+    // write since an interrupted run, would have added one).
     let staged = read_all(log, &staging).await?;
-    if staged.len() < records.len() && legacy > 0 {
-        bail!("{staging} holds {} records, {} were written: not replacing {users}", staged.len(), records.len());
+    let mut staged_events = std::collections::HashSet::new();
+    for record in &staged {
+        staged_events.insert(decode(&codecs.users, record).await?.metadata.event_id);
+    }
+    let current = if topic_exists(log, &users).await? { read_all(log, &users).await? } else { Vec::new() };
+    for record in &current {
+        let event_id = decode(&codecs.users, record).await?.metadata.event_id;
+        if !staged_events.contains(&event_id) {
+            bail!(
+                "{users} holds event {event_id} that {staging} lacks: stop every users component and run the migration again"
+            );
+        }
     }
     let partitions = partition_count(log, &staging).await?;
     delete_topic(log, &users).await?;
@@ -138,8 +152,10 @@ async fn decode(codec: &AvroCodec<UserEvent>, record: &LogRecord) -> anyhow::Res
 }
 
 fn is_legacy(envelope: &Envelope<UserEvent>) -> bool {
+    // Records written before sealing have the email as aggregate id (an index key never holds
+    // `@`), and sign-ups in clear.
     let clear = matches!(&envelope.event, UserEvent::SignedUp(e) if e.personal.is_empty());
-    clear || envelope.metadata.aggregate_id.contains('@') || envelope.metadata.command_id.contains('@')
+    clear || envelope.metadata.aggregate_id.contains('@')
 }
 
 /// The record as the current code writes it: sealed, under the email's index key.

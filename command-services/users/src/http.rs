@@ -181,6 +181,18 @@ async fn sign_up(
     state.throttle.admit(address)?;
     let (email, password) = parse_sign_up(&body)?;
     let attempt = state.throttle.begin(email.as_str(), address)?;
+    let result = register(&state, &headers, &email, password).await;
+    match &result {
+        Ok(_) => state.throttle.signed_up(attempt),
+        // Our failure, not the client's: the attempt does not count.
+        Err(ApiError::Unavailable(_) | ApiError::Unexpected(_)) => state.throttle.void(attempt),
+        Err(_) => drop(attempt),
+    }
+    Ok(signed_in(&state.keys, StatusCode::CREATED, &result?, &email))
+}
+
+/// Signs `email` up; the new user's id.
+async fn register(state: &UserRoutesState, headers: &HeaderMap, email: &Email, password: NewPassword) -> Result<String, ApiError> {
     let password_hash = blocking(move || {
         Argon2::default()
             .hash_password(password.as_str().as_bytes(), &SaltString::generate(&mut OsRng))
@@ -188,11 +200,11 @@ async fn sign_up(
     })
     .await?
     .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("Failed to hash a password: {e}")))?;
-    if legacy_state(&state, &email).exists {
+    if legacy_state(state, email).exists {
         return Err(ApiError::BadRequest(UserError::EmailInUse.to_string()));
     }
-    let aggregate_id = state.vault.aggregate_id(&email);
-    let command_id = idempotency_key(&headers)?
+    let aggregate_id = state.vault.aggregate_id(email);
+    let command_id = idempotency_key(headers)?
         .map_or_else(|| Uuid::new_v4().to_string(), |key| format!("signup:{aggregate_id}:{key}"));
     let user_id = Uuid::new_v4().to_string();
     let personal = PersonalData { email: email.as_str().to_string(), password_hash };
@@ -201,15 +213,20 @@ async fn sign_up(
         .seal_new(&user_id, &personal)
         .await
         .map_err(|e| ApiError::Unavailable(format!("the key topic failed: {e}")))?;
-    let request = CommandRequest::from_client(&aggregate_id, command_id, UserCommand::SignUp { user_id, personal: sealed });
-    let outcome = state.commands.execute(request).await.map_err(|e| {
+    let request = CommandRequest::from_client(&aggregate_id, command_id, UserCommand::SignUp { user_id: user_id.clone(), personal: sealed });
+    let outcome = state.commands.execute(request).await;
+    // A refused sign-up, or the repeat of an earlier one (which keeps its own user), leaves the
+    // key made for it unused: it goes, so keys never pile up for users that do not exist.
+    if outcome.as_ref().map_or(true, |o| o.state.user_id != user_id) {
+        state.vault.discard(&user_id).await;
+    }
+    let outcome = outcome.map_err(|e| {
         command_error(e, |error| match error {
             UserError::EmailInUse => ApiError::BadRequest(error.to_string()),
             UserError::UnknownUser => ApiError::NotFound,
         })
     })?;
-    state.throttle.signed_up(attempt);
-    Ok(signed_in(&state.keys, StatusCode::CREATED, &outcome.state.user_id, &email))
+    Ok(outcome.state.user_id)
 }
 
 #[tracing::instrument(name = "POST /api/users/signin", skip_all)]
@@ -221,7 +238,23 @@ async fn sign_in(
     state.throttle.admit(address)?;
     let (email, password) = parse_sign_in(&body)?;
     let attempt = state.throttle.begin(email.as_str(), address)?;
-    let user = current_state(&state, &email);
+    let checked = check_password(&state, &email, password).await;
+    let user_id = match checked {
+        Ok(Some(user_id)) => user_id,
+        Ok(None) => return Err(ApiError::BadRequest("Invalid credentials".into())),
+        Err(error) => {
+            // Our failure (the hashers are busy): the attempt does not count.
+            state.throttle.void(attempt);
+            return Err(error);
+        }
+    };
+    state.throttle.signed_in(attempt);
+    Ok(signed_in(&state.keys, StatusCode::OK, &user_id, &email))
+}
+
+/// The user id of `email` when `password` is its password.
+async fn check_password(state: &UserRoutesState, email: &Email, password: String) -> Result<Option<String>, ApiError> {
+    let user = current_state(state, email);
     // An unknown or erased user is checked against a dummy hash: both failures take as long.
     let known = match state.vault.open(&user).await {
         Opened::Data(personal) if personal.email == email.as_str() => Some(personal.password_hash),
@@ -234,11 +267,7 @@ async fn sign_in(
             .unwrap_or(false)
     })
     .await?;
-    if !(known.is_some() && matches) {
-        return Err(ApiError::BadRequest("Invalid credentials".into()));
-    }
-    state.throttle.signed_in(attempt);
-    Ok(signed_in(&state.keys, StatusCode::OK, &user.user_id, &email))
+    Ok((known.is_some() && matches).then_some(user.user_id))
 }
 
 /// Whether the request carries the admin bearer token (compared as digests, so the time taken

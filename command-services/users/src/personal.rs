@@ -64,6 +64,14 @@ impl PersonalDataVault {
         Ok(key.seal(user_id, &data.to_bytes()))
     }
 
+    /// Deletes a data key made for a sign-up that did not happen (refused, or the repeat of an
+    /// earlier one); a failure only leaves an unused key behind.
+    pub async fn discard(&self, user_id: &str) {
+        if let Err(error) = self.keys.erase(user_id).await {
+            tracing::warn!(message = "Failed to delete an unused data key.", %user_id, %error);
+        }
+    }
+
     /// The personal data of a user's state.
     pub async fn open(&self, user: &User) -> Opened {
         match &user.personal {

@@ -55,6 +55,20 @@ pub struct Attempt {
     took_account: bool,
 }
 
+/// The address a bucket is kept for: an IPv6 client by its /64, since one host holds a whole
+/// /64 and could otherwise take a fresh bucket per request.
+fn bucket_address(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::from(segments)
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+        v4 => v4,
+    }
+}
+
 fn too_many(wait: Duration) -> ApiError {
     ApiError::TooManyRequests { retry_after_seconds: wait.as_secs_f64().ceil() as u64 }
 }
@@ -72,6 +86,7 @@ impl SignInThrottle {
 
     /// Takes the address's token for any attempt.
     pub fn admit(&self, address: IpAddr) -> Result<(), ApiError> {
+        let address = bucket_address(address);
         match &self.per_address {
             Some(buckets) => buckets.take(&address, Instant::now()).map_err(too_many),
             None => Ok(()),
@@ -86,6 +101,7 @@ impl SignInThrottle {
     /// Takes the account's tokens for an attempt on `account` (lower-cased email) from
     /// `address`; refused when either bucket is empty.
     pub fn begin(&self, account: &str, address: IpAddr) -> Result<Attempt, ApiError> {
+        let address = bucket_address(address);
         let now = Instant::now();
         let mut attempt = Attempt { account: account.to_string(), address, took_pair: false, took_account: false };
         if let Some(pairs) = &self.per_account_address {
@@ -118,6 +134,16 @@ impl SignInThrottle {
         self.give_back(&attempt, Instant::now());
     }
 
+    /// The attempt failed on our side (a service unavailable): it does not count, its tokens
+    /// come back, the address's too.
+    pub fn void(&self, attempt: Attempt) {
+        let now = Instant::now();
+        self.give_back(&attempt, now);
+        if let Some(addresses) = &self.per_address {
+            addresses.give_back(&attempt.address, now);
+        }
+    }
+
     /// The attempt was a successful sign-in: every token comes back, and its address is
     /// remembered as one the account signs in from.
     pub fn signed_in(&self, attempt: Attempt) {
@@ -128,9 +154,12 @@ impl SignInThrottle {
         }
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if !known.contains_key(&attempt.account) && known.len() >= KNOWN_ACCOUNTS {
-            // Forgetting makes those accounts' owners subject to the account-wide limit again,
-            // never locked out of their own address's bucket.
-            known.clear();
+            // One account's addresses make room (its owner is subject to the account-wide limit
+            // again, never locked out of their own address's bucket); never all at once, which
+            // an attacker with enough accounts of their own could provoke.
+            if let Some(evicted) = known.keys().next().cloned() {
+                known.remove(&evicted);
+            }
         }
         let addresses = known.entry(attempt.account).or_default();
         if !addresses.contains(&attempt.address) {
@@ -188,6 +217,16 @@ mod tests {
             let attempt = throttle.begin("a@b.c", ip(1)).unwrap();
             throttle.signed_in(attempt);
         }
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_client_across_its_64() {
+        let throttle = SignInThrottle::new(limits());
+        for n in 0..50u16 {
+            throttle.admit(IpAddr::from([0x2001, 0xdb8, 1, 2, n, n, n, n])).unwrap();
+        }
+        assert!(throttle.admit(IpAddr::from([0x2001, 0xdb8, 1, 2, 9, 9, 9, 9])).is_err());
+        assert!(throttle.admit(IpAddr::from([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1])).is_ok());
     }
 
     #[test]

@@ -374,7 +374,7 @@ def test_the_internal_port_admits_only_the_releases_pods(values):
 def test_production_trusts_the_gateway_for_client_addresses():
     for dep in deployments(rendered("production")).values():
         env = env_of(dep["spec"]["template"]["spec"]["containers"][0])
-        assert env["TICKETING_TRUSTED_PROXIES"]["value"] == "10.0.0.0/8"
+        assert env["TICKETING_TRUSTED_PROXIES"]["value"] == "10.42.7.0/24"
 
 
 def test_production_network_policies_admit_only_the_gateway_peers_and_prometheus():
@@ -453,26 +453,29 @@ def test_without_an_existing_secret_the_chart_generates_a_kept_master_key_mounte
     import base64
     key = base64.b64decode(secret["data"]["master-key"]).decode()
     assert re.fullmatch(r"[0-9a-f]{64}", key), key
-    for dep in deployments(objects).values():
+    for name, dep in deployments(objects).items():
         spec = dep["spec"]["template"]["spec"]
         env = env_of(spec["containers"][0])
-        assert env["TICKETING_MASTER_KEY_FILE"]["value"] == "/etc/ticketing/master-key/master-key"
-        assert "TICKETING_MASTER_KEY" not in env and "TICKETING_ADMIN_TOKEN" not in env
         volumes = {v["name"]: v for v in spec["volumes"]}
-        assert volumes["master-key"]["secret"]["secretName"] == secret["metadata"]["name"]
         mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert "TICKETING_MASTER_KEY" not in env and "TICKETING_ADMIN_TOKEN" not in env
+        if name != "users":
+            # Only the users component reads personal data.
+            assert "TICKETING_MASTER_KEY_FILE" not in env and "master-key" not in volumes and "master-key" not in mounts
+            continue
+        assert env["TICKETING_MASTER_KEY_FILE"]["value"] == "/etc/ticketing/master-key/master-key"
+        assert volumes["master-key"]["secret"]["secretName"] == secret["metadata"]["name"]
         assert mounts["master-key"] == {"name": "master-key", "mountPath": "/etc/ticketing/master-key", "readOnly": True}
 
 
 def test_production_takes_the_master_key_and_admin_token_from_existing_secrets():
     objects = rendered("production")
     assert not [s for s in of_kind(objects, "Secret")], "no generated secret in production"
-    for dep in deployments(objects).values():
-        spec = dep["spec"]["template"]["spec"]
-        volumes = {v["name"]: v for v in spec["volumes"]}
-        assert volumes["master-key"]["secret"]["secretName"] == "ticketing-master-key"
-        env = env_of(spec["containers"][0])
-        assert secret_ref(env, "TICKETING_ADMIN_TOKEN") == ("ticketing-admin", "admin-token")
+    spec = deployments(objects)["users"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["master-key"]["secret"]["secretName"] == "ticketing-master-key"
+    env = env_of(spec["containers"][0])
+    assert secret_ref(env, "TICKETING_ADMIN_TOKEN") == ("ticketing-admin", "admin-token")
 
 
 def test_without_an_existing_secret_the_chart_generates_a_kept_jwt_key():

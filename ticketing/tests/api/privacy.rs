@@ -99,6 +99,13 @@ async fn a_forgotten_user_leaves_no_email_or_hash_anywhere_and_order_history_sta
     let lines = export_users(&deployment);
     assert_eq!(sign_up_of(&lines, &erin_id)["payload"]["personal"]["email"], "erin.erased@example.com");
 
+    // A process with another master key refuses to start rather than read every user as gone.
+    let mut wrong_key = deployment.tool(&["users", "forget", &erin_id]);
+    wrong_key.env("TICKETING_MASTER_KEY", "ab".repeat(32));
+    let refused = tokio::process::Command::from(wrong_key).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("another master key"), "{stderr}");
+
     // The admin route wants its token.
     assert_eq!(forget_route(&app, &erin_id, None).await, StatusCode::UNAUTHORIZED);
     assert_eq!(forget_route(&app, &erin_id, Some("not-the-admin-token")).await, StatusCode::UNAUTHORIZED);

@@ -293,6 +293,7 @@ Context: dict "root" $ "name" <component or "init"> "component" <merged settings
     secretKeyRef:
       name: {{ include "ticketing.jwtSecretName" $root }}
       key: {{ include "ticketing.jwtSecretKey" $root }}
+{{- if eq .name "users" }}
 - name: TICKETING_MASTER_KEY_FILE
   value: /etc/ticketing/master-key/master-key
 {{- with $v.admin.existingSecret }}
@@ -301,6 +302,7 @@ Context: dict "root" $ "name" <component or "init"> "component" <merged settings
     secretKeyRef:
       name: {{ . }}
       key: {{ $v.admin.existingSecretKey }}
+{{- end }}
 {{- end }}
 - name: SESSION_TTL_SECONDS
   value: {{ $v.ticketing.sessionTtlSeconds | quote }}
