@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use platform::aggregate::Envelope;
 use platform::codec::{EventCodec, waiting_for_registry};
-use platform::log::{LogConfig, LogProducer, LogRecord, TopicReader, TopicSpec, delete_topic, ensure_topics, topic_exists};
+use platform::log::{EndOffsets, LogConfig, LogProducer, LogRecord, TopicReader, TopicSpec, delete_topic, ensure_topics, topic_exists};
 use platform::vault::{EmailIndex, KeyLookup, SubjectKeys};
 use schemas::codec::AvroCodec;
 use schemas::events::AvroEvent;
@@ -65,16 +65,16 @@ async fn migrate(settings: &Settings, log: &LogConfig, registry_url: &str, args:
     let codecs = Codecs::new(log, registry_url)?;
     let users = log.topic(UserEvent::TOPIC);
     let staging = format!("{users}.migration");
+    let ends = EndOffsets::new(log)?;
     let resuming = topic_exists(log, &staging).await?;
     // An interrupted run may have deleted the users topic and not yet made it again.
     let records = if resuming && !topic_exists(log, &users).await? { Vec::new() } else { read_all(log, &users).await? };
     let mut report = MigrationReport { records: records.len(), sealed: 0 };
-    let mut legacy = 0;
+    let mut envelopes = Vec::with_capacity(records.len());
     for record in &records {
-        if is_legacy(&decode(&codecs.users, record).await?) {
-            legacy += 1;
-        }
+        envelopes.push(decode(&codecs.users, record).await?);
     }
+    let legacy = envelopes.iter().filter(|e| is_legacy(e)).count();
     if args.dry_run {
         eprintln!("{users}: {} records, {legacy} sign-ups hold personal data in clear{}", records.len(),
             if resuming { " (an interrupted migration's staging topic exists)" } else { "" });
@@ -91,12 +91,11 @@ async fn migrate(settings: &Settings, log: &LogConfig, registry_url: &str, args:
         if resuming {
             delete_topic(log, &staging).await?;
         }
-        let partitions = partition_count(log, &users).await?;
+        let partitions = ends.partition_count(&users).await?;
         ensure_topics(log, &[TopicSpec { name: staging.clone(), partitions, compacted: false, config: Vec::new() }]).await?;
         let keys = SubjectKeys::open(log, settings.master_key.clone()).await.context("Failed to read the users' data keys")?;
         let index = EmailIndex::new(&settings.master_key);
-        for (n, record) in records.iter().enumerate() {
-            let envelope = decode(&codecs.users, record).await?;
+        for (n, envelope) in envelopes.into_iter().enumerate() {
             let (envelope, was_legacy) = seal(envelope, &keys, &index).await?;
             report.sealed += usize::from(was_legacy);
             let bytes = codecs.users.encode(&envelope).await.map_err(|e| anyhow::anyhow!("Failed to encode: {e}"))?;
@@ -125,7 +124,7 @@ async fn migrate(settings: &Settings, log: &LogConfig, registry_url: &str, args:
             );
         }
     }
-    let partitions = partition_count(log, &staging).await?;
+    let partitions = ends.partition_count(&staging).await?;
     delete_topic(log, &users).await?;
     ensure_topics(log, &[TopicSpec { name: users.clone(), partitions, compacted: false, config: Vec::new() }]).await?;
     for record in &staged {
@@ -200,7 +199,3 @@ async fn read_all(log: &LogConfig, topic: &str) -> anyhow::Result<Vec<LogRecord>
     Ok(records)
 }
 
-async fn partition_count(log: &LogConfig, topic: &str) -> anyhow::Result<i32> {
-    let reader = TopicReader::from_beginning(log, topic)?;
-    Ok(reader.partitions().len() as i32)
-}
