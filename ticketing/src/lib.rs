@@ -9,4 +9,3 @@ pub mod migration;
 pub mod rebuild;
 pub mod settings;
 pub mod users;
-pub mod web;
