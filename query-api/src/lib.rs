@@ -2,6 +2,8 @@
 //! read-your-writes through `X-Consistency-Token`, and read-only snapshots of a read model as
 //! of a time through `X-Read-Namespace`.
 
+pub mod live;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,8 @@ pub struct QueryState {
     /// Where the log ends: a read of one aggregate that finds nothing waits (bounded) until
     /// the projection has reached the log's end as of the request. `None`: a miss is a 404.
     pub log_ends: Option<Arc<EndOffsets>>,
+    /// The tail behind `GET /api/live`; `None`: the route answers 503.
+    pub live: Option<live::LiveFeed>,
 }
 
 /// The list of tickets for sale as last read, per namespace: without it every browse reads up
@@ -86,6 +90,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/api/orders", get(list_orders))
         .route("/api/orders/{id}", get(show_order))
+        .route("/api/live", get(live::live_updates))
         .with_state(state)
 }
 
@@ -105,21 +110,21 @@ fn unavailable(error: impl std::fmt::Display) -> ApiError {
 /// the progress of this process's projectors, and looks again every few milliseconds for
 /// projectors elsewhere.
 async fn namespace_after(
-    state: &QueryState,
+    read_models: &ReadModels,
     read_model: &str,
     wanted: &[(i32, i64)],
     deadline: Instant,
 ) -> Result<(String, bool), ApiError> {
-    let notifier = state.read_models.progress_notifier();
+    let notifier = read_models.progress_notifier();
     loop {
         let progressed = notifier.notified();
         tokio::pin!(progressed);
         // Registered before looking, so progress made while looking is not missed.
         progressed.as_mut().enable();
-        let namespace = state.read_models.current(read_model).await.map_err(unavailable)?;
+        let namespace = read_models.current(read_model).await.map_err(unavailable)?;
         let mut reached = true;
         for (partition, offset) in wanted {
-            if state.read_models.progress(&namespace, *partition).await.map_err(unavailable)? <= *offset {
+            if read_models.progress(&namespace, *partition).await.map_err(unavailable)? <= *offset {
                 reached = false;
                 break;
             }
@@ -155,7 +160,7 @@ async fn namespace_after_token(
     if let Some(namespace) = snapshot_namespace(state, read_model, headers).await? {
         return Ok((namespace, false));
     }
-    namespace_after(state, read_model, &written(headers, read_model), Instant::now() + CONSISTENCY_WAIT).await
+    namespace_after(&state.read_models, read_model, &written(headers, read_model), Instant::now() + CONSISTENCY_WAIT).await
 }
 
 /// Reads one aggregate's row; when there is none, waits (bounded) until the projection has
@@ -183,7 +188,7 @@ where
     let partitions = ends.partition_count(&topic).await.map_err(unavailable)?;
     let partition = platform::ownership::partition_for(id.as_bytes(), partitions);
     let end = ends.end_of(&topic, partition).await.map_err(unavailable)?;
-    let (namespace, _) = namespace_after(state, read_model, &[(partition, end - 1)], Instant::now() + CONSISTENCY_WAIT).await?;
+    let (namespace, _) = namespace_after(&state.read_models, read_model, &[(partition, end - 1)], Instant::now() + CONSISTENCY_WAIT).await?;
     read(namespace).await?.map(|row| (row, stale)).ok_or(ApiError::NotFound)
 }
 
@@ -202,7 +207,7 @@ async fn list_tickets(State(state): State<QueryState>, headers: HeaderMap) -> Re
         return Ok(Json(tickets_for_sale(&state, &namespace).await?).into_response());
     }
     let wanted = written(&headers, "tickets");
-    let (namespace, stale) = namespace_after(&state, "tickets", &wanted, Instant::now() + CONSISTENCY_WAIT).await?;
+    let (namespace, stale) = namespace_after(&state.read_models, "tickets", &wanted, Instant::now() + CONSISTENCY_WAIT).await?;
     let cache = &state.list_cache;
     if !wanted.is_empty() || cache.max_age.is_zero() {
         return Ok(with_staleness(tickets_for_sale(&state, &namespace).await?, stale));

@@ -653,9 +653,15 @@ impl Application {
             }
             if has(Component::QueryApi) {
                 tasks.push(spawn_logged("audit-metrics", publish_audits(read_models.clone(), shutdown_rx.clone())));
+                let live = query_api::live::LiveFeed::new(settings.live);
+                tasks.push(spawn_logged(
+                    "live-feed",
+                    live.clone().run(log.clone(), read_models.clone(), shutdown_rx.clone()),
+                ));
                 router = router.merge(query_api::router(query_api::QueryState {
                     read_models: read_models.clone(),
                     log_ends: log_ends.clone(),
+                    live: Some(live),
                     keys: keys.clone(),
                     list_limit: settings.tickets_list_limit,
                     list_cache: Arc::new(query_api::ListCache::new(Duration::from_millis(settings.tickets_list_cache_ms))),
@@ -680,7 +686,7 @@ impl Application {
                     .route("/metrics", get(platform::metrics::metrics_handler))
                     .with_state(readiness),
             )
-            .fallback(not_found)
+            .fallback_service(crate::web::web_client(&settings.web_dir))
             // Inside the key's layer: an answer past the deadline still names the key.
             .layer(axum::middleware::from_fn_with_state(
                 platform::deadline::RequestLimits::new(Duration::from_millis(settings.request_timeout_ms), settings.max_in_flight),

@@ -9,3 +9,4 @@ pub mod migration;
 pub mod rebuild;
 pub mod settings;
 pub mod users;
+pub mod web;

@@ -89,6 +89,12 @@ pub struct Settings {
     /// How long a read list of tickets for sale is reused for requests without a tickets
     /// consistency token (`TICKETS_LIST_CACHE_MS`, default 250; 0 turns it off).
     pub tickets_list_cache_ms: u64,
+    /// Bounds of `GET /api/live` (`LIVE_STREAMS_PER_USER` default 5, `LIVE_STREAMS_MAX`
+    /// default 10000, `LIVE_REPLAY_CHANGES` default 10000).
+    pub live: query_api::live::LiveLimits,
+    /// The built web client served at `/` (`TICKETING_WEB_DIR`, default `web/dist`); a
+    /// directory without `index.html` serves a page saying how to build it.
+    pub web_dir: PathBuf,
     /// The deadline of every public request, all its steps included
     /// (`TICKETING_REQUEST_TIMEOUT_MS`, default 10000).
     pub request_timeout_ms: u64,
@@ -216,6 +222,18 @@ pub struct SettingsArgs {
     /// consistency token, in milliseconds (0 turns it off).
     #[arg(long, env = "TICKETS_LIST_CACHE_MS", value_name = "TICKETS_LIST_CACHE_MS", default_value_t = 250)]
     pub tickets_list_cache_ms: u64,
+    /// Open live-update streams (`GET /api/live`) per user at most; more are answered 429.
+    #[arg(long, env = "LIVE_STREAMS_PER_USER", value_name = "LIVE_STREAMS_PER_USER", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub live_streams_per_user: u64,
+    /// Open live-update streams per process at most; more are answered 429.
+    #[arg(long, env = "LIVE_STREAMS_MAX", value_name = "LIVE_STREAMS_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub live_streams_max: u64,
+    /// Recent changes kept so a reconnecting stream resumes with `Last-Event-ID`.
+    #[arg(long, env = "LIVE_REPLAY_CHANGES", value_name = "LIVE_REPLAY_CHANGES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub live_replay_changes: u64,
+    /// Directory of the built web client, served at `/`.
+    #[arg(long, env = "TICKETING_WEB_DIR", value_name = "TICKETING_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: PathBuf,
     /// The deadline of every public request, all its steps included, in milliseconds.
     #[arg(long, env = "TICKETING_REQUEST_TIMEOUT_MS", value_name = "TICKETING_REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
@@ -371,6 +389,12 @@ impl Settings {
             ready_max_lag: args.ready_max_lag,
             tickets_list_limit: args.tickets_list_limit as usize,
             tickets_list_cache_ms: args.tickets_list_cache_ms,
+            live: query_api::live::LiveLimits {
+                per_user: args.live_streams_per_user as usize,
+                total: args.live_streams_max as usize,
+                replay: args.live_replay_changes as usize,
+            },
+            web_dir: args.web_dir,
             request_timeout_ms: args.request_timeout_ms,
             max_in_flight: args.max_in_flight as usize,
             payment_reconcile_after_seconds: args.payment_reconcile_after_seconds,

@@ -63,6 +63,9 @@ pub fn shut_down_consumer<C: Send + 'static>(consumer: C) {
     }
 }
 
+/// More partitions than any topic of ours has (for start maps that name them all).
+const MAX_PARTITIONS: i32 = 4096;
+
 /// Reads every partition of one topic without a consumer group: replays and command-side tails.
 pub struct TopicReader {
     consumer: Option<StreamConsumer>,
@@ -87,6 +90,14 @@ impl TopicReader {
         start: &BTreeMap<i32, i64>,
     ) -> Result<Self, LogError> {
         Self::open(config, topic, start, None)
+    }
+
+    /// Assigns every partition of `topic` from its end as of now: only what is appended from
+    /// here on (live tails).
+    pub fn from_end(config: &LogConfig, topic: &str) -> Result<Self, LogError> {
+        // Clamped to each partition's high watermark by `open`.
+        let ends = (0..MAX_PARTITIONS).map(|p| (p, i64::MAX)).collect();
+        Self::open(config, topic, &ends, None)
     }
 
     /// Assigns one partition of `topic` from `offset`.

@@ -264,6 +264,8 @@ impl Deployment {
                 per_account: platform::throttle::parse_rate_limit("20/1h").unwrap(),
             },
             trusted_proxies: Default::default(),
+            live: Default::default(),
+            web_dir: "web/dist".into(),
         }
     }
 
