@@ -553,7 +553,9 @@ pub async fn replay_into(
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
     use anyhow::Context;
-    let store = read_models.store().clone();
+    // Most events rewrite a row an earlier one wrote: the overlay keeps them in memory and
+    // writes each cell's last state when it holds many, and at the end.
+    let store = crate::store::WriteBehind::new(read_models.store().clone());
     let reader =
         TopicReader::from_offsets(config, projection.topic(), from).context("Failed to open the topic for replay")?;
     let ends = until.cloned().unwrap_or_else(|| reader.end_offsets());
@@ -564,16 +566,26 @@ pub async fn replay_into(
         .sum::<u64>()
         + report.records;
     let mut remaining = reader.remaining_before(&ends);
-    while let Some(record) = reader.next_within(&mut remaining).await? {
-        if apply_with_retry(projection, store.as_ref(), namespace, &record).await == Some(Applied::Changed) {
-            report.changed += 1;
+    let mut flushed_at = report.records;
+    loop {
+        let batch = reader.next_batch_within(&mut remaining, REPLAY_BATCH).await?;
+        if batch.is_empty() {
+            break;
         }
-        next_offsets.insert(record.position.partition, record.position.offset + 1);
-        report.records += 1;
-        if report.records % 256 == 0 {
-            on_progress(report.records, total);
+        for record in &batch {
+            if apply_with_retry(projection, &store, namespace, record).await == Some(Applied::Changed) {
+                report.changed += 1;
+            }
+            next_offsets.insert(record.position.partition, record.position.offset + 1);
+        }
+        report.records += batch.len() as u64;
+        on_progress(report.records, total);
+        if report.records - flushed_at >= REPLAY_FLUSH_RECORDS {
+            flush_with_retry(&store).await;
+            flushed_at = report.records;
         }
     }
+    flush_with_retry(&store).await;
     // Past what a read_committed reader never sees (transaction markers): the namespace has
     // everything below each end.
     for (partition, end) in &ends {
@@ -585,6 +597,22 @@ pub async fn replay_into(
     }
     on_progress(report.records, total);
     Ok(next_offsets)
+}
+
+/// Records a replay reads and applies at a time.
+const REPLAY_BATCH: usize = 1024;
+
+/// Records a replay applies to its overlay before it writes the rows to the store (which
+/// bounds the overlay to the cells that many records touch).
+const REPLAY_FLUSH_RECORDS: u64 = 200_000;
+
+/// Writes what a replay's overlay holds, retrying while the store is unavailable, as applying
+/// a record does.
+async fn flush_with_retry(store: &crate::store::WriteBehind) {
+    while let Err(error) = store.flush().await {
+        tracing::warn!(message = "Failed to write a replay's rows; retrying.", %error);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Replays the projection's topic from offset 0 into a fresh namespace, switches reads to it,

@@ -73,25 +73,66 @@ fn redact_value(value: &mut Value) {
 /// An Avro value as JSON: timestamps as RFC 3339 text with milliseconds, unions as their
 /// branch's value, bytes as base64.
 pub fn json_value(value: &Value) -> serde_json::Value {
-    use serde_json::Value as Json;
-    match value {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => Json::Bool(*b),
-        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => Json::from(*n),
-        Value::Long(n) | Value::TimeMicros(n) | Value::TimestampMicros(n) | Value::LocalTimestampMicros(n) => {
-            Json::from(*n)
+    serde_json::to_value(AvroJson(value)).unwrap_or(serde_json::Value::Null)
+}
+
+/// An Avro value serialized as [`json_value`] shows it, written out directly (without building
+/// a `serde_json::Value` first, which cost exports half their speed); records keep their
+/// fields' order.
+pub struct AvroJson<'a>(pub &'a Value);
+
+impl serde::Serialize for AvroJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => serializer.serialize_unit(),
+            Value::Boolean(b) => serializer.serialize_bool(*b),
+            Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => serializer.serialize_i32(*n),
+            Value::Long(n) | Value::TimeMicros(n) | Value::TimestampMicros(n) | Value::LocalTimestampMicros(n) => {
+                serializer.serialize_i64(*n)
+            }
+            Value::TimestampMillis(ms) | Value::LocalTimestampMillis(ms) => serializer.serialize_str(&rfc3339_millis(*ms)),
+            Value::Float(x) if x.is_finite() => serializer.serialize_f64(f64::from(*x)),
+            Value::Double(x) if x.is_finite() => serializer.serialize_f64(*x),
+            Value::Float(_) | Value::Double(_) => serializer.serialize_unit(),
+            Value::String(s) | Value::Enum(_, s) => serializer.serialize_str(s),
+            Value::Uuid(u) => serializer.collect_str(u),
+            Value::Bytes(b) | Value::Fixed(_, b) => serializer.serialize_str(&base64_encode(b)),
+            Value::Union(_, inner) => AvroJson(inner).serialize(serializer),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&AvroJson(item))?;
+                }
+                seq.end()
+            }
+            Value::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, &AvroJson(v))?;
+                }
+                map.end()
+            }
+            Value::Record(fields) => AvroFields(fields.iter()).serialize(serializer),
+            other => serializer.collect_str(&format_args!("{other:?}")),
         }
-        Value::TimestampMillis(ms) | Value::LocalTimestampMillis(ms) => Json::String(rfc3339_millis(*ms)),
-        Value::Float(x) => serde_json::Number::from_f64(f64::from(*x)).map_or(Json::Null, Json::Number),
-        Value::Double(x) => serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number),
-        Value::String(s) | Value::Enum(_, s) => Json::String(s.clone()),
-        Value::Uuid(u) => Json::String(u.to_string()),
-        Value::Bytes(b) | Value::Fixed(_, b) => Json::String(base64_encode(b)),
-        Value::Union(_, inner) => json_value(inner),
-        Value::Array(items) => Json::Array(items.iter().map(json_value).collect()),
-        Value::Map(entries) => Json::Object(entries.iter().map(|(k, v)| (k.clone(), json_value(v))).collect()),
-        Value::Record(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), json_value(v))).collect()),
-        other => Json::String(format!("{other:?}")),
+    }
+}
+
+/// Some of a record's fields as one JSON object, in their order.
+pub struct AvroFields<I>(pub I);
+
+impl<'a, I> serde::Serialize for AvroFields<I>
+where
+    I: Iterator<Item = &'a (String, Value)> + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in self.0.clone() {
+            map.serialize_entry(k, &AvroJson(v))?;
+        }
+        map.end()
     }
 }
 

@@ -1,8 +1,9 @@
 //! `ticketing export`: the event history as JSON lines or Avro object container files, chosen by
 //! topic, time or offset window, event type and aggregate, and resumable from a checkpoint.
 //!
-//! Each topic is read by a task of its own, which filters, decodes and formats its records; one
-//! writer puts them out in the order each partition holds them and keeps the checkpoint.
+//! Each topic is read by a task of its own, which hands batches of its records to tasks that
+//! filter, decode and format them on every core; one writer puts them out in the order each
+//! partition holds them and keeps the checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -17,7 +18,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use platform::log::{EndOffsets, LogConfig, LogRecord, TopicReader};
 use platform::ownership::partition_for;
-use schemas::catalog::{EventTopic, REDACTED, event_topics, json_value, rfc3339_millis};
+use schemas::catalog::{AvroFields, EventTopic, REDACTED, event_topics, rfc3339_millis};
 use schemas::codec::registry_settings;
 use schemas::events::ENVELOPE_FIELDS;
 use schemas::evolution::{RecordReader, WriterSchema};
@@ -264,8 +265,8 @@ enum Piece {
 
 /// Messages from the topic readers to the writer.
 enum Read {
-    /// One record of a topic's partition.
-    Record { topic: String, partition: i32, offset: i64, piece: Piece },
+    /// Consecutive records of a topic, as read: per record its partition, offset and piece.
+    Records { topic: String, pieces: Vec<(i32, i64, Piece)> },
     /// A topic has been read to its end.
     Finished { topic: String, ends: BTreeMap<i32, i64> },
 }
@@ -309,7 +310,7 @@ async fn export(
         keys,
     };
     let settings = registry_settings(registry_url)?;
-    let (tx, mut rx) = mpsc::channel::<Read>(4096);
+    let (tx, mut rx) = mpsc::channel::<Read>(BATCHES_IN_FLIGHT * 2);
     let mut readers = tokio::task::JoinSet::new();
     for window in windows {
         let reader = Arc::new(RecordReader::new(settings.clone(), window.topic.schemas, window.topic.upcasters));
@@ -346,27 +347,31 @@ async fn export(
         };
         let Some(message) = message else { break };
         match message {
-            Read::Record { topic, partition, offset, piece } => {
-                match piece {
-                    Piece::Line(line) => {
-                        sink.line(&line)?;
-                        report.exported += 1;
-                    }
-                    Piece::Avro { writer, record } => {
-                        sink.avro(&writer, record)?;
-                        report.exported += 1;
-                    }
-                    Piece::Filtered => report.filtered += 1,
-                    Piece::Undecodable { reason, line } => {
-                        report.undecodable += 1;
-                        bar.suspend(|| eprintln!("{topic} {partition}@{offset} cannot be read: {reason}"));
-                        if let Some(line) = line {
+            Read::Records { topic, pieces } => {
+                let count = pieces.len() as u64;
+                let positions = positions.entry(topic.clone()).or_default();
+                for (partition, offset, piece) in pieces {
+                    match piece {
+                        Piece::Line(line) => {
                             sink.line(&line)?;
+                            report.exported += 1;
+                        }
+                        Piece::Avro { writer, record } => {
+                            sink.avro(&writer, record)?;
+                            report.exported += 1;
+                        }
+                        Piece::Filtered => report.filtered += 1,
+                        Piece::Undecodable { reason, line } => {
+                            report.undecodable += 1;
+                            bar.suspend(|| eprintln!("{topic} {partition}@{offset} cannot be read: {reason}"));
+                            if let Some(line) = line {
+                                sink.line(&line)?;
+                            }
                         }
                     }
+                    positions.insert(partition, offset + 1);
                 }
-                positions.entry(topic).or_default().insert(partition, offset + 1);
-                bar.inc(1);
+                bar.inc(count);
             }
             Read::Finished { topic, ends } => {
                 positions.entry(topic).or_default().extend(ends);
@@ -421,6 +426,12 @@ fn progress_bar(total: Option<u64>) -> ProgressBar {
     }
 }
 
+/// Most records decoded together, and batches being decoded at once per topic: batches go to
+/// the runtime's workers, so decoding and formatting use every core while the writer puts them
+/// out in the order they were read.
+const BATCH_RECORDS: usize = 1024;
+const BATCHES_IN_FLIGHT: usize = 4;
+
 async fn read_topic(
     log: LogConfig,
     window: TopicWindow,
@@ -432,18 +443,48 @@ async fn read_topic(
     let reader = TopicReader::open(&log, &topic, &window.start, window.only)
         .with_context(|| format!("Failed to read {topic}"))?;
     let mut remaining = window.end.as_ref().map(|end| reader.remaining_before(end));
-    loop {
-        let record = match remaining.as_mut() {
-            Some(remaining) => match reader.next_within(remaining).await? {
-                Some(record) => record,
-                None => break,
-            },
-            None => reader.next().await?,
+    let mut decoding: std::collections::VecDeque<tokio::task::JoinHandle<Vec<(i32, i64, Piece)>>> =
+        std::collections::VecDeque::new();
+    let mut read_all = false;
+    while !(read_all && decoding.is_empty()) {
+        let may_read = !read_all && decoding.len() < BATCHES_IN_FLIGHT;
+        // A batch is put out as soon as it is decoded, also while the log is quiet.
+        let decoded = async {
+            match decoding.front_mut() {
+                Some(batch) => batch.await,
+                None => std::future::pending().await,
+            }
         };
-        let (partition, offset) = (record.position.partition, record.position.offset);
-        let piece = piece_of(&window.topic, &decoder, &filter, &record).await;
-        if tx.send(Read::Record { topic: topic.clone(), partition, offset, piece }).await.is_err() {
-            return Ok(());
+        let more = async {
+            match remaining.as_mut() {
+                Some(remaining) => reader.next_batch_within(remaining, BATCH_RECORDS).await,
+                None => reader.next_batch(BATCH_RECORDS).await,
+            }
+        };
+        tokio::select! {
+            pieces = decoded => {
+                decoding.pop_front();
+                let pieces = pieces.context("A decoding task failed")?;
+                if tx.send(Read::Records { topic: topic.clone(), pieces }).await.is_err() {
+                    return Ok(());
+                }
+            }
+            records = more, if may_read => {
+                let records = records?;
+                if records.is_empty() {
+                    read_all = true;
+                    continue;
+                }
+                let (topic, decoder, filter) = (window.topic, decoder.clone(), filter.clone());
+                decoding.push_back(tokio::spawn(async move {
+                    let mut pieces = Vec::with_capacity(records.len());
+                    for record in &records {
+                        let piece = piece_of(&topic, &decoder, &filter, record).await;
+                        pieces.push((record.position.partition, record.position.offset, piece));
+                    }
+                    pieces
+                }));
+            }
         }
     }
     let ends = window.end.unwrap_or_default();
@@ -487,15 +528,20 @@ async fn piece_of(topic: &EventTopic, decoder: &RecordReader, filter: &Filter, r
     match filter.format {
         Format::Avro => Piece::Avro { writer, record: Value::Record(fields) },
         Format::Jsonl => {
-            let (envelope, payload): (Vec<_>, Vec<_>) =
-                fields.iter().partition(|(name, _)| ENVELOPE_FIELDS.contains(&name.as_str()));
-            let object = |fields: Vec<&(String, Value)>| {
-                serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k.clone(), json_value(v))).collect())
+            let is_envelope = |(name, _): &&(String, Value)| ENVELOPE_FIELDS.contains(&name.as_str());
+            let envelope = AvroFields(fields.iter().filter(is_envelope));
+            let payload = AvroFields(fields.iter().filter(|field| !is_envelope(field)));
+            let payload = match &filter.keys {
+                // Sealed personal data opened: the payload is changed as a JSON object.
+                Some(keys) => {
+                    let mut opened = serde_json::to_value(&payload).expect("Avro values serialize");
+                    if let Some(fields) = opened.as_object_mut() {
+                        open_personal(keys, fields).await;
+                    }
+                    PayloadJson::Opened(opened)
+                }
+                None => PayloadJson::Fields(payload),
             };
-            let mut payload = object(payload);
-            if let (Some(keys), Some(fields)) = (&filter.keys, payload.as_object_mut()) {
-                open_personal(keys, fields).await;
-            }
             let line = JsonLine {
                 topic: &record.topic,
                 partition: record.position.partition,
@@ -504,7 +550,7 @@ async fn piece_of(topic: &EventTopic, decoder: &RecordReader, filter: &Filter, r
                 key: key_of(topic, filter, record),
                 event_type: &event_type,
                 schema_id: writer.id,
-                envelope: object(envelope),
+                envelope: &envelope,
                 payload,
             };
             Piece::Line(to_line(&line))
@@ -574,7 +620,7 @@ fn to_line(value: &impl Serialize) -> Vec<u8> {
 
 /// One event in JSON lines.
 #[derive(Serialize)]
-struct JsonLine<'a> {
+struct JsonLine<'a, E: Serialize, P: Serialize> {
     topic: &'a str,
     partition: i32,
     offset: i64,
@@ -582,8 +628,16 @@ struct JsonLine<'a> {
     key: Option<String>,
     event_type: &'a str,
     schema_id: u32,
-    envelope: serde_json::Value,
-    payload: serde_json::Value,
+    envelope: &'a E,
+    payload: P,
+}
+
+/// An event's payload in JSON lines: its fields as read, or as changed (personal data opened).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PayloadJson<F: Serialize> {
+    Fields(F),
+    Opened(serde_json::Value),
 }
 
 /// A record that could not be read, in JSON lines.
@@ -710,8 +764,7 @@ impl AvroFile {
     fn open(dir: &Path, writer: &Arc<WriterSchema>, resumed: &BTreeMap<String, FileMark>) -> anyhow::Result<Self> {
         let name = writer.full_name.rsplit('.').next().unwrap_or("records");
         let path = dir.join(format!("{name}.schema-{}.avro", writer.id));
-        // The writer borrows its schema for as long as it lives: a few schemas per export.
-        let schema: &'static apache_avro::Schema = Box::leak(Box::new(writer.schema.clone()));
+        let schema: &'static apache_avro::Schema = writer.schema;
         let mark = resumed.get(&path.display().to_string()).filter(|m| m.bytes > 0);
         let (file, marker) = match mark.and_then(|m| m.sync_marker.as_deref().and_then(unhex)) {
             Some(marker) => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
+use futures::FutureExt as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -215,16 +216,40 @@ impl TopicReader {
                 self.forget_reached(remaining);
                 continue;
             };
-            let record = record?;
-            let partition = record.position.partition;
-            let Some(end) = remaining.get(&partition).copied() else { continue };
-            if record.position.offset + 1 >= end {
-                remaining.remove(&partition);
-            }
-            if record.position.offset < end {
+            if let Some(record) = within(remaining, record?) {
                 return Ok(Some(record));
             }
         }
+    }
+
+    /// As [`TopicReader::next_within`], then whatever else has arrived already, up to `max`
+    /// records in all; empty once every partition has reached its end. Readers that decode in
+    /// batches pay the wait (and its timer) once per batch rather than once per record.
+    pub async fn next_batch_within(
+        &self,
+        remaining: &mut BTreeMap<i32, i64>,
+        max: usize,
+    ) -> Result<Vec<LogRecord>, LogError> {
+        let mut batch = Vec::new();
+        let Some(first) = self.next_within(remaining).await? else { return Ok(batch) };
+        batch.push(first);
+        while batch.len() < max && !remaining.is_empty() {
+            let Some(record) = self.next().now_or_never() else { break };
+            if let Some(record) = within(remaining, record?) {
+                batch.push(record);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The next record of any partition, then whatever else has arrived already, up to `max`.
+    pub async fn next_batch(&self, max: usize) -> Result<Vec<LogRecord>, LogError> {
+        let mut batch = vec![self.next().await?];
+        while batch.len() < max {
+            let Some(record) = self.next().now_or_never() else { break };
+            batch.push(record?);
+        }
+        Ok(batch)
     }
 
     /// Removes from `pending` (partition → end offset) the partitions whose read position has
@@ -245,6 +270,17 @@ impl TopicReader {
             }
         }
     }
+}
+
+/// `record` when it lies below its partition's end in `remaining`, taking the partition out of
+/// `remaining` once its last record is read.
+fn within(remaining: &mut BTreeMap<i32, i64>, record: LogRecord) -> Option<LogRecord> {
+    let partition = record.position.partition;
+    let end = remaining.get(&partition).copied()?;
+    if record.position.offset + 1 >= end {
+        remaining.remove(&partition);
+    }
+    (record.position.offset < end).then_some(record)
 }
 
 /// How often a reader waiting for its end looks at its position while no record arrives.

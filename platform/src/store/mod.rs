@@ -10,9 +10,11 @@
 pub mod conformance;
 mod embedded;
 mod scylla;
+mod write_behind;
 
 pub use embedded::EmbeddedStore;
 pub use scylla::{Consistency, CqlOptions, ScyllaStore};
+pub use write_behind::WriteBehind;
 
 use async_trait::async_trait;
 

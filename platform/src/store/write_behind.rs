@@ -1,0 +1,172 @@
+//! A write-behind overlay of a read store for replays.
+//!
+//! A replay applies every event of a topic, and most of them rewrite a row that an earlier
+//! event of the same aggregate wrote moments before: through the store, each event costs a read
+//! and a write (over the network, on ScyllaDB). The overlay keeps the cells a replay touches in
+//! memory, answers its reads from there, and writes only each cell's last state to the store
+//! when [`WriteBehind::flush`] is called (by the replay, every so many records and at its end).
+//! The store's last-write-wins rule holds in the overlay as it does in the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::StreamExt as _;
+
+use super::{Cell, CellKey, NamespacePage, Page, ReadStore, StoreError, incoming_wins};
+
+/// A cell's place, owned.
+type Place = (String, String, String, String);
+
+fn place(key: CellKey<'_>) -> Place {
+    (key.namespace.to_string(), key.table.to_string(), key.partition.to_string(), key.clustering.to_string())
+}
+
+/// What the overlay knows of a cell: its timestamp and value (`None`: deleted, or absent from
+/// the store when `ts` is `i64::MIN`), and whether the store still lacks it.
+#[derive(Debug, Clone)]
+struct Known {
+    ts: i64,
+    value: Option<Vec<u8>>,
+    dirty: bool,
+}
+
+/// Deletions the overlay keeps knowing after a flush at most (beyond, a replay relies on its
+/// projection's own version checks to ignore events older than a deletion).
+const MAX_KNOWN_TOMBSTONES: usize = 100_000;
+
+/// Writes to the store in flight at once while flushing (a network store takes many).
+const FLUSH_CONCURRENCY: usize = 64;
+
+/// The overlay; see the module docs. Scans and other namespace-wide reads flush first, so they
+/// see every write.
+pub struct WriteBehind {
+    store: Arc<dyn ReadStore>,
+    cells: Mutex<HashMap<Place, Known>>,
+}
+
+impl WriteBehind {
+    /// An empty overlay of `store`.
+    pub fn new(store: Arc<dyn ReadStore>) -> Self {
+        Self { store, cells: Mutex::new(HashMap::new()) }
+    }
+
+    /// Cells written to the overlay that the store does not have yet.
+    pub fn pending(&self) -> usize {
+        self.cells.lock().expect("overlay lock").values().filter(|k| k.dirty).count()
+    }
+
+    /// Writes every pending cell to the store and forgets what it held. On a failure the cells
+    /// not yet written stay pending, so the flush can be tried again.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let pending: Vec<(Place, Known)> = {
+            let cells = self.cells.lock().expect("overlay lock");
+            cells.iter().filter(|(_, k)| k.dirty).map(|(p, k)| (p.clone(), k.clone())).collect()
+        };
+        let store = self.store.clone();
+        let results: Vec<(Place, Known, Result<(), StoreError>)> = futures::stream::iter(pending)
+            .map(|(place, known)| {
+                let store = store.clone();
+                async move {
+                    let key = CellKey { namespace: &place.0, table: &place.1, partition: &place.2, clustering: &place.3 };
+                    let result = match &known.value {
+                        Some(value) => store.put(key, value, known.ts).await,
+                        None => store.delete(key, known.ts).await,
+                    };
+                    (place, known, result)
+                }
+            })
+            .buffer_unordered(FLUSH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut cells = self.cells.lock().expect("overlay lock");
+        let mut failure = None;
+        for (place, written, result) in results {
+            match result {
+                // Forgotten unless written to again meanwhile.
+                Ok(()) => {
+                    if let Some(now) = cells.get_mut(&place)
+                        && now.ts == written.ts
+                        && now.value == written.value
+                    {
+                        now.dirty = false;
+                    }
+                }
+                Err(error) => failure = Some(error),
+            }
+        }
+        // Deletions stay known: the store keeps its tombstones to itself, and an older write
+        // must not show through the overlay where the store would refuse it.
+        let tombstones_kept = cells.len() <= MAX_KNOWN_TOMBSTONES;
+        cells.retain(|_, known| known.dirty || (tombstones_kept && known.value.is_none() && known.ts != i64::MIN));
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// What the overlay knows of `key`, reading it from the store the first time.
+    async fn known(&self, key: CellKey<'_>) -> Result<Known, StoreError> {
+        let place = place(key);
+        if let Some(known) = self.cells.lock().expect("overlay lock").get(&place) {
+            return Ok(known.clone());
+        }
+        let known = match self.store.get(key).await? {
+            Some(cell) => Known { ts: cell.write_ts, value: Some(cell.value), dirty: false },
+            None => Known { ts: i64::MIN, value: None, dirty: false },
+        };
+        Ok(self.cells.lock().expect("overlay lock").entry(place).or_insert(known).clone())
+    }
+
+    async fn write(&self, key: CellKey<'_>, value: Option<&[u8]>, ts: i64) -> Result<(), StoreError> {
+        let read = self.known(key).await?;
+        let place = place(key);
+        let mut cells = self.cells.lock().expect("overlay lock");
+        // Another write may have come between the read and now: judge against the latest.
+        let known = cells.get(&place).unwrap_or(&read);
+        let existing = (known.ts != i64::MIN).then(|| (known.ts, known.value.as_deref()));
+        if existing.is_none_or(|existing| incoming_wins(existing, (ts, value))) {
+            cells.insert(place, Known { ts, value: value.map(<[u8]>::to_vec), dirty: true });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReadStore for WriteBehind {
+    async fn put(&self, key: CellKey<'_>, value: &[u8], ts: i64) -> Result<(), StoreError> {
+        self.write(key, Some(value), ts).await
+    }
+
+    async fn delete(&self, key: CellKey<'_>, ts: i64) -> Result<(), StoreError> {
+        self.write(key, None, ts).await
+    }
+
+    async fn get(&self, key: CellKey<'_>) -> Result<Option<Cell>, StoreError> {
+        let known = self.known(key).await?;
+        Ok(known.value.map(|value| Cell { clustering_key: key.clustering.to_string(), value, write_ts: known.ts }))
+    }
+
+    async fn scan(
+        &self,
+        namespace: &str,
+        table: &str,
+        partition: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.flush().await?;
+        self.store.scan(namespace, table, partition, after, limit).await
+    }
+
+    async fn scan_namespace(&self, namespace: &str, cursor: Option<&[u8]>, limit: usize) -> Result<NamespacePage, StoreError> {
+        self.flush().await?;
+        self.store.scan_namespace(namespace, cursor, limit).await
+    }
+
+    async fn drop_namespace(&self, namespace: &str) -> Result<(), StoreError> {
+        self.cells.lock().expect("overlay lock").retain(|place, _| place.0 != namespace);
+        self.store.drop_namespace(namespace).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
