@@ -424,7 +424,10 @@ pub(crate) async fn live_updates(
         stopped: feed.inner.stopped.subscribe(),
         _slot: slot,
     };
-    Ok(Sse::new(into_stream(stream)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+    let mut response = Sse::new(into_stream(stream)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
+    // Proxies that buffer answers (nginx, ingress-nginx) would hold events back.
+    response.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 fn into_stream(stream: LiveStream) -> impl Stream<Item = Result<Event, Infallible>> {

@@ -492,7 +492,8 @@ impl Application {
         let mut router = Router::new();
         if settings.registry_url.is_none() && has(Component::SchemaRegistry) {
             let registry = SchemaRegistry::open(&log).await.context("Failed to open the schema registry")?;
-            router = router.merge(schemas::registry::router(registry));
+            // `/` is the web client's.
+            router = router.merge(schemas::registry::routes(registry));
         }
         let codecs = Codecs::new(&log, &registry_url)?;
         let keys = SessionKeys::new(settings.jwt_key.expose_secret().as_bytes(), settings.session_ttl_seconds, settings.secure_cookie);
@@ -686,7 +687,7 @@ impl Application {
                     .route("/metrics", get(platform::metrics::metrics_handler))
                     .with_state(readiness),
             )
-            .fallback_service(crate::web::web_client(&settings.web_dir))
+            .fallback_service(crate::web::web_client(&settings.web_dir, settings.stripe_publishable_key.as_deref()))
             // Inside the key's layer: an answer past the deadline still names the key.
             .layer(axum::middleware::from_fn_with_state(
                 platform::deadline::RequestLimits::new(Duration::from_millis(settings.request_timeout_ms), settings.max_in_flight),

@@ -80,6 +80,9 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     /// Stripe API base URL (`STRIPE_API_BASE`, default `https://api.stripe.com`).
     pub stripe_api_base: String,
+    /// Stripe publishable key the web client takes card details with
+    /// (`STRIPE_PUBLISHABLE_KEY`); unset: the client offers the sandbox's test tokens.
+    pub stripe_publishable_key: Option<String>,
     /// `/readyz` fails while a projector is more records behind than this (`READY_MAX_LAG`,
     /// default 10000).
     pub ready_max_lag: i64,
@@ -212,6 +215,9 @@ pub struct SettingsArgs {
     /// Stripe API base URL.
     #[arg(long, env = "STRIPE_API_BASE", value_name = "STRIPE_API_BASE", default_value = "https://api.stripe.com", value_parser = http_url)]
     pub stripe_api_base: String,
+    /// Stripe publishable key (`pk_test_…` or `pk_live_…`) the web client takes cards with.
+    #[arg(long, env = "STRIPE_PUBLISHABLE_KEY", value_name = "STRIPE_PUBLISHABLE_KEY", value_parser = stripe_publishable_key)]
+    pub stripe_publishable_key: Option<String>,
     /// `/readyz` fails while a projector is more records behind than this.
     #[arg(long, env = "READY_MAX_LAG", value_name = "READY_MAX_LAG", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub ready_max_lag: i64,
@@ -278,6 +284,18 @@ pub enum StoreKind {
     Embedded,
     /// A CQL cluster or the local Cassandra node.
     Cql,
+}
+
+/// A Stripe publishable key: `pk_test_` or `pk_live_` and its characters.
+fn stripe_publishable_key(text: &str) -> Result<String, String> {
+    let valid = (text.starts_with("pk_test_") || text.starts_with("pk_live_"))
+        && text.len() <= 255
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("expected a Stripe publishable key (pk_test_… or pk_live_…)".into())
+    }
 }
 
 fn http_url(value: &str) -> Result<String, String> {
@@ -386,6 +404,7 @@ impl Settings {
             expiration_window_seconds: args.expiration_window_seconds,
             stripe_secret_key: args.stripe_secret_key,
             stripe_api_base: args.stripe_api_base,
+            stripe_publishable_key: args.stripe_publishable_key,
             ready_max_lag: args.ready_max_lag,
             tickets_list_limit: args.tickets_list_limit as usize,
             tickets_list_cache_ms: args.tickets_list_cache_ms,

@@ -1,6 +1,6 @@
-//! The web client (`web/`, built into `web/dist`) served at `/`: its files, and its
-//! `index.html` for every other path outside `/api/`, so the client's own routes load on a
-//! reload or from a link.
+//! The web client (`web/`, built into `web/dist`) served at `/`: its files, its runtime
+//! configuration at `/config.json`, and its `index.html` for every other path outside `/api/`,
+//! so the client's own routes load on a reload or from a link.
 
 use std::path::Path;
 
@@ -13,14 +13,17 @@ use platform::http::not_found;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// The routes serving the built client in `dir`, meant as the router's fallback: `/api/…`
-/// paths no route took still answer the API's 404.
-pub fn web_client(dir: &Path) -> Router {
+/// paths no route took still answer the API's 404. `stripe_publishable_key`, when set, tells
+/// the client to take cards with Stripe.js rather than offer the sandbox's test tokens.
+pub fn web_client(dir: &Path, stripe_publishable_key: Option<&str>) -> Router {
     if !dir.join("index.html").is_file() {
         tracing::warn!(message = "The web client is not built; `/` says how to build it.", dir = %dir.display());
         return Router::new().fallback(unbuilt);
     }
+    let config = axum::Json(serde_json::json!({ "stripePublishableKey": stripe_publishable_key }));
     let files = ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")));
     Router::new()
+        .route("/config.json", axum::routing::get(move || std::future::ready(config.clone())))
         .fallback_service(files)
         .layer(axum::middleware::from_fn(api_paths_stay_api))
         .layer(axum::middleware::map_response(cache_policy))

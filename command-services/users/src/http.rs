@@ -12,7 +12,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use platform::command::CommandRequest;
 use platform::forwarding::CommandService;
-use platform::http::{ApiError, ErrorEntry, JsonBody, command_error, idempotency_key};
+use platform::http::{ApiError, ConsistencyToken, ErrorEntry, JsonBody, command_error, idempotency_key};
 use platform::session::{CurrentUser, SessionKeys};
 use platform::throttle::{ClientAddress, TrustedProxies};
 use serde_json::json;
@@ -188,11 +188,20 @@ async fn sign_up(
         Err(ApiError::Unavailable(_) | ApiError::Unexpected(_)) => state.throttle.void(attempt),
         Err(_) => drop(attempt),
     }
-    Ok(signed_in(&state.keys, StatusCode::CREATED, &result?, &email))
+    let (user_id, position) = result?;
+    let mut response = signed_in(&state.keys, StatusCode::CREATED, &user_id, &email);
+    ConsistencyToken::attach(&mut response, "users", position);
+    Ok(response)
 }
 
-/// Signs `email` up; the new user's id.
-async fn register(state: &UserRoutesState, headers: &HeaderMap, email: &Email, password: NewPassword) -> Result<String, ApiError> {
+/// Signs `email` up; the new user's id, and where its sign-up was written (none for the repeat
+/// of an earlier sign-up).
+async fn register(
+    state: &UserRoutesState,
+    headers: &HeaderMap,
+    email: &Email,
+    password: NewPassword,
+) -> Result<(String, Option<platform::log::LogPosition>), ApiError> {
     let password_hash = blocking(move || {
         Argon2::default()
             .hash_password(password.as_str().as_bytes(), &SaltString::generate(&mut OsRng))
@@ -226,7 +235,7 @@ async fn register(state: &UserRoutesState, headers: &HeaderMap, email: &Email, p
             UserError::UnknownUser => ApiError::NotFound,
         })
     })?;
-    Ok(outcome.state.user_id)
+    Ok((outcome.state.user_id, outcome.position))
 }
 
 #[tracing::instrument(name = "POST /api/users/signin", skip_all)]

@@ -641,6 +641,7 @@ def test_httproute_sends_reads_to_the_query_api_and_writes_to_the_owning_service
         ("POST", "/api/users/signin", "users"),
         ("POST", "/api/users/signout", "users"),
         ("GET", "/api/users/currentuser", "users"),
+        ("GET", "/api/live", "query-api"),
     ]
     for method, path, component in expectations:
         assert backend_for(route, method, path) == PREFIX + component, (method, path)
@@ -686,6 +687,7 @@ def test_ingress_alternative_routes_each_prefix_to_one_component():
         paths[entry["path"]] = entry["backend"]["service"]["name"]
     # Methods cannot be matched: the shared prefixes go to the query API (see the README).
     assert paths == {
+        "/api/live": PREFIX + "query-api",
         "/api/openapi.json": PREFIX + "query-api",
         "/api/orders": PREFIX + "query-api",
         "/api/payments": PREFIX + "payments",

@@ -7,10 +7,10 @@
 //! when [`WriteBehind::flush`] is called (by the replay, every so many records and at its end).
 //! The store's last-write-wins rule holds in the overlay as it does in the store.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rustc_hash::FxHashMap;
 use futures::StreamExt as _;
 
 use super::{Cell, CellKey, NamespacePage, Page, ReadStore, StoreError, incoming_wins};
@@ -42,13 +42,13 @@ const FLUSH_CONCURRENCY: usize = 64;
 /// see every write.
 pub struct WriteBehind {
     store: Arc<dyn ReadStore>,
-    cells: Mutex<HashMap<Place, Known>>,
+    cells: Mutex<FxHashMap<Place, Known>>,
 }
 
 impl WriteBehind {
     /// An empty overlay of `store`.
     pub fn new(store: Arc<dyn ReadStore>) -> Self {
-        Self { store, cells: Mutex::new(HashMap::new()) }
+        Self { store, cells: Mutex::new(FxHashMap::default()) }
     }
 
     /// Cells written to the overlay that the store does not have yet.

@@ -25,8 +25,13 @@ const AVRO: &str = "AVRO";
 
 /// The registry's REST API, served at the root.
 pub fn router(registry: SchemaRegistry) -> Router {
+    routes(registry).route("/", get(|| async { reply(StatusCode::OK, &json!({})) }))
+}
+
+/// The registry's REST API but its `GET /` (an empty object no client needs), for a port whose
+/// `/` serves a page.
+pub fn routes(registry: SchemaRegistry) -> Router {
     Router::new()
-        .route("/", get(|| async { reply(StatusCode::OK, &json!({})) }))
         .route("/schemas/types", get(|| async { reply(StatusCode::OK, &[AVRO]) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))

@@ -10,7 +10,7 @@ mod http;
 mod record;
 mod state;
 
-pub use http::router;
+pub use http::{router, routes};
 pub use record::{RecordError, RegistryRecord};
 pub use state::{
     Applied, ParsedSchema, Registration, RegistryError, RegistryState, SchemaVersion, VersionSpec,

@@ -106,6 +106,8 @@ fn a_malformed_setting_stops_start_up_naming_it() {
         ("COOKIE_SECURE", "maybe"),
         ("TICKETING_STORE", "mongo"),
         ("STRIPE_API_BASE", "ftp://example.com"),
+        ("STRIPE_PUBLISHABLE_KEY", "pk_nope"),
+        ("LIVE_STREAMS_PER_USER", "0"),
         ("TICKETING_MAX_IN_FLIGHT", "0"),
         ("TICKETING_ADDR", "not-an-address"),
     ] {

@@ -254,6 +254,7 @@ impl Deployment {
             expiration_window_seconds: self.expiration_window_seconds,
             stripe_secret_key: None,
             stripe_api_base: "http://127.0.0.1:9".into(),
+            stripe_publishable_key: None,
             request_timeout_ms: 10_000,
             max_in_flight: 1024,
             payment_reconcile_after_seconds: 30,

@@ -12,6 +12,9 @@ async fn a_browser_signs_up_signs_out_and_signs_in_with_cookies_only() {
     let signed_up = browser.signup("Alice@Example.com", "  pass1234 ").await;
     assert_eq!(signed_up.status, StatusCode::CREATED, "{signed_up:?}");
     assert_eq!(signed_up.body["email"], "alice@example.com");
+    // A command answer: it names the write it made.
+    let token = signed_up.headers["x-consistency-token"].to_str().unwrap();
+    assert!(token.starts_with("users:"), "{token}");
     let id = signed_up.id();
     let cookie = browser.cookie.clone().expect("signup sets the session cookie");
     assert!(cookie.starts_with("express:sess="), "{cookie}");

@@ -12,8 +12,18 @@ async fn the_launcher_serves_the_built_client_its_routes_and_still_the_apis_404(
     std::fs::create_dir(build.path().join("assets")).unwrap();
     std::fs::write(build.path().join("assets/app-1a2b.js"), "console.log(1)").unwrap();
     let dir = build.path().to_path_buf();
-    let app = Deployment::new(&broker).await.spawn_with(move |s| s.web_dir = dir).await;
+    let app = Deployment::new(&broker)
+        .await
+        .spawn_with(move |s| {
+            s.web_dir = dir;
+            s.stripe_publishable_key = Some("pk_test_51Example".into());
+        })
+        .await;
     let get = |path: &str| app.client.get(format!("{}{path}", app.base)).send();
+
+    // The client learns at run time how to take cards.
+    let config: serde_json::Value = get("/config.json").await.unwrap().json().await.unwrap();
+    assert_eq!(config["stripePublishableKey"], "pk_test_51Example");
 
     let page = get("/").await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
@@ -32,6 +42,10 @@ async fn the_launcher_serves_the_built_client_its_routes_and_still_the_apis_404(
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     unknown.assert_error_shape();
     assert_eq!(app.request(Method::GET, "/api/tickets", None, None).await.status, StatusCode::OK);
+    // So are the bundled registry's, on the same port (as in `ticketing up`).
+    let subjects = get("/subjects").await.unwrap();
+    assert_eq!(subjects.status(), StatusCode::OK);
+    assert!(subjects.headers()["content-type"].to_str().unwrap().contains("schemaregistry"));
     app.stop().await;
 
     // Not built: `/` says how to build it.
