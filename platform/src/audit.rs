@@ -6,11 +6,12 @@
 //! meanwhile, the replay catches up and compares again (a few rounds), so only differences
 //! that stay are reported.
 
+use std::sync::Arc;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use crate::log::{EndOffsets, LogConfig};
-use crate::projection::{AuditOutcome, PROGRESS_TABLE, Projection, ReadModels, RebuildReport, replay_into};
+use crate::projection::{AuditOutcome, PROGRESS_TABLE, Projection, ReadModels, RebuildReport, ReplayWrites, replay_into};
 use crate::store::{CellKey, ReadStore, StoreError};
 
 /// How many times the replay catches up with a live namespace that moved on.
@@ -56,7 +57,7 @@ pub struct AuditReport {
 /// `keep_scratch`. `on_progress(done, total)` follows the replay.
 pub async fn audit(
     config: &LogConfig,
-    projection: &dyn Projection,
+    projection: &Arc<dyn Projection>,
     read_models: &ReadModels,
     show: usize,
     keep_scratch: bool,
@@ -73,7 +74,9 @@ pub async fn audit(
     let mut comparison;
     let mut round = 0;
     loop {
-        reached = replay_into(config, projection, read_models, &scratch, &reached, Some(&target), &mut replay, on_progress).await?;
+        // The scratch namespace is the audit's alone.
+        let writes = ReplayWrites::Behind;
+        reached = replay_into(config, projection, read_models, &scratch, writes, &reached, Some(&target), &mut replay, on_progress).await?;
         comparison = compare(store.as_ref(), &live, &scratch, show).await?;
         round += 1;
         let now = live_progress(read_models, &live, partitions).await?;

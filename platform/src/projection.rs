@@ -538,15 +538,30 @@ pub struct RebuildReport {
     pub changed: u64,
 }
 
+/// How a replay writes into its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayWrites {
+    /// The namespace is the replay's alone (a fresh rebuild, a scratch or snapshot namespace):
+    /// writes are held in a [`crate::store::WriteBehind`] overlay and each cell's last state
+    /// is written when it holds many and at the end, before the progress.
+    Behind,
+    /// Live projectors write to the namespace too (a rebuild's catch-up after the switch):
+    /// each write goes to the store at once, so no reader or projector meets a row older than
+    /// the progress recorded beside it.
+    Through,
+}
+
 /// Replays the records of the projection's topic from `from` (per partition; 0 when absent)
 /// up to `until` (exclusive; the log's end now when `None`) into `namespace`, records the
 /// namespace's progress, and returns where each partition got to. `on_progress(done, total)`
 /// is called as it goes.
+#[allow(clippy::too_many_arguments)]
 pub async fn replay_into(
     config: &LogConfig,
-    projection: &dyn Projection,
+    projection: &Arc<dyn Projection>,
     read_models: &ReadModels,
     namespace: &str,
+    writes: ReplayWrites,
     from: &BTreeMap<i32, i64>,
     until: Option<&BTreeMap<i32, i64>>,
     report: &mut RebuildReport,
@@ -555,7 +570,11 @@ pub async fn replay_into(
     use anyhow::Context;
     // Most events rewrite a row an earlier one wrote: the overlay keeps them in memory and
     // writes each cell's last state when it holds many, and at the end.
-    let store = crate::store::WriteBehind::new(read_models.store().clone());
+    let overlay = (writes == ReplayWrites::Behind).then(|| Arc::new(crate::store::WriteBehind::new(read_models.store().clone())));
+    let store: Arc<dyn ReadStore> = match &overlay {
+        Some(overlay) => overlay.clone(),
+        None => read_models.store().clone(),
+    };
     let reader =
         TopicReader::from_offsets(config, projection.topic(), from).context("Failed to open the topic for replay")?;
     let ends = until.cloned().unwrap_or_else(|| reader.end_offsets());
@@ -572,20 +591,42 @@ pub async fn replay_into(
         if batch.is_empty() {
             break;
         }
-        for record in &batch {
-            if apply_with_retry(projection, &store, namespace, record).await == Some(Applied::Changed) {
-                report.changed += 1;
-            }
+        let count = batch.len() as u64;
+        // The partitions apply at once on the runtime's workers, each in order, as the live
+        // projector's workers do; the batch is done when all are.
+        let mut by_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
+        for record in batch {
             next_offsets.insert(record.position.partition, record.position.offset + 1);
+            by_partition.entry(record.position.partition).or_default().push(record);
         }
-        report.records += batch.len() as u64;
+        let mut applying = tokio::task::JoinSet::new();
+        for records in by_partition.into_values() {
+            let (projection, store, namespace) = (projection.clone(), store.clone(), namespace.to_string());
+            applying.spawn(async move {
+                let mut changed = 0;
+                for record in &records {
+                    if apply_with_retry(projection.as_ref(), store.as_ref(), &namespace, record).await == Some(Applied::Changed) {
+                        changed += 1;
+                    }
+                }
+                changed
+            });
+        }
+        while let Some(changed) = applying.join_next().await {
+            report.changed += changed.context("A replay task failed")?;
+        }
+        report.records += count;
         on_progress(report.records, total);
-        if report.records - flushed_at >= REPLAY_FLUSH_RECORDS {
-            flush_with_retry(&store).await;
+        if let Some(overlay) = &overlay
+            && report.records - flushed_at >= REPLAY_FLUSH_RECORDS
+        {
+            flush_with_retry(overlay).await;
             flushed_at = report.records;
         }
     }
-    flush_with_retry(&store).await;
+    if let Some(overlay) = &overlay {
+        flush_with_retry(overlay).await;
+    }
     // Past what a read_committed reader never sees (transaction markers): the namespace has
     // everything below each end.
     for (partition, end) in &ends {
@@ -600,7 +641,7 @@ pub async fn replay_into(
 }
 
 /// Records a replay reads and applies at a time.
-const REPLAY_BATCH: usize = 1024;
+const REPLAY_BATCH: usize = 4096;
 
 /// Records a replay applies to its overlay before it writes the rows to the store (which
 /// bounds the overlay to the cells that many records touch).
@@ -619,18 +660,29 @@ async fn flush_with_retry(store: &crate::store::WriteBehind) {
 /// then replays what arrived meanwhile. `on_progress(done, total)` is called as it goes.
 pub async fn rebuild(
     config: &LogConfig,
-    projection: &dyn Projection,
+    projection: &Arc<dyn Projection>,
     read_models: &ReadModels,
     mut on_progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<RebuildReport> {
     let namespace = format!("{}_r{}", projection.name(), chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
     let mut report = RebuildReport { namespace: namespace.clone(), records: 0, changed: 0 };
-    let reached =
-        replay_into(config, projection, read_models, &namespace, &BTreeMap::new(), None, &mut report, &mut on_progress).await?;
+    let reached = replay_into(
+        config,
+        projection,
+        read_models,
+        &namespace,
+        ReplayWrites::Behind,
+        &BTreeMap::new(),
+        None,
+        &mut report,
+        &mut on_progress,
+    )
+    .await?;
     read_models.switch(projection.name(), &namespace).await?;
     // Let live projectors pick up the new pointer before the catch-up pass.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    replay_into(config, projection, read_models, &namespace, &reached, None, &mut report, &mut on_progress).await?;
+    let writes = ReplayWrites::Through;
+    replay_into(config, projection, read_models, &namespace, writes, &reached, None, &mut report, &mut on_progress).await?;
     Ok(report)
 }
 

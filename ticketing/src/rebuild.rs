@@ -2,6 +2,7 @@
 //! or, with `--as-of`, into a named snapshot namespace the query API serves read-only.
 //! `ticketing audit <read-model>`: replay into a scratch namespace and compare with the live one.
 
+use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use platform::audit::AuditReport;
 use platform::log::{EndOffsets, LogConfig};
-use platform::projection::{Projection, ReadModels, RebuildReport, Snapshot, rebuild, replay_into};
+use platform::projection::{Projection, ReadModels, RebuildReport, ReplayWrites, Snapshot, rebuild, replay_into};
 use platform::store::validate_name;
 use projectors::orders::OrderProjector;
 use projectors::tickets::TicketProjector;
@@ -58,7 +59,7 @@ struct Replay {
     log: LogConfig,
     registry_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     read_models: ReadModels,
-    projection: Box<dyn Projection>,
+    projection: Arc<dyn Projection>,
 }
 
 impl Replay {
@@ -71,9 +72,9 @@ impl Replay {
         let (registry_url, registry_server) = tool_registry(settings, &log).await?;
         let store = open_store(settings, &mut local).await?;
         let codecs = Codecs::new(&log, &registry_url)?;
-        let projection: Box<dyn Projection> = match read_model {
-            "orders" => Box::new(OrderProjector::new(codecs.orders.clone())),
-            _ => Box::new(TicketProjector::new(codecs.tickets.clone())),
+        let projection: Arc<dyn Projection> = match read_model {
+            "orders" => Arc::new(OrderProjector::new(codecs.orders.clone())),
+            _ => Arc::new(TicketProjector::new(codecs.tickets.clone())),
         };
         Ok(Self { local, log, registry_server, read_models: ReadModels::new(store), projection })
     }
@@ -111,7 +112,7 @@ pub async fn run(settings: &Settings, args: RebuildArgs) -> anyhow::Result<Rebui
         validate_name(name).map_err(|_| anyhow::anyhow!("--into {name:?}: use [a-z0-9_], 1 to 40 characters"))?;
     }
     let replay = Replay::open(settings, &args.read_model).await?;
-    let projection = replay.projection.as_ref();
+    let projection = &replay.projection;
     let bar = progress_bar(format!("rebuilding {}", projection.name()));
     let mut on_progress = |done: u64, total: u64| {
         bar.set_length(total);
@@ -152,13 +153,15 @@ async fn snapshot(
     as_of: i64,
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<RebuildReport> {
-    let projection = replay.projection.as_ref();
+    let projection = &replay.projection;
     if replay.read_models.snapshot(namespace).await?.is_some() || replay.read_models.current(projection.name()).await? == namespace {
         bail!("Namespace {namespace} is taken; name another with --into");
     }
     let until = EndOffsets::new(&replay.log)?.offsets_at_time(projection.topic(), as_of).await?;
     let mut report = RebuildReport { namespace: namespace.to_string(), records: 0, changed: 0 };
-    replay_into(&replay.log, projection, &replay.read_models, namespace, &BTreeMap::new(), Some(&until), &mut report, on_progress)
+    // A new snapshot namespace: the replay's alone.
+    let writes = ReplayWrites::Behind;
+    replay_into(&replay.log, projection, &replay.read_models, namespace, writes, &BTreeMap::new(), Some(&until), &mut report, on_progress)
         .await?;
     let snapshot = Snapshot { read_model: projection.name().to_string(), as_of };
     replay.read_models.register_snapshot(namespace, &snapshot).await?;
@@ -176,7 +179,7 @@ pub async fn audit(settings: &Settings, args: AuditArgs) -> anyhow::Result<Audit
     let started = Instant::now();
     let report = platform::audit::audit(
         &replay.log,
-        replay.projection.as_ref(),
+        &replay.projection,
         &replay.read_models,
         args.show,
         args.keep_scratch,
