@@ -120,11 +120,22 @@ async fn a_signed_in_user_sees_tickets_and_their_own_orders_change_and_resumes_a
     let order = app.request(Method::POST, "/api/orders", Some("buyer"), Some(json!({"ticketId": ticket_id}))).await;
     assert_eq!(order.status, StatusCode::CREATED);
     let order_id = order.id();
-    let created = buyer.next_where("order", is(&order_id)).await;
+    // The two topics' changes come in either order.
+    let reserves = |d: &Value| d["id"] == ticket_id.as_str() && d["orderId"] == order_id.as_str();
+    let (mut created, mut buyer_saw_reserved) = (None, false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while created.is_none() || !buyer_saw_reserved {
+        let event = buyer.next(deadline - tokio::time::Instant::now()).await;
+        match event.name.as_str() {
+            "order" if is(&order_id)(&event.data) => created = Some(event),
+            "ticket" if reserves(&event.data) => buyer_saw_reserved = true,
+            _ => {}
+        }
+    }
+    let created = created.expect("seen above");
     assert_eq!(created.data, order.body);
-    let reserved = other.next_where("ticket", |d| d["id"] == ticket_id.as_str() && d["orderId"] == order_id.as_str()).await;
+    let reserved = other.next_where("ticket", reserves).await;
     assert_eq!(reserved.data["orderId"], order_id.as_str());
-    buyer.next_where("ticket", |d| d["id"] == ticket_id.as_str() && d["orderId"] == order_id.as_str()).await;
 
     // The buyer's connection drops; the order is cancelled meanwhile.
     let resume_from = created.id.clone().expect("an id");
