@@ -275,9 +275,9 @@ async fn next_batch(readers: &[(&'static str, TopicReader)]) -> Result<Vec<(&'st
     let mut batch = vec![first];
     for (read_model, reader) in readers {
         while batch.len() < BATCH {
-            match tokio::time::timeout(Duration::ZERO, reader.next()).await {
-                Ok(record) => batch.push((*read_model, record?)),
-                Err(_) => break,
+            match reader.next_arrived() {
+                Some(record) => batch.push((*read_model, record?)),
+                None => break,
             }
         }
     }

@@ -234,7 +234,7 @@ impl TopicReader {
         let Some(first) = self.next_within(remaining).await? else { return Ok(batch) };
         batch.push(first);
         while batch.len() < max && !remaining.is_empty() {
-            let Some(record) = self.next().now_or_never() else { break };
+            let Some(record) = self.next_arrived() else { break };
             if let Some(record) = within(remaining, record?) {
                 batch.push(record);
             }
@@ -246,10 +246,15 @@ impl TopicReader {
     pub async fn next_batch(&self, max: usize) -> Result<Vec<LogRecord>, LogError> {
         let mut batch = vec![self.next().await?];
         while batch.len() < max {
-            let Some(record) = self.next().now_or_never() else { break };
+            let Some(record) = self.next_arrived() else { break };
             batch.push(record?);
         }
         Ok(batch)
+    }
+
+    /// The next record of any partition if one has arrived already, without waiting.
+    pub fn next_arrived(&self) -> Option<Result<LogRecord, LogError>> {
+        self.next().now_or_never()
     }
 
     /// Removes from `pending` (partition → end offset) the partitions whose read position has

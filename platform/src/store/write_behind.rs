@@ -102,30 +102,33 @@ impl WriteBehind {
         failure.map_or(Ok(()), Err)
     }
 
-    /// What the overlay knows of `key`, reading it from the store the first time.
-    async fn known(&self, key: CellKey<'_>) -> Result<Known, StoreError> {
-        let place = place(key);
-        if let Some(known) = self.cells.lock().expect("overlay lock").get(&place) {
-            return Ok(known.clone());
+    /// Makes the overlay know `place` (of `key`), reading it from the store the first time.
+    async fn load(&self, key: CellKey<'_>, place: &Place) -> Result<(), StoreError> {
+        if self.cells.lock().expect("overlay lock").contains_key(place) {
+            return Ok(());
         }
         let known = match self.store.get(key).await? {
             Some(cell) => Known { ts: cell.write_ts, value: Some(cell.value), dirty: false },
             None => Known { ts: i64::MIN, value: None, dirty: false },
         };
-        Ok(self.cells.lock().expect("overlay lock").entry(place).or_insert(known).clone())
+        self.cells.lock().expect("overlay lock").entry(place.clone()).or_insert(known);
+        Ok(())
     }
 
     async fn write(&self, key: CellKey<'_>, value: Option<&[u8]>, ts: i64) -> Result<(), StoreError> {
-        let read = self.known(key).await?;
         let place = place(key);
-        let mut cells = self.cells.lock().expect("overlay lock");
-        // Another write may have come between the read and now: judge against the latest.
-        let known = cells.get(&place).unwrap_or(&read);
-        let existing = (known.ts != i64::MIN).then(|| (known.ts, known.value.as_deref()));
-        if existing.is_none_or(|existing| incoming_wins(existing, (ts, value))) {
-            cells.insert(place, Known { ts, value: value.map(<[u8]>::to_vec), dirty: true });
+        loop {
+            self.load(key, &place).await?;
+            let mut cells = self.cells.lock().expect("overlay lock");
+            // Judged under the lock against the latest state; a flush that forgot the cell
+            // meanwhile has it read again.
+            let Some(known) = cells.get_mut(&place) else { continue };
+            let existing = (known.ts != i64::MIN).then(|| (known.ts, known.value.as_deref()));
+            if existing.is_none_or(|existing| incoming_wins(existing, (ts, value))) {
+                *known = Known { ts, value: value.map(<[u8]>::to_vec), dirty: true };
+            }
+            return Ok(());
         }
-        Ok(())
     }
 }
 
@@ -140,8 +143,14 @@ impl ReadStore for WriteBehind {
     }
 
     async fn get(&self, key: CellKey<'_>) -> Result<Option<Cell>, StoreError> {
-        let known = self.known(key).await?;
-        Ok(known.value.map(|value| Cell { clustering_key: key.clustering.to_string(), value, write_ts: known.ts }))
+        let place = place(key);
+        loop {
+            self.load(key, &place).await?;
+            if let Some(known) = self.cells.lock().expect("overlay lock").get(&place) {
+                let cell = known.value.clone().map(|value| Cell { clustering_key: place.3.clone(), value, write_ts: known.ts });
+                return Ok(cell);
+            }
+        }
     }
 
     async fn scan(
