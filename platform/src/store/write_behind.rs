@@ -123,7 +123,7 @@ impl WriteBehind {
             // Judged under the lock against the latest state; a flush that forgot the cell
             // meanwhile has it read again.
             let Some(known) = cells.get_mut(&place) else { continue };
-            let existing = (known.ts != i64::MIN).then(|| (known.ts, known.value.as_deref()));
+            let existing = (known.ts != i64::MIN).then_some((known.ts, known.value.as_deref()));
             if existing.is_none_or(|existing| incoming_wins(existing, (ts, value))) {
                 *known = Known { ts, value: value.map(<[u8]>::to_vec), dirty: true };
             }
