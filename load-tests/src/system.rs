@@ -231,7 +231,13 @@ impl System {
         wait_ready(&mut self.components[index], Duration::from_secs(90), &log).await
     }
 
+    /// The environment tools run with (`run_tool`'s).
+    pub fn tool_env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// Runs `ticketing <args>` with the components' settings, its output (progress) shown.
+
     pub async fn run_tool(&self, args: &[&str]) -> anyhow::Result<()> {
         let status = Command::new(&self.binary)
             .args(args)

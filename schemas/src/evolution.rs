@@ -238,6 +238,11 @@ impl RecordReader {
         &self.writers
     }
 
+    /// Whether records of `writer` are read as written: it is the current schema of its type.
+    pub fn is_current(&self, writer: &WriterSchema) -> bool {
+        self.readers.schema(&writer.full_name).is_some_and(|reader| self.readers.is_current(writer, reader))
+    }
+
     /// Decodes a wire-format value and brings it to the current schema.
     pub async fn read(&self, bytes: &[u8]) -> Result<CurrentRecord, CodecError> {
         let written = self.writers.decode(bytes).await?;

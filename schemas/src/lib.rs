@@ -11,3 +11,4 @@ pub mod tickets;
 pub mod users;
 pub mod compatibility;
 pub mod registry;
+pub mod transcode;

@@ -21,7 +21,8 @@ use platform::ownership::partition_for;
 use schemas::catalog::{AvroFields, EventTopic, REDACTED, event_topics, rfc3339_millis};
 use schemas::codec::registry_settings;
 use schemas::events::ENVELOPE_FIELDS;
-use schemas::evolution::{RecordReader, WriterSchema};
+use schemas::evolution::{RecordReader, WriterSchema, wire_header};
+use schemas::transcode::{JsonTranscoder, write_json_str, write_rfc3339_millis};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -253,20 +254,28 @@ async fn bound_offsets(
 
 /// What one record becomes.
 enum Piece {
-    /// A JSON line, newline included.
-    Line(Vec<u8>),
+    /// A JSON line, written to its batch's text.
+    Line,
     /// A record for the Avro file of its writer's schema.
     Avro { writer: Arc<WriterSchema>, record: Value },
     /// Left out by the filters.
     Filtered,
-    /// Could not be read: why, and the JSON error line (for jsonl).
-    Undecodable { reason: String, line: Option<Vec<u8>> },
+    /// Could not be read: why (for jsonl, its error line is in the batch's text).
+    Undecodable { reason: String },
+}
+
+/// Consecutive records of a topic, decoded: per record its partition, offset and piece, and
+/// the JSON lines of them all, in order.
+#[derive(Default)]
+struct Decoded {
+    pieces: Vec<(i32, i64, Piece)>,
+    text: Vec<u8>,
 }
 
 /// Messages from the topic readers to the writer.
 enum Read {
-    /// Consecutive records of a topic, as read: per record its partition, offset and piece.
-    Records { topic: String, pieces: Vec<(i32, i64, Piece)> },
+    /// A batch of a topic's records, as read.
+    Records { topic: String, decoded: Decoded },
     /// A topic has been read to its end.
     Finished { topic: String, ends: BTreeMap<i32, i64> },
 }
@@ -313,8 +322,8 @@ async fn export(
     let (tx, mut rx) = mpsc::channel::<Read>(BATCHES_IN_FLIGHT * 2);
     let mut readers = tokio::task::JoinSet::new();
     for window in windows {
-        let reader = Arc::new(RecordReader::new(settings.clone(), window.topic.schemas, window.topic.upcasters));
-        readers.spawn(read_topic(log.clone(), window, reader, filter.clone(), tx.clone()));
+        let decoder = Arc::new(TopicDecoder::new(window.topic, RecordReader::new(settings.clone(), window.topic.schemas, window.topic.upcasters)));
+        readers.spawn(read_topic(log.clone(), window, decoder, filter.clone(), tx.clone()));
     }
     drop(tx);
 
@@ -347,26 +356,23 @@ async fn export(
         };
         let Some(message) = message else { break };
         match message {
-            Read::Records { topic, pieces } => {
-                let count = pieces.len() as u64;
+            Read::Records { topic, decoded } => {
+                let count = decoded.pieces.len() as u64;
+                if !decoded.text.is_empty() {
+                    sink.line(&decoded.text)?;
+                }
                 let positions = positions.entry(topic.clone()).or_default();
-                for (partition, offset, piece) in pieces {
+                for (partition, offset, piece) in decoded.pieces {
                     match piece {
-                        Piece::Line(line) => {
-                            sink.line(&line)?;
-                            report.exported += 1;
-                        }
+                        Piece::Line => report.exported += 1,
                         Piece::Avro { writer, record } => {
                             sink.avro(&writer, record)?;
                             report.exported += 1;
                         }
                         Piece::Filtered => report.filtered += 1,
-                        Piece::Undecodable { reason, line } => {
+                        Piece::Undecodable { reason } => {
                             report.undecodable += 1;
                             bar.suspend(|| eprintln!("{topic} {partition}@{offset} cannot be read: {reason}"));
-                            if let Some(line) = line {
-                                sink.line(&line)?;
-                            }
                         }
                     }
                     positions.insert(partition, offset + 1);
@@ -435,7 +441,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 async fn read_topic(
     log: LogConfig,
     window: TopicWindow,
-    decoder: Arc<RecordReader>,
+    decoder: Arc<TopicDecoder>,
     filter: Filter,
     tx: mpsc::Sender<Read>,
 ) -> anyhow::Result<()> {
@@ -443,7 +449,7 @@ async fn read_topic(
     let reader = TopicReader::open(&log, &topic, &window.start, window.only)
         .with_context(|| format!("Failed to read {topic}"))?;
     let mut remaining = window.end.as_ref().map(|end| reader.remaining_before(end));
-    let mut decoding: std::collections::VecDeque<tokio::task::JoinHandle<Vec<(i32, i64, Piece)>>> =
+    let mut decoding: std::collections::VecDeque<tokio::task::JoinHandle<Decoded>> =
         std::collections::VecDeque::new();
     let mut read_all = false;
     while !(read_all && decoding.is_empty()) {
@@ -462,10 +468,10 @@ async fn read_topic(
             }
         };
         tokio::select! {
-            pieces = decoded => {
+            decoded = decoded => {
                 decoding.pop_front();
-                let pieces = pieces.context("A decoding task failed")?;
-                if tx.send(Read::Records { topic: topic.clone(), pieces }).await.is_err() {
+                let decoded = decoded.context("A decoding task failed")?;
+                if tx.send(Read::Records { topic: topic.clone(), decoded }).await.is_err() {
                     return Ok(());
                 }
             }
@@ -475,15 +481,8 @@ async fn read_topic(
                     read_all = true;
                     continue;
                 }
-                let (topic, decoder, filter) = (window.topic, decoder.clone(), filter.clone());
-                decoding.push_back(tokio::spawn(async move {
-                    let mut pieces = Vec::with_capacity(records.len());
-                    for record in &records {
-                        let piece = piece_of(&topic, &decoder, &filter, record).await;
-                        pieces.push((record.position.partition, record.position.offset, piece));
-                    }
-                    pieces
-                }));
+                let (decoder, filter) = (decoder.clone(), filter.clone());
+                decoding.push_back(tokio::spawn(async move { decoder.decode(&filter, &records).await }));
             }
         }
     }
@@ -492,69 +491,189 @@ async fn read_topic(
     Ok(())
 }
 
-async fn piece_of(topic: &EventTopic, decoder: &RecordReader, filter: &Filter, record: &LogRecord) -> Piece {
-    if let Some(aggregate) = &filter.aggregate
-        && record.key.as_deref() != Some(aggregate.as_bytes())
-    {
-        return Piece::Filtered;
+/// One topic's records as the export reads them: the general reader, and for each writer
+/// schema that is its type's current one, a compiled transcoder that writes JSON lines
+/// straight from the datum (the general reader stays the reference, and reads what the
+/// transcoder refuses).
+struct TopicDecoder {
+    topic: EventTopic,
+    reader: RecordReader,
+    /// Per writer schema id: its transcoder, or `None` where the general reader must read.
+    transcoders: std::sync::RwLock<HashMap<u32, Option<Arc<Transcoding>>>>,
+}
+
+struct Transcoding {
+    event_type: String,
+    transcoder: JsonTranscoder,
+}
+
+/// Reused buffers for a record's envelope and payload objects.
+#[derive(Default)]
+struct Scratch {
+    envelope: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl TopicDecoder {
+    fn new(topic: EventTopic, reader: RecordReader) -> Self {
+        Self { topic, reader, transcoders: Default::default() }
     }
-    let header_type = record.header("event_type").map(|t| String::from_utf8_lossy(t).into_owned());
-    if !filter.event_types.is_empty()
-        && header_type.as_ref().is_some_and(|t| !filter.event_types.contains(t))
-    {
-        return Piece::Filtered;
+
+    /// Filters, decodes and formats a batch of records.
+    async fn decode(&self, filter: &Filter, records: &[LogRecord]) -> Decoded {
+        let mut decoded = Decoded { pieces: Vec::with_capacity(records.len()), text: Vec::with_capacity(records.len() * 400) };
+        let mut scratch = Scratch::default();
+        for record in records {
+            let piece = self.piece_of(filter, record, &mut decoded.text, &mut scratch).await;
+            decoded.pieces.push((record.position.partition, record.position.offset, piece));
+        }
+        decoded
     }
-    let Some(payload) = record.payload.as_deref() else {
-        return undecodable(topic, filter, record, "a tombstone (no value)".into());
-    };
-    let read = platform::codec::waiting_for_registry(|| async {
+
+    async fn piece_of(&self, filter: &Filter, record: &LogRecord, text: &mut Vec<u8>, scratch: &mut Scratch) -> Piece {
+        let topic = &self.topic;
+        if let Some(aggregate) = &filter.aggregate
+            && record.key.as_deref() != Some(aggregate.as_bytes())
+        {
+            return Piece::Filtered;
+        }
+        if !filter.event_types.is_empty()
+            && let Some(header_type) = record.header("event_type")
+            && !filter.event_types.iter().any(|t| t.as_bytes() == header_type)
+        {
+            return Piece::Filtered;
+        }
+        let Some(payload) = record.payload.as_deref() else {
+            return undecodable(topic, filter, record, "a tombstone (no value)".into(), text);
+        };
+        if filter.format == Format::Jsonl
+            && filter.keys.is_none()
+            && let Some(piece) = self.transcoded(filter, record, payload, text, scratch).await
+        {
+            return piece;
+        }
+        let read = platform::codec::waiting_for_registry(|| async {
+            match filter.format {
+                Format::Jsonl => self.reader.read(payload).await.map(|r| (r.writer, r.fields)),
+                Format::Avro => self.reader.writers().decode(payload).await.map(|r| (r.schema, r.fields)),
+            }
+        })
+        .await;
+        let (writer, mut fields) = match read {
+            Ok(read) => read,
+            Err(error) => return undecodable(topic, filter, record, error.to_string(), text),
+        };
+        let event_type = writer.full_name.rsplit('.').next().unwrap_or_default().to_string();
+        if !filter.event_types.is_empty() && !filter.event_types.contains(&event_type) {
+            return Piece::Filtered;
+        }
+        if !filter.include_personal_data {
+            topic.redact(&writer.full_name, &mut fields);
+        }
         match filter.format {
-            Format::Jsonl => decoder.read(payload).await.map(|r| (r.writer, r.fields)),
-            Format::Avro => decoder.writers().decode(payload).await.map(|r| (r.schema, r.fields)),
-        }
-    })
-    .await;
-    let (writer, mut fields) = match read {
-        Ok(read) => read,
-        Err(error) => return undecodable(topic, filter, record, error.to_string()),
-    };
-    let event_type = writer.full_name.rsplit('.').next().unwrap_or_default().to_string();
-    if !filter.event_types.is_empty() && !filter.event_types.contains(&event_type) {
-        return Piece::Filtered;
-    }
-    if !filter.include_personal_data {
-        topic.redact(&writer.full_name, &mut fields);
-    }
-    match filter.format {
-        Format::Avro => Piece::Avro { writer, record: Value::Record(fields) },
-        Format::Jsonl => {
-            let envelope_mask = envelope_mask(writer.id, &fields);
-            let envelope = AvroFields(fields.iter().zip(envelope_mask.iter()).filter(|(_, e)| **e).map(|(f, _)| f));
-            let payload = AvroFields(fields.iter().zip(envelope_mask.iter()).filter(|(_, e)| !**e).map(|(f, _)| f));
-            let payload = match &filter.keys {
-                // Sealed personal data opened: the payload is changed as a JSON object.
-                Some(keys) => {
-                    let mut opened = serde_json::to_value(&payload).expect("Avro values serialize");
-                    if let Some(fields) = opened.as_object_mut() {
-                        open_personal(keys, fields).await;
+            Format::Avro => Piece::Avro { writer, record: Value::Record(fields) },
+            Format::Jsonl => {
+                let envelope_mask = envelope_mask(writer.id, &fields);
+                let envelope = AvroFields(fields.iter().zip(envelope_mask.iter()).filter(|(_, e)| **e).map(|(f, _)| f));
+                let payload = AvroFields(fields.iter().zip(envelope_mask.iter()).filter(|(_, e)| !**e).map(|(f, _)| f));
+                let payload = match &filter.keys {
+                    // Sealed personal data opened: the payload is changed as a JSON object.
+                    Some(keys) => {
+                        let mut opened = serde_json::to_value(&payload).expect("Avro values serialize");
+                        if let Some(fields) = opened.as_object_mut() {
+                            open_personal(keys, fields).await;
+                        }
+                        PayloadJson::Opened(opened)
                     }
-                    PayloadJson::Opened(opened)
-                }
-                None => PayloadJson::Fields(payload),
-            };
-            let line = JsonLine {
-                topic: &record.topic,
-                partition: record.position.partition,
-                offset: record.position.offset,
-                timestamp: record.timestamp.map(rfc3339_millis),
-                key: key_of(topic, filter, record),
-                event_type: &event_type,
-                schema_id: writer.id,
-                envelope: &envelope,
-                payload,
-            };
-            Piece::Line(to_line(&line))
+                    None => PayloadJson::Fields(payload),
+                };
+                let line = JsonLine {
+                    topic: &record.topic,
+                    partition: record.position.partition,
+                    offset: record.position.offset,
+                    timestamp: record.timestamp.map(rfc3339_millis),
+                    key: key_of(topic, filter, record),
+                    event_type: &event_type,
+                    schema_id: writer.id,
+                    envelope: &envelope,
+                    payload,
+                };
+                write_line(&line, text);
+                Piece::Line
+            }
         }
+    }
+
+    /// The record's JSON line written by its writer schema's transcoder, or `None` where the
+    /// general reader must read it (an unknown or old writer schema, a datum the transcoder
+    /// refuses). Writes exactly what the general reader would.
+    async fn transcoded(&self, filter: &Filter, record: &LogRecord, payload: &[u8], text: &mut Vec<u8>, scratch: &mut Scratch) -> Option<Piece> {
+        let (id, datum) = wire_header(payload).ok()?;
+        let transcoding = self.transcoding(id, filter).await?;
+        if !filter.event_types.is_empty() && !filter.event_types.contains(&transcoding.event_type) {
+            return Some(Piece::Filtered);
+        }
+        scratch.envelope.clear();
+        scratch.payload.clear();
+        transcoding.transcoder.transcode(datum, &mut scratch.envelope, &mut scratch.payload).ok()?;
+        // As `JsonLine` serializes.
+        text.extend_from_slice(b"{\"topic\":");
+        write_json_str(&record.topic, text);
+        text.extend_from_slice(b",\"partition\":");
+        text.extend_from_slice(itoa::Buffer::new().format(record.position.partition).as_bytes());
+        text.extend_from_slice(b",\"offset\":");
+        text.extend_from_slice(itoa::Buffer::new().format(record.position.offset).as_bytes());
+        text.extend_from_slice(b",\"timestamp\":");
+        match record.timestamp {
+            Some(ms) => {
+                text.push(b'"');
+                write_rfc3339_millis(ms, text);
+                text.push(b'"');
+            }
+            None => text.extend_from_slice(b"null"),
+        }
+        text.extend_from_slice(b",\"key\":");
+        match record.key.as_deref() {
+            Some(_) if self.topic.key_is_personal && !filter.include_personal_data => write_json_str(REDACTED, text),
+            Some(key) => write_json_str(&String::from_utf8_lossy(key), text),
+            None => text.extend_from_slice(b"null"),
+        }
+        text.extend_from_slice(b",\"event_type\":");
+        write_json_str(&transcoding.event_type, text);
+        text.extend_from_slice(b",\"schema_id\":");
+        text.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+        text.extend_from_slice(b",\"envelope\":");
+        text.extend_from_slice(&scratch.envelope);
+        text.extend_from_slice(b",\"payload\":");
+        text.extend_from_slice(&scratch.payload);
+        text.extend_from_slice(b"}\n");
+        Some(Piece::Line)
+    }
+
+    /// The transcoder of writer schema `id`, compiled on first use; `None` where the schema is
+    /// not its type's current one (upcasters or resolution apply), or uses what the transcoder
+    /// does not cover. A registry that cannot be reached is left to the general reader, which
+    /// waits for it.
+    async fn transcoding(&self, id: u32, filter: &Filter) -> Option<Arc<Transcoding>> {
+        if let Some(known) = self.transcoders.read().expect("transcoders lock").get(&id) {
+            return known.clone();
+        }
+        let writer = self.reader.writers().get(id).await.ok()?;
+        let redacted: Vec<&str> = if filter.include_personal_data {
+            Vec::new()
+        } else {
+            self.topic.personal_fields.iter().filter(|p| p.record == writer.full_name).map(|p| p.field).collect()
+        };
+        let compiled = self
+            .reader
+            .is_current(&writer)
+            .then(|| JsonTranscoder::compile(writer.schema, &ENVELOPE_FIELDS, &redacted))
+            .flatten()
+            .map(|transcoder| {
+                Arc::new(Transcoding { event_type: writer.full_name.rsplit('.').next().unwrap_or_default().to_string(), transcoder })
+            });
+        self.transcoders.write().expect("transcoders lock").insert(id, compiled.clone());
+        compiled
     }
 }
 
@@ -609,10 +728,10 @@ fn key_of(topic: &EventTopic, filter: &Filter, record: &LogRecord) -> Option<Str
     Some(String::from_utf8_lossy(key).into_owned())
 }
 
-fn undecodable(topic: &EventTopic, filter: &Filter, record: &LogRecord, reason: String) -> Piece {
-    let line = (filter.format == Format::Jsonl).then(|| {
+fn undecodable(topic: &EventTopic, filter: &Filter, record: &LogRecord, reason: String, text: &mut Vec<u8>) -> Piece {
+    if filter.format == Format::Jsonl {
         use base64::Engine as _;
-        to_line(&ErrorLine {
+        let line = ErrorLine {
             topic: &record.topic,
             partition: record.position.partition,
             offset: record.position.offset,
@@ -623,15 +742,15 @@ fn undecodable(topic: &EventTopic, filter: &Filter, record: &LogRecord, reason: 
             value_base64: filter
                 .include_personal_data
                 .then(|| base64::engine::general_purpose::STANDARD.encode(record.payload.as_deref().unwrap_or_default())),
-        })
-    });
-    Piece::Undecodable { reason, line }
+        };
+        write_line(&line, text);
+    }
+    Piece::Undecodable { reason }
 }
 
-fn to_line(value: &impl Serialize) -> Vec<u8> {
-    let mut line = serde_json::to_vec(value).expect("export lines serialize");
-    line.push(b'\n');
-    line
+fn write_line(value: &impl Serialize, text: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *text, value).expect("export lines serialize");
+    text.push(b'\n');
 }
 
 /// One event in JSON lines.

@@ -79,6 +79,15 @@ struct Args {
     /// temporary directory.
     #[arg(long)]
     keep: bool,
+    /// Only the backlog stages: the projector, the rebuild and the analysts' tools (with the raw
+    /// consume beside them), on the embedded store; no Cassandra, HTTP or load runs.
+    #[arg(long)]
+    backlog_only: bool,
+    /// After the run, keep the broker, registry and backlog up until Ctrl-C, and write the
+    /// environment that points `ticketing` tools at them to `<out>/tools.env` (for profiling a
+    /// tool by hand).
+    #[arg(long)]
+    hold: bool,
 }
 
 fn say(line: impl AsRef<str>) {
@@ -102,6 +111,13 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&work_dir)?;
 
     let broker = LocalKafka::start(&work_dir.join("kafka"), 0).await.context("Failed to start the Kafka broker")?;
+    if args.backlog_only {
+        anyhow::ensure!(args.replay_events > 0, "--backlog-only needs --replay-events above 0");
+        anyhow::ensure!(args.store == StoreKind::Embedded, "--backlog-only runs on the embedded store");
+        let result = backlog_only(&args, &binary, &broker, &work_dir).await;
+        broker.stop().await?;
+        return result;
+    }
     let namespace = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let mut log = LogConfig::new(broker.bootstrap_servers(), namespace.clone());
     log.partitions = args.partitions;
@@ -340,6 +356,34 @@ async fn analyst_tools(system: &System, log: &LogConfig, work_dir: &std::path::P
     .await?;
     let audit = timed("audit tickets", vec!["audit".into(), "tickets".into()]).await?;
     Ok(AnalystTools { raw_consume, export_jsonl, export_avro, audit })
+}
+
+/// `--backlog-only`: the projector, the rebuild and the analysts' tools over a backlog, with
+/// only the raw consume as a baseline; prints the figures (no report files).
+async fn backlog_only(args: &Args, binary: &std::path::Path, broker: &LocalKafka, work_dir: &std::path::Path) -> anyhow::Result<()> {
+    let namespace = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let mut log = LogConfig::new(broker.bootstrap_servers(), namespace.clone());
+    log.partitions = args.partitions;
+    log.fetch_wait_ms = args.fetch_wait_ms;
+    say(format!("broker on {}, namespace {namespace}, work dir {}", broker.bootstrap_servers(), work_dir.display()));
+    let store_env = vec![("TICKETING_STORE".to_string(), "embedded".to_string())];
+    let mut system = System::start(binary, args.topology, &log, &store_env, work_dir).await?;
+    let (projection, replay) = projection_and_replay(&mut system, &log, args.replay_events).await?;
+    let tools = analyst_tools(&system, &log, work_dir).await?;
+    say(format!("projector {:.0} events/s, rebuild {:.0} events/s", projection.per_second, replay.per_second));
+    let raw = tools.raw_consume.per_second;
+    for (what, measured) in [("export (JSON lines)", &tools.export_jsonl), ("export (Avro)", &tools.export_avro), ("audit", &tools.audit)] {
+        say(format!("{what}: {:.0} events/s, {:.1}% of raw consume ({raw:.0}/s)", measured.per_second, 100.0 * measured.per_second / raw));
+    }
+    if args.hold {
+        let file = args.out.join("tools.env");
+        let exports: String = system.tool_env().iter().map(|(k, v)| format!("export {k}='{v}'\n")).collect();
+        std::fs::write(&file, exports)?;
+        say(format!("holding the broker and registry until Ctrl-C; `. {}` points ticketing at them", file.display()));
+        tokio::signal::ctrl_c().await?;
+    }
+    system.stop().await?;
+    Ok(())
 }
 
 /// Events a projection has handled (applied, ignored or poison), from `/metrics` text.

@@ -1,0 +1,511 @@
+//! Avro datums written straight out as JSON, exactly as [`crate::catalog::AvroJson`] shows their
+//! decoded values, without building a `Value` per field: a writer schema is compiled once into
+//! a plan of what to read and what to write. Allocating, filling and freeing every field's
+//! `Value` was most of what an export of millions of records spent its time on.
+//!
+//! The plan covers the types our events use (and the other primitive and complex types except
+//! maps, decimals and nanosecond timestamps). A schema it does not cover compiles to `None`,
+//! and a datum it cannot read is an error: either way the caller reads the record the general
+//! way, which stays the reference (it reports what is wrong, or reads what apache-avro is
+//! lenient about).
+
+use apache_avro::Schema;
+use apache_avro::schema::UuidSchema;
+
+use crate::catalog::{REDACTED, rfc3339_millis};
+
+/// Why a datum could not be transcoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranscodeError {
+    /// The datum ends before its schema says it does.
+    #[error("the datum ends early")]
+    Truncated,
+    /// The datum holds something its schema does not allow.
+    #[error("the datum is not valid for its schema: {0}")]
+    Invalid(&'static str),
+}
+
+/// A record schema compiled to JSON writing: its top-level fields split between two objects
+/// (the envelope's and the payload's), some of them redacted.
+#[derive(Debug)]
+pub struct JsonTranscoder {
+    fields: Vec<Field>,
+}
+
+#[derive(Debug)]
+struct Field {
+    /// `"name":`, escaped.
+    key: Box<[u8]>,
+    node: Node,
+    envelope: bool,
+    redacted: bool,
+}
+
+#[derive(Debug)]
+enum Node {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    String,
+    Uuid,
+    Bytes,
+    /// As RFC 3339 text with milliseconds.
+    TimestampMillis,
+    /// The symbols, as JSON strings.
+    Enum(Vec<Box<[u8]>>),
+    Fixed(usize),
+    Union(Vec<Node>),
+    Array(Box<Node>),
+    /// Fields as `"name":` and their node.
+    Record(Vec<(Box<[u8]>, Node)>),
+}
+
+impl JsonTranscoder {
+    /// Compiles a record schema; the fields named in `envelope` go to the envelope's object,
+    /// those in `redacted` are written as [`crate::catalog::EventTopic::redact`] leaves them.
+    /// `None` when the schema uses a type the plan does not cover.
+    pub fn compile(schema: &Schema, envelope: &[&str], redacted: &[&str]) -> Option<Self> {
+        let Schema::Record(record) = schema else { return None };
+        let fields = record
+            .fields
+            .iter()
+            .map(|f| {
+                Some(Field {
+                    key: object_key(&f.name),
+                    node: Node::of(&f.schema)?,
+                    envelope: envelope.contains(&f.name.as_str()),
+                    redacted: redacted.contains(&f.name.as_str()),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { fields })
+    }
+
+    /// Reads one datum and appends its envelope's fields to `envelope` and the others to
+    /// `payload`, each as one JSON object. On an error the buffers hold partial output.
+    pub fn transcode(&self, datum: &[u8], envelope: &mut Vec<u8>, payload: &mut Vec<u8>) -> Result<(), TranscodeError> {
+        let mut input = datum;
+        envelope.push(b'{');
+        payload.push(b'{');
+        for field in &self.fields {
+            let out = if field.envelope { &mut *envelope } else { &mut *payload };
+            if out.last() != Some(&b'{') {
+                out.push(b',');
+            }
+            out.extend_from_slice(&field.key);
+            field.node.write(&mut input, out, field.redacted)?;
+        }
+        envelope.push(b'}');
+        payload.push(b'}');
+        Ok(())
+    }
+}
+
+impl Node {
+    fn of(schema: &Schema) -> Option<Self> {
+        Some(match schema {
+            Schema::Null => Node::Null,
+            Schema::Boolean => Node::Boolean,
+            Schema::Int | Schema::Date | Schema::TimeMillis => Node::Int,
+            Schema::Long | Schema::TimeMicros | Schema::TimestampMicros | Schema::LocalTimestampMicros => Node::Long,
+            Schema::TimestampMillis | Schema::LocalTimestampMillis => Node::TimestampMillis,
+            Schema::Float => Node::Float,
+            Schema::Double => Node::Double,
+            Schema::String => Node::String,
+            Schema::Uuid(UuidSchema::String) => Node::Uuid,
+            Schema::Bytes => Node::Bytes,
+            Schema::Fixed(fixed) => Node::Fixed(fixed.size),
+            Schema::Enum(e) => Node::Enum(e.symbols.iter().map(|s| json_string(s).into_boxed_slice()).collect()),
+            Schema::Union(union) => Node::Union(union.variants().iter().map(Node::of).collect::<Option<_>>()?),
+            Schema::Array(array) => Node::Array(Box::new(Node::of(&array.items)?)),
+            Schema::Record(record) => Node::Record(
+                record.fields.iter().map(|f| Some((object_key(&f.name), Node::of(&f.schema)?))).collect::<Option<_>>()?,
+            ),
+            // Maps decode to a hash map (the general way's key order is not the datum's), and
+            // the rest are rare enough to be read the general way.
+            _ => return None,
+        })
+    }
+
+    /// Reads this node's value from `input` and writes it; `redacted` writes strings and bytes
+    /// as redaction leaves them (through unions), other types as they are.
+    fn write(&self, input: &mut &[u8], out: &mut Vec<u8>, redacted: bool) -> Result<(), TranscodeError> {
+        match self {
+            Node::Null => out.extend_from_slice(b"null"),
+            Node::Boolean => match take(input, 1)?[0] {
+                0 => out.extend_from_slice(b"false"),
+                1 => out.extend_from_slice(b"true"),
+                _ => return Err(TranscodeError::Invalid("a boolean is neither 0 nor 1")),
+            },
+            Node::Int => {
+                let n = i32::try_from(long(input)?).map_err(|_| TranscodeError::Invalid("an int out of range"))?;
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            }
+            Node::Long => out.extend_from_slice(itoa::Buffer::new().format(long(input)?).as_bytes()),
+            Node::TimestampMillis => {
+                out.push(b'"');
+                write_rfc3339_millis(long(input)?, out);
+                out.push(b'"');
+            }
+            Node::Float => {
+                let x = f32::from_le_bytes(take(input, 4)?.try_into().expect("4 bytes"));
+                write_float(f64::from(x), out);
+            }
+            Node::Double => write_float(f64::from_le_bytes(take(input, 8)?.try_into().expect("8 bytes")), out),
+            Node::String => {
+                let text = std::str::from_utf8(bytes(input)?).map_err(|_| TranscodeError::Invalid("a string is not UTF-8"))?;
+                write_json_str(if redacted { REDACTED } else { text }, out);
+            }
+            Node::Uuid => {
+                let text = std::str::from_utf8(bytes(input)?).map_err(|_| TranscodeError::Invalid("a uuid is not UTF-8"))?;
+                let uuid = uuid::Uuid::parse_str(text).map_err(|_| TranscodeError::Invalid("not a uuid"))?;
+                out.push(b'"');
+                out.extend_from_slice(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes());
+                out.push(b'"');
+            }
+            Node::Bytes => {
+                let raw = bytes(input)?;
+                write_base64(if redacted { &[] } else { raw }, out);
+            }
+            Node::Fixed(size) => write_base64(take(input, *size)?, out),
+            Node::Enum(symbols) => {
+                let index = usize::try_from(long(input)?).map_err(|_| TranscodeError::Invalid("a negative enum index"))?;
+                out.extend_from_slice(symbols.get(index).ok_or(TranscodeError::Invalid("an enum index out of range"))?);
+            }
+            Node::Union(variants) => {
+                let index = usize::try_from(long(input)?).map_err(|_| TranscodeError::Invalid("a negative union index"))?;
+                let variant = variants.get(index).ok_or(TranscodeError::Invalid("a union index out of range"))?;
+                variant.write(input, out, redacted)?;
+            }
+            Node::Array(items) => {
+                out.push(b'[');
+                let mut first = true;
+                loop {
+                    let count = long(input)?;
+                    if count == 0 {
+                        break;
+                    }
+                    if count < 0 {
+                        // A negative count is followed by the block's size in bytes.
+                        long(input)?;
+                    }
+                    for _ in 0..count.unsigned_abs() {
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        items.write(input, out, false)?;
+                    }
+                }
+                out.push(b']');
+            }
+            Node::Record(fields) => {
+                out.push(b'{');
+                for (i, (key, node)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(key);
+                    node.write(input, out, false)?;
+                }
+                out.push(b'}');
+            }
+        }
+        Ok(())
+    }
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], TranscodeError> {
+    if input.len() < n {
+        return Err(TranscodeError::Truncated);
+    }
+    let (head, rest) = input.split_at(n);
+    *input = rest;
+    Ok(head)
+}
+
+/// A zig-zag variable-length long.
+fn long(input: &mut &[u8]) -> Result<i64, TranscodeError> {
+    let mut n: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let (&byte, rest) = input.split_first().ok_or(TranscodeError::Truncated)?;
+        *input = rest;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(TranscodeError::Invalid("a variable-length integer longer than 10 bytes"));
+        }
+    }
+    Ok((n >> 1) as i64 ^ -((n & 1) as i64))
+}
+
+/// Length-prefixed bytes (strings, bytes).
+fn bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], TranscodeError> {
+    let len = usize::try_from(long(input)?).map_err(|_| TranscodeError::Invalid("a negative length"))?;
+    take(input, len)
+}
+
+fn object_key(name: &str) -> Box<[u8]> {
+    let mut key = json_string(name);
+    key.push(b':');
+    key.into_boxed_slice()
+}
+
+fn json_string(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    write_json_str(text, &mut out);
+    out
+}
+
+/// `text` as a JSON string, escaped as serde_json escapes it.
+pub fn write_json_str(text: &str, out: &mut Vec<u8>) {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        serde_json::to_writer(out, text).expect("writing to a Vec cannot fail");
+    } else {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
+fn write_float(x: f64, out: &mut Vec<u8>) {
+    if x.is_finite() {
+        serde_json::to_writer(out, &x).expect("writing to a Vec cannot fail");
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn write_base64(raw: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine as _;
+    out.push(b'"');
+    let start = out.len();
+    out.resize(start + raw.len().div_ceil(3) * 4, 0);
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(raw, &mut out[start..]).expect("sized for base64");
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+/// Milliseconds since the epoch as [`rfc3339_millis`] writes them (`2026-12-01T10:00:00.000Z`),
+/// without formatting machinery for the years 1970 to 9999.
+pub fn write_rfc3339_millis(ms: i64, out: &mut Vec<u8>) {
+    const END_OF_9999: i64 = 253_402_300_800_000;
+    if !(0..END_OF_9999).contains(&ms) {
+        out.extend_from_slice(rfc3339_millis(ms).as_bytes());
+        return;
+    }
+    let (days, of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second, milli) =
+        (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, digits: usize, mut value: i64| {
+        for i in (0..digits).rev() {
+            text[at + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, hour);
+    put(14, 2, minute);
+    put(17, 2, second);
+    put(20, 3, milli);
+    out.extend_from_slice(&text);
+}
+
+/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{AvroFields, event_topics};
+    use crate::events::ENVELOPE_FIELDS;
+    use apache_avro::types::Value;
+    use proptest::prelude::*;
+
+    /// What the general way writes: decode to values, redact, split, serialize.
+    fn general(schema: &Schema, datum: &[u8], redacted: &[&str]) -> Option<(String, String)> {
+        // As `WriterSchemas::decode` reads.
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().unwrap();
+        let value = reader.read_value(&mut &datum[..]).ok()?;
+        let Value::Record(mut fields) = value else { return None };
+        for (name, value) in fields.iter_mut() {
+            if redacted.contains(&name.as_str()) {
+                redact(value);
+            }
+        }
+        let envelope = AvroFields(fields.iter().filter(|(n, _)| ENVELOPE_FIELDS.contains(&n.as_str())));
+        let payload = AvroFields(fields.iter().filter(|(n, _)| !ENVELOPE_FIELDS.contains(&n.as_str())));
+        Some((serde_json::to_string(&envelope).unwrap(), serde_json::to_string(&payload).unwrap()))
+    }
+
+    fn encode(schema: &Schema, value: Value) -> Vec<u8> {
+        apache_avro::writer::datum::GenericDatumWriter::builder(schema).build().unwrap().write_value_to_vec(value).unwrap()
+    }
+
+    fn redact(value: &mut Value) {
+        match value {
+            Value::String(text) => *text = REDACTED.to_string(),
+            Value::Bytes(bytes) => bytes.clear(),
+            Value::Union(_, inner) => redact(inner),
+            _ => {}
+        }
+    }
+
+    fn fast(schema: &Schema, datum: &[u8], redacted: &[&str]) -> Result<(String, String), TranscodeError> {
+        let transcoder = JsonTranscoder::compile(schema, &ENVELOPE_FIELDS, redacted).expect("the schema compiles");
+        let (mut envelope, mut payload) = (Vec::new(), Vec::new());
+        transcoder.transcode(datum, &mut envelope, &mut payload)?;
+        Ok((String::from_utf8(envelope).unwrap(), String::from_utf8(payload).unwrap()))
+    }
+
+    /// Values of `schema`, with the awkward cases (escapes, non-ASCII, extreme numbers and
+    /// times) well represented.
+    fn values_of(schema: &Schema) -> BoxedStrategy<Value> {
+        let text = prop_oneof![
+            "[a-z0-9 -]{0,12}",
+            any::<String>(),
+            Just("quote \" backslash \\ newline \n tab \t nul \u{0} del \u{7f} é ☃ 🎫".to_string()),
+        ];
+        match schema {
+            Schema::Null => Just(Value::Null).boxed(),
+            Schema::Boolean => any::<bool>().prop_map(Value::Boolean).boxed(),
+            Schema::Int => any::<i32>().prop_map(Value::Int).boxed(),
+            Schema::Long => prop_oneof![any::<i64>(), -1000i64..1000].prop_map(Value::Long).boxed(),
+            Schema::TimestampMillis => prop_oneof![
+                any::<i64>(),
+                0i64..4_102_444_800_000,
+                -62_167_219_200_000i64..0,
+                253_402_300_700_000i64..253_402_300_900_000,
+            ]
+            .prop_map(Value::TimestampMillis)
+            .boxed(),
+            Schema::Float => any::<f32>().prop_map(Value::Float).boxed(),
+            Schema::Double => any::<f64>().prop_map(Value::Double).boxed(),
+            Schema::String => text.prop_map(Value::String).boxed(),
+            Schema::Uuid(UuidSchema::String) => any::<u128>().prop_map(|n| Value::Uuid(uuid::Uuid::from_u128(n))).boxed(),
+            Schema::Bytes => proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::Bytes).boxed(),
+            Schema::Union(union) => {
+                let branches: Vec<BoxedStrategy<Value>> = union
+                    .variants()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| values_of(v).prop_map(move |value| Value::Union(i as u32, Box::new(value))).boxed())
+                    .collect();
+                proptest::strategy::Union::new(branches).boxed()
+            }
+            Schema::Array(array) => proptest::collection::vec(values_of(&array.items), 0..4).prop_map(Value::Array).boxed(),
+            Schema::Record(record) => {
+                let fields: Vec<BoxedStrategy<(String, Value)>> = record
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let name = f.name.clone();
+                        values_of(&f.schema).prop_map(move |v| (name.clone(), v)).boxed()
+                    })
+                    .collect();
+                fields.prop_map(Value::Record).boxed()
+            }
+            other => panic!("no generator for {other:?}"),
+        }
+    }
+
+    fn every_event_schema() -> Vec<(Schema, Vec<&'static str>)> {
+        event_topics()
+            .iter()
+            .flat_map(|topic| {
+                topic.schemas.iter().map(move |s| {
+                    let redacted = topic.personal_fields.iter().filter(|p| p.record == s.full_name).map(|p| p.field).collect();
+                    (Schema::parse_str(s.avsc).unwrap(), redacted)
+                })
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_event_is_written_as_the_general_way_writes_it(
+            (index, value) in (0..every_event_schema().len()).prop_flat_map(|i| (Just(i), values_of(&every_event_schema()[i].0))),
+            redact_personal in any::<bool>(),
+        ) {
+            let (schema, personal) = &every_event_schema()[index];
+            let redacted: Vec<&str> = if redact_personal { personal.clone() } else { Vec::new() };
+            let datum = encode(schema, value);
+            prop_assert_eq!(fast(schema, &datum, &redacted).unwrap(), general(schema, &datum, &redacted).unwrap());
+        }
+
+        #[test]
+        fn a_damaged_datum_is_refused_or_read_as_the_general_way_reads_it(
+            (index, value) in (0..every_event_schema().len()).prop_flat_map(|i| (Just(i), values_of(&every_event_schema()[i].0))),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let (schema, _) = &every_event_schema()[index];
+            let mut datum = encode(schema, value);
+            let at = flip.0.index(datum.len());
+            datum[at] ^= flip.1;
+            datum.truncate(cut.index(datum.len() + 1));
+            if let Ok(written) = fast(schema, &datum, &[]) {
+                prop_assert_eq!(Some(written), general(schema, &datum, &[]));
+            }
+        }
+
+        #[test]
+        fn times_are_written_as_chrono_writes_them(ms in prop_oneof![any::<i64>(), 0i64..253_402_300_800_000, -100_000i64..100_000]) {
+            let mut out = Vec::new();
+            write_rfc3339_millis(ms, &mut out);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), rfc3339_millis(ms));
+        }
+    }
+
+    #[test]
+    fn the_types_events_do_not_use_compile_or_are_refused() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"a","type":{"type":"array","items":"double"}},
+                {"name":"b","type":{"type":"enum","name":"E","symbols":["X","Y"]}},
+                {"name":"c","type":{"type":"fixed","name":"F","size":3}},
+                {"name":"d","type":"float"},
+                {"name":"e","type":{"type":"record","name":"In","fields":[{"name":"f","type":"boolean"}]}},
+                {"name":"g","type":"bytes"}]}"#,
+        )
+        .unwrap();
+        let value = Value::Record(vec![
+            ("a".into(), Value::Array(vec![Value::Double(1.5), Value::Double(f64::NAN)])),
+            ("b".into(), Value::Enum(1, "Y".into())),
+            ("c".into(), Value::Fixed(3, vec![1, 2, 3])),
+            ("d".into(), Value::Float(0.25)),
+            ("e".into(), Value::Record(vec![("f".into(), Value::Boolean(true))])),
+            ("g".into(), Value::Bytes(vec![9, 8])),
+        ]);
+        let datum = encode(&schema, value);
+        assert_eq!(fast(&schema, &datum, &["g"]).unwrap(), general(&schema, &datum, &["g"]).unwrap());
+        assert_eq!(fast(&schema, &datum, &[]).unwrap().1, r#"{"a":[1.5,null],"b":"Y","c":"AQID","d":0.25,"e":{"f":true},"g":"CQg="}"#);
+        let map = Schema::parse_str(r#"{"type":"record","name":"M","fields":[{"name":"m","type":{"type":"map","values":"long"}}]}"#).unwrap();
+        assert!(JsonTranscoder::compile(&map, &[], &[]).is_none());
+    }
+}
