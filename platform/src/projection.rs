@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, StartOffsets, TopicReader};
+use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, ReadUntil, StartOffsets, TopicBatches, TopicReader};
 use crate::store::{CellKey, ReadStore, StoreError};
 
 /// Why a record could not be applied.
@@ -575,54 +575,51 @@ pub async fn replay_into(
         Some(overlay) => overlay.clone(),
         None => read_models.store().clone(),
     };
-    let reader =
-        TopicReader::from_offsets(config, projection.topic(), from).context("Failed to open the topic for replay")?;
-    let ends = until.cloned().unwrap_or_else(|| reader.end_offsets());
+    let read_until = match until {
+        Some(until) => ReadUntil::Offsets(until.clone()),
+        None => ReadUntil::End,
+    };
+    let mut batches = TopicBatches::open(config, projection.topic(), from, None, read_until, REPLAY_BATCH)
+        .context("Failed to open the topic for replay")?;
+    let ends = until.cloned().unwrap_or_else(|| batches.end_offsets().clone());
     let mut next_offsets = from.clone();
     let total: u64 = ends
         .iter()
         .map(|(p, end)| (end - from.get(p).copied().unwrap_or(0)).max(0) as u64)
         .sum::<u64>()
         + report.records;
-    let mut remaining = reader.remaining_before(&ends);
     let mut flushed_at = report.records;
-    loop {
-        let batch = reader.next_batch_within(&mut remaining, REPLAY_BATCH).await?;
-        if batch.is_empty() {
-            break;
-        }
+    // Each partition applies in order on a task of its own, as the live projector's workers
+    // do, while the next batches are read; only a flush of the overlay waits for them all.
+    let mut workers: BTreeMap<i32, ReplayWorker> = BTreeMap::new();
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
         let count = batch.len() as u64;
-        // The partitions apply at once on the runtime's workers, each in order, as the live
-        // projector's workers do; the batch is done when all are.
         let mut by_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
         for record in batch {
             next_offsets.insert(record.position.partition, record.position.offset + 1);
             by_partition.entry(record.position.partition).or_default().push(record);
         }
-        let mut applying = tokio::task::JoinSet::new();
-        for records in by_partition.into_values() {
-            let (projection, store, namespace) = (projection.clone(), store.clone(), namespace.to_string());
-            applying.spawn(async move {
-                let mut changed = 0;
-                for record in &records {
-                    if apply_with_retry(projection.as_ref(), store.as_ref(), &namespace, record).await == Some(Applied::Changed) {
-                        changed += 1;
-                    }
-                }
-                changed
-            });
-        }
-        while let Some(changed) = applying.join_next().await {
-            report.changed += changed.context("A replay task failed")?;
+        for (partition, records) in by_partition {
+            let worker = workers
+                .entry(partition)
+                .or_insert_with(|| ReplayWorker::start(projection.clone(), store.clone(), namespace.to_string()));
+            worker.apply(records).await?;
         }
         report.records += count;
         on_progress(report.records, total);
         if let Some(overlay) = &overlay
             && report.records - flushed_at >= REPLAY_FLUSH_RECORDS
         {
+            for worker in workers.values() {
+                worker.caught_up().await?;
+            }
             flush_with_retry(overlay).await;
             flushed_at = report.records;
         }
+    }
+    for worker in std::mem::take(&mut workers).into_values() {
+        report.changed += worker.finish().await?;
     }
     if let Some(overlay) = &overlay {
         flush_with_retry(overlay).await;
@@ -640,8 +637,64 @@ pub async fn replay_into(
     Ok(next_offsets)
 }
 
-/// Records a replay reads and applies at a time.
+/// Most records a replay reads at a time.
 const REPLAY_BATCH: usize = 4096;
+
+/// One partition's part of a replay: applies its records in order on a task of its own.
+struct ReplayWorker {
+    work: tokio::sync::mpsc::Sender<ReplayWork>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+enum ReplayWork {
+    Apply(Vec<LogRecord>),
+    /// Answered once everything sent before is applied.
+    CaughtUp(tokio::sync::oneshot::Sender<()>),
+}
+
+impl ReplayWorker {
+    fn start(projection: Arc<dyn Projection>, store: Arc<dyn ReadStore>, namespace: String) -> Self {
+        // A few batches queued per partition keep it busy while the reader goes on.
+        let (work, mut queued) = tokio::sync::mpsc::channel::<ReplayWork>(4);
+        let task = tokio::spawn(async move {
+            let mut changed = 0;
+            while let Some(work) = queued.recv().await {
+                match work {
+                    ReplayWork::Apply(records) => {
+                        for record in &records {
+                            if apply_with_retry(projection.as_ref(), store.as_ref(), &namespace, record).await
+                                == Some(Applied::Changed)
+                            {
+                                changed += 1;
+                            }
+                        }
+                    }
+                    ReplayWork::CaughtUp(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+            changed
+        });
+        Self { work, task }
+    }
+
+    async fn apply(&self, records: Vec<LogRecord>) -> anyhow::Result<()> {
+        self.work.send(ReplayWork::Apply(records)).await.map_err(|_| anyhow::anyhow!("A replay task failed"))
+    }
+
+    async fn caught_up(&self) -> anyhow::Result<()> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.work.send(ReplayWork::CaughtUp(done)).await.map_err(|_| anyhow::anyhow!("A replay task failed"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("A replay task failed"))
+    }
+
+    /// Waits for everything sent to be applied; how many records changed a row.
+    async fn finish(self) -> anyhow::Result<u64> {
+        drop(self.work);
+        Ok(self.task.await?)
+    }
+}
 
 /// Records a replay applies to its overlay before it writes the rows to the store (which
 /// bounds the overlay to the cells that many records touch).

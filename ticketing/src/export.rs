@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use apache_avro::types::Value;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use platform::log::{EndOffsets, LogConfig, LogRecord, TopicReader};
+use platform::log::{EndOffsets, LogConfig, LogRecord, ReadUntil, TopicBatches};
 use platform::ownership::partition_for;
 use schemas::catalog::{AvroFields, EventTopic, REDACTED, event_topics, rfc3339_millis};
 use schemas::codec::registry_settings;
@@ -446,9 +446,12 @@ async fn read_topic(
     tx: mpsc::Sender<Read>,
 ) -> anyhow::Result<()> {
     let topic = window.full_name.clone();
-    let reader = TopicReader::open(&log, &topic, &window.start, window.only)
+    let until = match &window.end {
+        Some(end) => ReadUntil::Offsets(end.clone()),
+        None => ReadUntil::Never,
+    };
+    let mut batches = TopicBatches::open(&log, &topic, &window.start, window.only, until, BATCH_RECORDS)
         .with_context(|| format!("Failed to read {topic}"))?;
-    let mut remaining = window.end.as_ref().map(|end| reader.remaining_before(end));
     let mut decoding: std::collections::VecDeque<tokio::task::JoinHandle<Decoded>> =
         std::collections::VecDeque::new();
     let mut read_all = false;
@@ -461,12 +464,6 @@ async fn read_topic(
                 None => std::future::pending().await,
             }
         };
-        let more = async {
-            match remaining.as_mut() {
-                Some(remaining) => reader.next_batch_within(remaining, BATCH_RECORDS).await,
-                None => reader.next_batch(BATCH_RECORDS).await,
-            }
-        };
         tokio::select! {
             decoded = decoded => {
                 decoding.pop_front();
@@ -475,12 +472,12 @@ async fn read_topic(
                     return Ok(());
                 }
             }
-            records = more, if may_read => {
-                let records = records?;
-                if records.is_empty() {
+            batch = batches.next(), if may_read => {
+                let Some(records) = batch else {
                     read_all = true;
                     continue;
-                }
+                };
+                let records = records?;
                 let (decoder, filter) = (decoder.clone(), filter.clone());
                 decoding.push_back(tokio::spawn(async move { decoder.decode(&filter, &records).await }));
             }

@@ -109,6 +109,20 @@ impl LogConfig {
         client
     }
 
+    /// A consumer's librdkafka config: [`LogConfig::client_config`] with the consumers'
+    /// defaults under the extra properties.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        let set_by_operator = |key: &str| self.extra.iter().any(|(k, _)| k == key);
+        // librdkafka stops fetching a partition for this long once its local queue holds
+        // `queued.min.messages`; with its default (1 s) every reader through a backlog sat
+        // idle most of the time (an export of 1M events: 200k records/s, and 900k/s at 20 ms).
+        if !set_by_operator("fetch.queue.backoff.ms") {
+            config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+        }
+        config
+    }
+
     /// A librdkafka config with the brokers and the extra properties set.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -121,6 +135,9 @@ impl LogConfig {
         config
     }
 }
+
+/// The consumers' `fetch.queue.backoff.ms` unless `KAFKA_PROPERTY_FETCH_QUEUE_BACKOFF_MS` says.
+const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())

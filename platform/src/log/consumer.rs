@@ -37,7 +37,7 @@ fn to_record(message: &BorrowedMessage<'_>) -> LogRecord {
     }
 }
 
-fn partitions_of<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, topic: &str) -> Result<Vec<i32>, LogError> {
+fn partitions_of<C: ConsumerContext + 'static>(consumer: &impl Consumer<C>, topic: &str) -> Result<Vec<i32>, LogError> {
     let metadata = blocking(|| consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)).map_err(classify)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -70,11 +70,100 @@ const MAX_PARTITIONS: i32 = 4096;
 /// Reads every partition of one topic without a consumer group: replays and command-side tails.
 pub struct TopicReader {
     consumer: Option<StreamConsumer>,
+    assigned: Assigned,
+}
+
+/// What a reader without a group was assigned.
+struct Assigned {
     partitions: Vec<i32>,
     /// Low and high watermark of every partition when the reader was opened.
     watermarks: BTreeMap<i32, (i64, i64)>,
     /// Where each partition's reading starts.
     starts: BTreeMap<i32, i64>,
+}
+
+/// A group-less reader's client settings (its group id only names it).
+fn reader_config(config: &LogConfig) -> rdkafka::ClientConfig {
+    let mut client = config.consumer_config();
+    client
+        .set("group.id", format!("{}.reader.{}", config.namespace, uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
+        .set("isolation.level", "read_committed");
+    client
+}
+
+/// Assigns the partitions of `topic` (only `only` when given) from the offsets in `start`
+/// (the beginning for partitions not listed).
+fn assign<C: ConsumerContext + 'static>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    start: &BTreeMap<i32, i64>,
+    only: Option<i32>,
+) -> Result<Assigned, LogError> {
+    let mut partitions = partitions_of(consumer, topic)?;
+    if let Some(only) = only {
+        partitions.retain(|p| *p == only);
+    }
+    // Asked before anything is assigned: once the consumer fetches, a query on its
+    // connection waits behind the broker's held fetch (up to `fetch.wait.max.ms`).
+    let mut watermarks = BTreeMap::new();
+    for p in &partitions {
+        let marks = blocking(|| consumer.fetch_watermarks(topic, *p, METADATA_TIMEOUT)).map_err(classify)?;
+        watermarks.insert(*p, marks);
+    }
+    let mut assignment = TopicPartitionList::new();
+    let mut starts = BTreeMap::new();
+    for p in &partitions {
+        // Outside the retained range the broker would apply `auto.offset.reset` and skip
+        // to the end: start at the nearest retained offset instead.
+        let (low, high) = watermarks[p];
+        let offset = start.get(p).map_or(low, |o| (*o).clamp(low, high));
+        starts.insert(*p, offset);
+        assignment.add_partition_offset(topic, *p, Offset::Offset(offset))?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(Assigned { partitions, watermarks, starts })
+}
+
+impl Assigned {
+    fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        self.watermarks.iter().map(|(p, (_, high))| (*p, *high)).collect()
+    }
+
+    fn remaining_before(&self, ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
+        let mut remaining = BTreeMap::new();
+        for (p, end) in ends {
+            let (low, high) = self.watermarks.get(p).copied().unwrap_or((0, 0));
+            let start = self.starts.get(p).copied().unwrap_or(low);
+            // Partitions read from their end (or with nothing retained) have nothing to read:
+            // waiting for their position to reach the end would wait for ever, as a consumer
+            // that fetched nothing has no position.
+            if *end > start && high > low {
+                remaining.insert(*p, *end);
+            }
+        }
+        remaining
+    }
+}
+
+/// Removes from `pending` (partition → end offset) the partitions whose read position has
+/// reached their end.
+fn forget_reached<C: ConsumerContext + 'static>(consumer: &impl Consumer<C>, pending: &mut BTreeMap<i32, i64>) {
+    if pending.is_empty() {
+        return;
+    }
+    if let Ok(positions) = consumer.position() {
+        for element in positions.elements() {
+            if let Offset::Offset(position) = element.offset()
+                && pending.get(&element.partition()).is_some_and(|end| position >= *end)
+            {
+                pending.remove(&element.partition());
+            }
+        }
+    }
 }
 
 impl TopicReader {
@@ -114,43 +203,14 @@ impl TopicReader {
         start: &BTreeMap<i32, i64>,
         only: Option<i32>,
     ) -> Result<Self, LogError> {
-        let consumer: StreamConsumer = config
-            .client_config()
-            .set("group.id", format!("{}.reader.{}", config.namespace, uuid::Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
-            .set("isolation.level", "read_committed")
-            .create()?;
-        let mut partitions = partitions_of(&consumer, topic)?;
-        if let Some(only) = only {
-            partitions.retain(|p| *p == only);
-        }
-        // Asked before anything is assigned: once the consumer fetches, a query on its
-        // connection waits behind the broker's held fetch (up to `fetch.wait.max.ms`).
-        let mut watermarks = BTreeMap::new();
-        for p in &partitions {
-            let marks = blocking(|| consumer.fetch_watermarks(topic, *p, METADATA_TIMEOUT)).map_err(classify)?;
-            watermarks.insert(*p, marks);
-        }
-        let mut assignment = TopicPartitionList::new();
-        let mut starts = BTreeMap::new();
-        for p in &partitions {
-            // Outside the retained range the broker would apply `auto.offset.reset` and skip
-            // to the end: start at the nearest retained offset instead.
-            let (low, high) = watermarks[p];
-            let offset = start.get(p).map_or(low, |o| (*o).clamp(low, high));
-            starts.insert(*p, offset);
-            assignment.add_partition_offset(topic, *p, Offset::Offset(offset))?;
-        }
-        consumer.assign(&assignment)?;
-        Ok(Self { consumer: Some(consumer), partitions, watermarks, starts })
+        let consumer: StreamConsumer = reader_config(config).create()?;
+        let assigned = assign(&consumer, topic, start, only)?;
+        Ok(Self { consumer: Some(consumer), assigned })
     }
 
     /// The partitions being read.
     pub fn partitions(&self) -> &[i32] {
-        &self.partitions
+        &self.assigned.partitions
     }
 
     fn consumer(&self) -> &StreamConsumer {
@@ -160,7 +220,7 @@ impl TopicReader {
     /// The offset one past the last record of every partition, as of when the reader was
     /// opened.
     pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
-        self.watermarks.iter().map(|(p, (_, high))| (*p, *high)).collect()
+        self.assigned.end_offsets()
     }
 
     /// Waits for the next record of any partition.
@@ -185,18 +245,7 @@ impl TopicReader {
     /// The partitions that still hold records below their offset in `ends`, for
     /// [`TopicReader::next_within`]. Call it before reading anything.
     pub fn remaining_before(&self, ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
-        let mut remaining = BTreeMap::new();
-        for (p, end) in ends {
-            let (low, high) = self.watermarks.get(p).copied().unwrap_or((0, 0));
-            let start = self.starts.get(p).copied().unwrap_or(low);
-            // Partitions read from their end (or with nothing retained) have nothing to read:
-            // waiting for their position to reach the end would wait for ever, as a consumer
-            // that fetched nothing has no position.
-            if *end > start && high > low {
-                remaining.insert(*p, *end);
-            }
-        }
-        remaining
+        self.assigned.remaining_before(ends)
     }
 
     /// The next record below the offsets in `remaining`, or `None` once every partition has
@@ -262,18 +311,7 @@ impl TopicReader {
     /// `read_committed` reader (transaction markers, aborted records), so this is the only
     /// sound "caught up" test on a topic with transactions.
     pub fn forget_reached(&self, pending: &mut BTreeMap<i32, i64>) {
-        if pending.is_empty() {
-            return;
-        }
-        if let Ok(positions) = self.consumer().position() {
-            for element in positions.elements() {
-                if let Offset::Offset(position) = element.offset()
-                    && pending.get(&element.partition()).is_some_and(|end| position >= *end)
-                {
-                    pending.remove(&element.partition());
-                }
-            }
-        }
+        forget_reached(self.consumer(), pending);
     }
 }
 
@@ -295,6 +333,133 @@ impl Drop for TopicReader {
     fn drop(&mut self) {
         if let Some(consumer) = self.consumer.take() {
             shut_down_consumer(consumer);
+        }
+    }
+}
+
+/// Where a [`TopicBatches`] stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadUntil {
+    /// Each partition's end when the reader was opened.
+    End,
+    /// These offsets (partitions not listed are not read).
+    Offsets(BTreeMap<i32, i64>),
+    /// Never: what is appended is read as it comes, until the reader is dropped.
+    Never,
+}
+
+/// Batches of one topic's records, read without a group on a thread of its own: the way
+/// through a backlog (replays, exports). The thread polls a `BaseConsumer` back to back, as a
+/// raw consume does, and hands over what has arrived while the caller works on the last
+/// batches; awaiting records one by one made the readers wait for the log as long as they
+/// worked.
+pub struct TopicBatches {
+    batches: tokio::sync::mpsc::Receiver<Result<Vec<LogRecord>, LogError>>,
+    end_offsets: BTreeMap<i32, i64>,
+    partitions: Vec<i32>,
+}
+
+/// Batches read ahead of the caller.
+const BATCHES_AHEAD: usize = 8;
+
+impl TopicBatches {
+    /// Assigns the partitions of `topic` (only `only` when given) from the offsets in `start`
+    /// (the beginning for partitions not listed) and reads up to `until`, in batches of at
+    /// most `max` records.
+    pub fn open(
+        config: &LogConfig,
+        topic: &str,
+        start: &BTreeMap<i32, i64>,
+        only: Option<i32>,
+        until: ReadUntil,
+        max: usize,
+    ) -> Result<Self, LogError> {
+        let consumer: BaseConsumer = reader_config(config).create()?;
+        let assigned = assign(&consumer, topic, start, only)?;
+        let end_offsets = assigned.end_offsets();
+        let remaining = match &until {
+            ReadUntil::End => Some(assigned.remaining_before(&end_offsets)),
+            ReadUntil::Offsets(ends) => Some(assigned.remaining_before(ends)),
+            ReadUntil::Never => None,
+        };
+        let (tx, batches) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+        std::thread::Builder::new()
+            .name(format!("read {topic}"))
+            .spawn(move || {
+                poll_batches(&consumer, remaining, max.max(1), &tx);
+                shut_down_consumer(consumer);
+            })
+            .map_err(|e| LogError::Unavailable(format!("cannot start a reader thread: {e}")))?;
+        Ok(Self { batches, end_offsets, partitions: assigned.partitions })
+    }
+
+    /// The partitions being read.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// The offset one past the last record of every partition, as of when the reader was
+    /// opened.
+    pub fn end_offsets(&self) -> &BTreeMap<i32, i64> {
+        &self.end_offsets
+    }
+
+    /// The next batch (never empty), or `None` once every partition has reached where the
+    /// reader stops.
+    pub async fn next(&mut self) -> Option<Result<Vec<LogRecord>, LogError>> {
+        self.batches.recv().await
+    }
+}
+
+/// The reader thread: polls until every partition in `remaining` is read to its end (for ever
+/// when `None`), or the receiver is gone.
+fn poll_batches(
+    consumer: &BaseConsumer,
+    mut remaining: Option<BTreeMap<i32, i64>>,
+    max: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<LogRecord>, LogError>>,
+) {
+    loop {
+        if remaining.as_ref().is_some_and(BTreeMap::is_empty) || tx.is_closed() {
+            return;
+        }
+        let mut batch = Vec::with_capacity(max);
+        while batch.len() < max {
+            // Wait for the batch's first record only; then take what has arrived.
+            let wait = if batch.is_empty() { IDLE_POSITION_CHECK } else { Duration::ZERO };
+            let record = match consumer.poll(wait) {
+                None => break,
+                Some(Err(error)) => {
+                    if !batch.is_empty() {
+                        let _ = tx.blocking_send(Ok(batch));
+                    }
+                    let _ = tx.blocking_send(Err(classify(error)));
+                    return;
+                }
+                Some(Ok(message)) => to_record(&message),
+            };
+            match remaining.as_mut() {
+                Some(remaining) => {
+                    if let Some(record) = within(remaining, record) {
+                        batch.push(record);
+                    }
+                    if remaining.is_empty() {
+                        break;
+                    }
+                }
+                None => batch.push(record),
+            }
+        }
+        if batch.is_empty() {
+            // Nothing arrived: the end may lie past records never delivered (transaction
+            // markers, aborted records), which only the position tells.
+            if let Some(remaining) = remaining.as_mut() {
+                forget_reached(consumer, remaining);
+            }
+            continue;
+        }
+        if tx.blocking_send(Ok(batch)).is_err() {
+            return;
         }
     }
 }
@@ -416,7 +581,7 @@ impl GroupConsumer {
         starts: Option<Arc<StartOffsets>>,
     ) -> Result<Self, LogError> {
         let consumer: StreamConsumer<WatermarkContext> = config
-            .client_config()
+            .consumer_config()
             .set("group.id", group)
             .set("enable.auto.commit", auto_commit.to_string())
             .set("auto.commit.interval.ms", "500")
