@@ -256,8 +256,9 @@ async fn bound_offsets(
 enum Piece {
     /// A JSON line, written to its batch's text.
     Line,
-    /// A record for the Avro file of its writer's schema.
-    Avro { writer: Arc<WriterSchema>, record: Value },
+    /// A record for the Avro file of its writer's schema: its datum is the next `len` bytes of
+    /// its batch's text.
+    Avro { writer: Arc<WriterSchema>, len: usize },
     /// Left out by the filters.
     Filtered,
     /// Could not be read: why (for jsonl, its error line is in the batch's text).
@@ -265,7 +266,7 @@ enum Piece {
 }
 
 /// Consecutive records of a topic, decoded: per record its partition, offset and piece, and
-/// the JSON lines of them all, in order.
+/// the JSON lines (or Avro datums) of them all, in order.
 #[derive(Default)]
 struct Decoded {
     pieces: Vec<(i32, i64, Piece)>,
@@ -322,8 +323,9 @@ async fn export(
     let (tx, mut rx) = mpsc::channel::<Read>(BATCHES_IN_FLIGHT * 2);
     let mut readers = tokio::task::JoinSet::new();
     for window in windows {
-        let decoder = Arc::new(TopicDecoder::new(window.topic, RecordReader::new(settings.clone(), window.topic.schemas, window.topic.upcasters)));
-        readers.spawn(read_topic(log.clone(), window, decoder, filter.clone(), tx.clone()));
+        let reader = RecordReader::new(settings.clone(), window.topic.schemas, window.topic.upcasters);
+        let decoder = Arc::new(TopicDecoder::new(window.topic, reader, filter.clone()));
+        readers.spawn(read_topic(log.clone(), window, decoder, tx.clone()));
     }
     drop(tx);
 
@@ -358,15 +360,18 @@ async fn export(
         match message {
             Read::Records { topic, decoded } => {
                 let count = decoded.pieces.len() as u64;
-                if !decoded.text.is_empty() {
+                if args.format == Format::Jsonl && !decoded.text.is_empty() {
                     sink.line(&decoded.text)?;
                 }
+                let mut datums = decoded.text.as_slice();
                 let positions = positions.entry(topic.clone()).or_default();
                 for (partition, offset, piece) in decoded.pieces {
                     match piece {
                         Piece::Line => report.exported += 1,
-                        Piece::Avro { writer, record } => {
-                            sink.avro(&writer, record)?;
+                        Piece::Avro { writer, len } => {
+                            let (datum, rest) = datums.split_at(len);
+                            datums = rest;
+                            sink.avro(&writer, datum)?;
                             report.exported += 1;
                         }
                         Piece::Filtered => report.filtered += 1,
@@ -442,7 +447,6 @@ async fn read_topic(
     log: LogConfig,
     window: TopicWindow,
     decoder: Arc<TopicDecoder>,
-    filter: Filter,
     tx: mpsc::Sender<Read>,
 ) -> anyhow::Result<()> {
     let topic = window.full_name.clone();
@@ -478,8 +482,8 @@ async fn read_topic(
                     continue;
                 };
                 let records = records?;
-                let (decoder, filter) = (decoder.clone(), filter.clone());
-                decoding.push_back(tokio::spawn(async move { decoder.decode(&filter, &records).await }));
+                let decoder = decoder.clone();
+                decoding.push_back(tokio::spawn(async move { decoder.decode(&records).await }));
             }
         }
     }
@@ -495,11 +499,14 @@ async fn read_topic(
 struct TopicDecoder {
     topic: EventTopic,
     reader: RecordReader,
+    /// What the export keeps, and how it writes it (the transcoders are compiled for it).
+    filter: Filter,
     /// Per writer schema id: its transcoder, or `None` where the general reader must read.
     transcoders: std::sync::RwLock<HashMap<u32, Option<Arc<Transcoding>>>>,
 }
 
 struct Transcoding {
+    writer: Arc<WriterSchema>,
     event_type: String,
     transcoder: JsonTranscoder,
 }
@@ -512,23 +519,23 @@ struct Scratch {
 }
 
 impl TopicDecoder {
-    fn new(topic: EventTopic, reader: RecordReader) -> Self {
-        Self { topic, reader, transcoders: Default::default() }
+    fn new(topic: EventTopic, reader: RecordReader, filter: Filter) -> Self {
+        Self { topic, reader, filter, transcoders: Default::default() }
     }
 
     /// Filters, decodes and formats a batch of records.
-    async fn decode(&self, filter: &Filter, records: &[LogRecord]) -> Decoded {
+    async fn decode(&self, records: &[LogRecord]) -> Decoded {
         let mut decoded = Decoded { pieces: Vec::with_capacity(records.len()), text: Vec::with_capacity(records.len() * 400) };
         let mut scratch = Scratch::default();
         for record in records {
-            let piece = self.piece_of(filter, record, &mut decoded.text, &mut scratch).await;
+            let piece = self.piece_of(record, &mut decoded.text, &mut scratch).await;
             decoded.pieces.push((record.position.partition, record.position.offset, piece));
         }
         decoded
     }
 
-    async fn piece_of(&self, filter: &Filter, record: &LogRecord, text: &mut Vec<u8>, scratch: &mut Scratch) -> Piece {
-        let topic = &self.topic;
+    async fn piece_of(&self, record: &LogRecord, text: &mut Vec<u8>, scratch: &mut Scratch) -> Piece {
+        let (topic, filter) = (&self.topic, &self.filter);
         if let Some(aggregate) = &filter.aggregate
             && record.key.as_deref() != Some(aggregate.as_bytes())
         {
@@ -543,12 +550,18 @@ impl TopicDecoder {
         let Some(payload) = record.payload.as_deref() else {
             return undecodable(topic, filter, record, "a tombstone (no value)".into(), text);
         };
-        if filter.format == Format::Jsonl
-            && filter.keys.is_none()
-            && let Some(piece) = self.transcoded(filter, record, payload, text, scratch).await
+        if filter.keys.is_none()
+            && let Some(piece) = self.transcoded(record, payload, text, scratch).await
         {
             return piece;
         }
+        self.read_generally(record, payload, text).await
+    }
+
+    /// The record decoded to values, brought to its current schema (JSON lines), redacted and
+    /// written out: the reference for the transcoder.
+    async fn read_generally(&self, record: &LogRecord, payload: &[u8], text: &mut Vec<u8>) -> Piece {
+        let (topic, filter) = (&self.topic, &self.filter);
         let read = platform::codec::waiting_for_registry(|| async {
             match filter.format {
                 Format::Jsonl => self.reader.read(payload).await.map(|r| (r.writer, r.fields)),
@@ -568,11 +581,22 @@ impl TopicDecoder {
             topic.redact(&writer.full_name, &mut fields);
         }
         match filter.format {
-            Format::Avro => Piece::Avro { writer, record: Value::Record(fields) },
+            Format::Avro => {
+                let encoded = apache_avro::writer::datum::GenericDatumWriter::builder(writer.schema)
+                    .build()
+                    .and_then(|w| w.write_value_to_vec(Value::Record(fields)));
+                match encoded {
+                    Ok(datum) => {
+                        text.extend_from_slice(&datum);
+                        Piece::Avro { writer, len: datum.len() }
+                    }
+                    Err(error) => undecodable(topic, filter, record, format!("cannot be written back: {error}"), text),
+                }
+            }
             Format::Jsonl => {
-                let envelope_mask = envelope_mask(writer.id, &fields);
-                let envelope = AvroFields(fields.iter().zip(envelope_mask.iter()).filter(|(_, e)| **e).map(|(f, _)| f));
-                let payload = AvroFields(fields.iter().zip(envelope_mask.iter()).filter(|(_, e)| !**e).map(|(f, _)| f));
+                let in_envelope = |(name, _): &&(String, Value)| ENVELOPE_FIELDS.contains(&name.as_str());
+                let envelope = AvroFields(fields.iter().filter(in_envelope));
+                let payload = AvroFields(fields.iter().filter(|f| !in_envelope(f)));
                 let payload = match &filter.keys {
                     // Sealed personal data opened: the payload is changed as a JSON object.
                     Some(keys) => {
@@ -601,18 +625,25 @@ impl TopicDecoder {
         }
     }
 
-    /// The record's JSON line written by its writer schema's transcoder, or `None` where the
-    /// general reader must read it (an unknown or old writer schema, a datum the transcoder
-    /// refuses). Writes exactly what the general reader would.
-    async fn transcoded(&self, filter: &Filter, record: &LogRecord, payload: &[u8], text: &mut Vec<u8>, scratch: &mut Scratch) -> Option<Piece> {
+    /// The record's JSON line written by its writer schema's transcoder (for Avro files, its
+    /// datum as written, once the transcoder has read it), or `None` where the general reader
+    /// must read it (an unknown or old writer schema, personal data to redact in an Avro
+    /// file, a datum the transcoder refuses). Writes exactly what the general reader would.
+    async fn transcoded(&self, record: &LogRecord, payload: &[u8], text: &mut Vec<u8>, scratch: &mut Scratch) -> Option<Piece> {
+        let filter = &self.filter;
         let (id, datum) = wire_header(payload).ok()?;
-        let transcoding = self.transcoding(id, filter).await?;
+        let transcoding = self.transcoding(id).await?;
         if !filter.event_types.is_empty() && !filter.event_types.contains(&transcoding.event_type) {
             return Some(Piece::Filtered);
         }
         scratch.envelope.clear();
         scratch.payload.clear();
+        // A datum the transcoder reads, the general reader reads too, and the same way.
         transcoding.transcoder.transcode(datum, &mut scratch.envelope, &mut scratch.payload).ok()?;
+        if filter.format == Format::Avro {
+            text.extend_from_slice(datum);
+            return Some(Piece::Avro { writer: transcoding.writer.clone(), len: datum.len() });
+        }
         // As `JsonLine` serializes.
         text.extend_from_slice(b"{\"topic\":");
         write_json_str(&record.topic, text);
@@ -647,11 +678,13 @@ impl TopicDecoder {
         Some(Piece::Line)
     }
 
-    /// The transcoder of writer schema `id`, compiled on first use; `None` where the schema is
-    /// not its type's current one (upcasters or resolution apply), or uses what the transcoder
-    /// does not cover. A registry that cannot be reached is left to the general reader, which
-    /// waits for it.
-    async fn transcoding(&self, id: u32, filter: &Filter) -> Option<Arc<Transcoding>> {
+    /// The transcoder of writer schema `id`, compiled on first use; `None` where the general
+    /// reader must read its records: for JSON lines, a schema that is not its type's current
+    /// one (upcasters or resolution apply); for Avro files, a record type with personal data
+    /// to redact; for both, a schema using what the transcoder does not cover. A registry that
+    /// cannot be reached is left to the general reader, which waits for it.
+    async fn transcoding(&self, id: u32) -> Option<Arc<Transcoding>> {
+        let filter = &self.filter;
         if let Some(known) = self.transcoders.read().expect("transcoders lock").get(&id) {
             return known.clone();
         }
@@ -661,33 +694,20 @@ impl TopicDecoder {
         } else {
             self.topic.personal_fields.iter().filter(|p| p.record == writer.full_name).map(|p| p.field).collect()
         };
-        let compiled = self
-            .reader
-            .is_current(&writer)
+        let usable = match filter.format {
+            Format::Jsonl => self.reader.is_current(&writer),
+            Format::Avro => redacted.is_empty(),
+        };
+        let compiled = usable
             .then(|| JsonTranscoder::compile(writer.schema, &ENVELOPE_FIELDS, &redacted))
             .flatten()
             .map(|transcoder| {
-                Arc::new(Transcoding { event_type: writer.full_name.rsplit('.').next().unwrap_or_default().to_string(), transcoder })
+                let event_type = writer.full_name.rsplit('.').next().unwrap_or_default().to_string();
+                Arc::new(Transcoding { writer: writer.clone(), event_type, transcoder })
             });
         self.transcoders.write().expect("transcoders lock").insert(id, compiled.clone());
         compiled
     }
-}
-
-/// Which of a record's fields are the envelope's: decided once per writer schema (its records,
-/// read, share their fields' names and order), since comparing every field's name with every
-/// envelope field's cost an export a tenth of its time.
-fn envelope_mask(writer: u32, fields: &[(String, Value)]) -> Arc<[bool]> {
-    thread_local! {
-        static MASKS: std::cell::RefCell<HashMap<u32, Arc<[bool]>>> = std::cell::RefCell::new(HashMap::new());
-    }
-    MASKS.with(|masks| {
-        masks
-            .borrow_mut()
-            .entry(writer)
-            .or_insert_with(|| fields.iter().map(|(name, _)| ENVELOPE_FIELDS.contains(&name.as_str())).collect())
-            .clone()
-    })
 }
 
 /// Replaces a sign-up's sealed `personal` field (base64 in JSON) with what it seals, or with
@@ -793,12 +813,20 @@ enum Sink {
     Avro { dir: PathBuf, files: HashMap<u32, AvroFile>, resumed: BTreeMap<String, FileMark> },
 }
 
-/// An Avro container file being appended to.
+/// An Avro container file being appended to. apache-avro writes its header; its blocks are
+/// written here from the datums as they were written to the log, which apache-avro's writer
+/// would decode and encode again.
 struct AvroFile {
     path: PathBuf,
-    writer: apache_avro::Writer<'static, File>,
+    out: BufWriter<File>,
     marker: [u8; 16],
+    /// The datums of the block being filled, and how many.
+    block: Vec<u8>,
+    count: i64,
 }
+
+/// Bytes of datums per container block (apache-avro's writer uses about 16 KiB).
+const AVRO_BLOCK_BYTES: usize = 64 * 1024;
 
 impl Sink {
     fn open(args: &ExportArgs, checkpoint: Option<&Checkpoint>) -> anyhow::Result<Self> {
@@ -852,17 +880,14 @@ impl Sink {
         Ok(())
     }
 
-    fn avro(&mut self, writer: &Arc<WriterSchema>, record: Value) -> anyhow::Result<()> {
+    fn avro(&mut self, writer: &Arc<WriterSchema>, datum: &[u8]) -> anyhow::Result<()> {
         let Sink::Avro { dir, files, resumed } = self else { unreachable!("records go to an avro sink") };
         if !files.contains_key(&writer.id) {
             let file = AvroFile::open(dir, writer, resumed)?;
             files.insert(writer.id, file);
         }
         let file = files.get_mut(&writer.id).expect("opened above");
-        file.writer
-            .append_value_ref(&record)
-            .with_context(|| format!("Failed to write to {}", file.path.display()))?;
-        Ok(())
+        file.append(datum).with_context(|| format!("Failed to write to {}", file.path.display()))
     }
 
     /// Flushes everything out to disk and says how much of each file is the export's.
@@ -878,8 +903,8 @@ impl Sink {
             Sink::Avro { files, resumed, .. } => {
                 marks.extend(resumed.iter().map(|(k, v)| (k.clone(), v.clone())));
                 for file in files.values_mut() {
-                    file.writer.flush().with_context(|| format!("Failed to write {}", file.path.display()))?;
-                    let bytes = file.writer.get_ref().metadata()?.len();
+                    file.flush().with_context(|| format!("Failed to write {}", file.path.display()))?;
+                    let bytes = file.out.get_ref().metadata()?.len();
                     marks.insert(file.path.display().to_string(), FileMark { bytes, sync_marker: Some(hex(&file.marker)) });
                 }
             }
@@ -901,18 +926,59 @@ impl AvroFile {
         let (file, marker) = match mark.and_then(|m| m.sync_marker.as_deref().and_then(unhex)) {
             Some(marker) => {
                 let file = OpenOptions::new().append(true).open(&path).with_context(|| format!("Failed to open {}", path.display()))?;
-                (apache_avro::Writer::append_to(schema, file, marker)?, marker)
+                (file, marker)
             }
             None => {
-                let file = File::create(&path).with_context(|| format!("Failed to create {}", path.display()))?;
+                let mut file = File::create(&path).with_context(|| format!("Failed to create {}", path.display()))?;
                 let marker = *uuid::Uuid::new_v4().as_bytes();
-                let mut writer = apache_avro::Writer::builder().schema(schema).writer(file).marker(marker).build()?;
-                writer.add_user_metadata("ticketing.topic_record".into(), writer_name(writer.schema()))?;
-                (writer, marker)
+                let mut header = apache_avro::Writer::builder().schema(schema).writer(Vec::new()).marker(marker).build()?;
+                header.add_user_metadata("ticketing.topic_record".into(), writer_name(header.schema()))?;
+                file.write_all(&header.into_inner()?).with_context(|| format!("Failed to write {}", path.display()))?;
+                (file, marker)
             }
         };
-        Ok(Self { path, writer: file, marker })
+        Ok(Self { path, out: BufWriter::with_capacity(AVRO_BLOCK_BYTES * 2, file), marker, block: Vec::new(), count: 0 })
     }
+
+    fn append(&mut self, datum: &[u8]) -> std::io::Result<()> {
+        self.block.extend_from_slice(datum);
+        self.count += 1;
+        if self.block.len() >= AVRO_BLOCK_BYTES {
+            self.write_block()?;
+        }
+        Ok(())
+    }
+
+    /// A block: its datums' count and size, the datums, the file's sync marker.
+    fn write_block(&mut self) -> std::io::Result<()> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let mut head = Vec::with_capacity(20);
+        zigzag(self.count, &mut head);
+        zigzag(self.block.len() as i64, &mut head);
+        self.out.write_all(&head)?;
+        self.out.write_all(&self.block)?;
+        self.out.write_all(&self.marker)?;
+        self.block.clear();
+        self.count = 0;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_block()?;
+        self.out.flush()
+    }
+}
+
+/// An Avro long: zig-zag, then variable length.
+fn zigzag(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
 }
 
 fn writer_name(schema: &apache_avro::Schema) -> String {
@@ -1030,6 +1096,80 @@ mod tests {
         assert_eq!("2026-12-01T11:00:00+01:00".parse::<Bound>(), Ok(Bound::Time(1_796_119_200_000)));
         for bad in ["", "-1", "0:-5", "yesterday", "1:2:3", "2026-12-01"] {
             assert!(bad.parse::<Bound>().is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    /// A value of every field of `schema`, with strings that need escaping.
+    fn awkward_record(schema: &apache_avro::Schema, n: i64) -> Value {
+        let apache_avro::Schema::Record(record) = schema else { panic!("a record") };
+        let value = |s: &apache_avro::Schema| match s {
+            apache_avro::Schema::String => Value::String(format!("\"quoted\" \\ {n} é\n")),
+            apache_avro::Schema::Uuid(_) => Value::Uuid(uuid::Uuid::from_u128(n as u128)),
+            apache_avro::Schema::Long => Value::Long(-n),
+            apache_avro::Schema::Int => Value::Int(n as i32),
+            apache_avro::Schema::TimestampMillis => Value::TimestampMillis(n * 1_000_003),
+            apache_avro::Schema::Bytes => Value::Bytes(vec![n as u8, 1, 2]),
+            apache_avro::Schema::Union(_) => Value::Union(1, Box::new(Value::String(format!("cause {n}")))),
+            other => panic!("no value for {other:?}"),
+        };
+        Value::Record(record.fields.iter().map(|f| (f.name.clone(), value(&f.schema))).collect())
+    }
+
+    #[tokio::test]
+    async fn the_transcoder_writes_what_the_general_reader_writes_for_every_event_type() {
+        for topic in event_topics() {
+            let decoder_for = |filter: Filter| {
+                let reader = RecordReader::new(registry_settings("http://127.0.0.1:9").unwrap(), topic.schemas, topic.upcasters);
+                for (id, schema) in topic.schemas.iter().enumerate() {
+                    reader.writers().remember(id as u32 + 1, schema.avsc.to_string()).unwrap();
+                }
+                TopicDecoder::new(topic, reader, filter)
+            };
+            for (id, schema) in topic.schemas.iter().enumerate() {
+                let parsed = apache_avro::Schema::parse_str(schema.avsc).unwrap();
+                let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&parsed)
+                    .build()
+                    .unwrap()
+                    .write_value_to_vec(awkward_record(&parsed, id as i64 + 7))
+                    .unwrap();
+                let mut payload = vec![0];
+                payload.extend_from_slice(&(id as u32 + 1).to_be_bytes());
+                payload.extend_from_slice(&datum);
+                for (key, timestamp) in [(Some(b"k\"\xff".to_vec()), Some(1_796_119_200_123)), (None, None)] {
+                    let record = LogRecord {
+                        topic: format!("ns.{}", topic.name),
+                        position: platform::log::LogPosition { partition: 3, offset: 42 },
+                        key,
+                        payload: Some(payload.clone()),
+                        headers: Vec::new(),
+                        timestamp,
+                    };
+                    for (format, include_personal_data) in [(Format::Jsonl, false), (Format::Jsonl, true), (Format::Avro, false), (Format::Avro, true)] {
+                        let decoder = decoder_for(Filter { event_types: Vec::new(), aggregate: None, include_personal_data, format, keys: None });
+                        let (mut fast, mut general) = (Vec::new(), Vec::new());
+                        let transcoded = decoder.transcoded(&record, &payload, &mut fast, &mut Scratch::default()).await;
+                        let has_personal = topic.personal_fields.iter().any(|p| p.record == schema.full_name);
+                        if format == Format::Avro && has_personal && !include_personal_data {
+                            assert!(transcoded.is_none(), "{}: redacting needs the general reader", schema.full_name);
+                            continue;
+                        }
+                        assert!(transcoded.is_some(), "{} ({format:?}) is transcoded", schema.full_name);
+                        decoder.read_generally(&record, &payload, &mut general).await;
+                        assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general), "{} ({format:?})", schema.full_name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn longs_are_written_as_avro_writes_them() {
+        for n in [0, 1, -1, 63, -64, 64, 1000, -1000, i64::MAX, i64::MIN] {
+            let mut ours = Vec::new();
+            zigzag(n, &mut ours);
+            let schema = apache_avro::Schema::Long;
+            let theirs = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().unwrap().write_value_to_vec(Value::Long(n)).unwrap();
+            assert_eq!(ours, theirs, "{n}");
         }
     }
 
