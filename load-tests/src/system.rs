@@ -237,7 +237,6 @@ impl System {
     }
 
     /// Runs `ticketing <args>` with the components' settings, its output (progress) shown.
-
     pub async fn run_tool(&self, args: &[&str]) -> anyhow::Result<()> {
         let status = Command::new(&self.binary)
             .args(args)

@@ -882,11 +882,10 @@ impl Sink {
 
     fn avro(&mut self, writer: &Arc<WriterSchema>, datum: &[u8]) -> anyhow::Result<()> {
         let Sink::Avro { dir, files, resumed } = self else { unreachable!("records go to an avro sink") };
-        if !files.contains_key(&writer.id) {
-            let file = AvroFile::open(dir, writer, resumed)?;
-            files.insert(writer.id, file);
-        }
-        let file = files.get_mut(&writer.id).expect("opened above");
+        let file = match files.entry(writer.id) {
+            std::collections::hash_map::Entry::Occupied(open) => open.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => new.insert(AvroFile::open(dir, writer, resumed)?),
+        };
         file.append(datum).with_context(|| format!("Failed to write to {}", file.path.display()))
     }
 
