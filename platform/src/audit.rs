@@ -74,8 +74,8 @@ pub async fn audit(
     let mut comparison;
     let mut round = 0;
     loop {
-        // The scratch namespace is the audit's alone.
-        let writes = ReplayWrites::Behind;
+        // The scratch namespace is the audit's alone, and empty before the first round.
+        let writes = if round == 0 { ReplayWrites::Fresh } else { ReplayWrites::Behind };
         reached = replay_into(config, projection, read_models, &scratch, writes, &reached, Some(&target), &mut replay, on_progress).await?;
         comparison = compare(store.as_ref(), &live, &scratch, show).await?;
         round += 1;

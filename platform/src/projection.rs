@@ -541,7 +541,11 @@ pub struct RebuildReport {
 /// How a replay writes into its namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayWrites {
-    /// The namespace is the replay's alone (a fresh rebuild, a scratch or snapshot namespace):
+    /// As `Behind`, into a namespace made for this replay that holds nothing yet (a fresh
+    /// rebuild's, an audit's first round): a cell the replay has not written is absent, and
+    /// the store is not asked.
+    Fresh,
+    /// The namespace is the replay's alone (a scratch or snapshot namespace):
     /// writes are held in a [`crate::store::WriteBehind`] overlay and each cell's last state
     /// is written when it holds many and at the end, before the progress.
     Behind,
@@ -570,7 +574,11 @@ pub async fn replay_into(
     use anyhow::Context;
     // Most events rewrite a row an earlier one wrote: the overlay keeps them in memory and
     // writes each cell's last state when it holds many, and at the end.
-    let overlay = (writes == ReplayWrites::Behind).then(|| Arc::new(crate::store::WriteBehind::new(read_models.store().clone())));
+    let overlay = match writes {
+        ReplayWrites::Fresh => Some(Arc::new(crate::store::WriteBehind::over_empty(read_models.store().clone()))),
+        ReplayWrites::Behind => Some(Arc::new(crate::store::WriteBehind::new(read_models.store().clone()))),
+        ReplayWrites::Through => None,
+    };
     let store: Arc<dyn ReadStore> = match &overlay {
         Some(overlay) => overlay.clone(),
         None => read_models.store().clone(),
@@ -724,7 +732,8 @@ pub async fn rebuild(
         projection,
         read_models,
         &namespace,
-        ReplayWrites::Behind,
+        // Named for this rebuild just now: nothing is in it yet.
+        ReplayWrites::Fresh,
         &BTreeMap::new(),
         None,
         &mut report,
