@@ -598,8 +598,10 @@ pub async fn replay_into(
         + report.records;
     let mut flushed_at = report.records;
     // Each partition applies in order on a task of its own, as the live projector's workers
-    // do, while the next batches are read; only a flush of the overlay waits for them all.
+    // do, while the next batches are read and the overlay flushes (which keeps what is
+    // written meanwhile for the next flush).
     let mut workers: BTreeMap<i32, ReplayWorker> = BTreeMap::new();
+    let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(batch) = batches.next().await {
         let batch = batch?;
         let count = batch.len() as u64;
@@ -619,15 +621,19 @@ pub async fn replay_into(
         if let Some(overlay) = &overlay
             && report.records - flushed_at >= REPLAY_FLUSH_RECORDS
         {
-            for worker in workers.values() {
-                worker.caught_up().await?;
+            if let Some(previous) = flushing.take() {
+                previous.await?;
             }
-            flush_with_retry(overlay).await;
+            let overlay = overlay.clone();
+            flushing = Some(tokio::spawn(async move { flush_with_retry(&overlay).await }));
             flushed_at = report.records;
         }
     }
     for worker in std::mem::take(&mut workers).into_values() {
         report.changed += worker.finish().await?;
+    }
+    if let Some(previous) = flushing.take() {
+        previous.await?;
     }
     if let Some(overlay) = &overlay {
         flush_with_retry(overlay).await;
@@ -650,35 +656,20 @@ const REPLAY_BATCH: usize = 4096;
 
 /// One partition's part of a replay: applies its records in order on a task of its own.
 struct ReplayWorker {
-    work: tokio::sync::mpsc::Sender<ReplayWork>,
+    work: tokio::sync::mpsc::Sender<Vec<LogRecord>>,
     task: tokio::task::JoinHandle<u64>,
-}
-
-enum ReplayWork {
-    Apply(Vec<LogRecord>),
-    /// Answered once everything sent before is applied.
-    CaughtUp(tokio::sync::oneshot::Sender<()>),
 }
 
 impl ReplayWorker {
     fn start(projection: Arc<dyn Projection>, store: Arc<dyn ReadStore>, namespace: String) -> Self {
         // A few batches queued per partition keep it busy while the reader goes on.
-        let (work, mut queued) = tokio::sync::mpsc::channel::<ReplayWork>(4);
+        let (work, mut queued) = tokio::sync::mpsc::channel::<Vec<LogRecord>>(4);
         let task = tokio::spawn(async move {
             let mut changed = 0;
-            while let Some(work) = queued.recv().await {
-                match work {
-                    ReplayWork::Apply(records) => {
-                        for record in &records {
-                            if apply_with_retry(projection.as_ref(), store.as_ref(), &namespace, record).await
-                                == Some(Applied::Changed)
-                            {
-                                changed += 1;
-                            }
-                        }
-                    }
-                    ReplayWork::CaughtUp(done) => {
-                        let _ = done.send(());
+            while let Some(records) = queued.recv().await {
+                for record in &records {
+                    if apply_with_retry(projection.as_ref(), store.as_ref(), &namespace, record).await == Some(Applied::Changed) {
+                        changed += 1;
                     }
                 }
             }
@@ -688,13 +679,7 @@ impl ReplayWorker {
     }
 
     async fn apply(&self, records: Vec<LogRecord>) -> anyhow::Result<()> {
-        self.work.send(ReplayWork::Apply(records)).await.map_err(|_| anyhow::anyhow!("A replay task failed"))
-    }
-
-    async fn caught_up(&self) -> anyhow::Result<()> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        self.work.send(ReplayWork::CaughtUp(done)).await.map_err(|_| anyhow::anyhow!("A replay task failed"))?;
-        answer.await.map_err(|_| anyhow::anyhow!("A replay task failed"))
+        self.work.send(records).await.map_err(|_| anyhow::anyhow!("A replay task failed"))
     }
 
     /// Waits for everything sent to be applied; how many records changed a row.
