@@ -61,7 +61,8 @@ impl EventTopic {
     }
 }
 
-fn redact_value(value: &mut Value) {
+/// Redacts one value as [`EventTopic::redact`] does a personal field.
+pub(crate) fn redact_value(value: &mut Value) {
     match value {
         Value::String(text) => *text = REDACTED.to_string(),
         Value::Bytes(bytes) => bytes.clear(),

@@ -661,9 +661,8 @@ impl TopicDecoder {
             None => text.extend_from_slice(b"null"),
         }
         text.extend_from_slice(b",\"key\":");
-        match record.key.as_deref() {
-            Some(_) if self.topic.key_is_personal && !filter.include_personal_data => write_json_str(REDACTED, text),
-            Some(key) => write_json_str(&String::from_utf8_lossy(key), text),
+        match key_of(&self.topic, filter, record) {
+            Some(key) => write_json_str(&key, text),
             None => text.extend_from_slice(b"null"),
         }
         text.extend_from_slice(b",\"event_type\":");
@@ -737,12 +736,12 @@ async fn open_personal(keys: &platform::vault::SubjectKeys, fields: &mut serde_j
 /// What an erased user's personal data shows as.
 pub const ERASED: &str = "[erased]";
 
-fn key_of(topic: &EventTopic, filter: &Filter, record: &LogRecord) -> Option<String> {
+fn key_of<'a>(topic: &EventTopic, filter: &Filter, record: &'a LogRecord) -> Option<std::borrow::Cow<'a, str>> {
     let key = record.key.as_deref()?;
     if topic.key_is_personal && !filter.include_personal_data {
-        return Some(REDACTED.to_string());
+        return Some(REDACTED.into());
     }
-    Some(String::from_utf8_lossy(key).into_owned())
+    Some(String::from_utf8_lossy(key))
 }
 
 fn undecodable(topic: &EventTopic, filter: &Filter, record: &LogRecord, reason: String, text: &mut Vec<u8>) -> Piece {
@@ -777,7 +776,7 @@ struct JsonLine<'a, E: Serialize, P: Serialize> {
     partition: i32,
     offset: i64,
     timestamp: Option<String>,
-    key: Option<String>,
+    key: Option<std::borrow::Cow<'a, str>>,
     event_type: &'a str,
     schema_id: u32,
     envelope: &'a E,
@@ -799,7 +798,7 @@ struct ErrorLine<'a> {
     partition: i32,
     offset: i64,
     timestamp: Option<String>,
-    key: Option<String>,
+    key: Option<std::borrow::Cow<'a, str>>,
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     value_base64: Option<String>,

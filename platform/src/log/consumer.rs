@@ -326,7 +326,6 @@ pub enum ReadUntil {
 pub struct TopicBatches {
     batches: tokio::sync::mpsc::Receiver<Result<Vec<LogRecord>, LogError>>,
     end_offsets: BTreeMap<i32, i64>,
-    partitions: Vec<i32>,
 }
 
 /// Batches read ahead of the caller.
@@ -363,12 +362,7 @@ impl TopicBatches {
                 shut_down_consumer(consumer);
             })
             .map_err(|e| LogError::Unavailable(format!("cannot start a reader thread: {e}")))?;
-        Ok(Self { batches, end_offsets, partitions: assigned.partitions })
-    }
-
-    /// The partitions being read.
-    pub fn partitions(&self) -> &[i32] {
-        &self.partitions
+        Ok(Self { batches, end_offsets })
     }
 
     /// The offset one past the last record of every partition, as of when the reader was
