@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, ReadUntil, StartOffsets, TopicBatches, TopicReader};
+use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, ReadUntil, RecordHeaders, StartOffsets, TopicBatches, TopicReader};
 use crate::store::{CellKey, ReadStore, StoreError};
 
 /// Why a record could not be applied.
@@ -587,7 +587,8 @@ pub async fn replay_into(
         Some(until) => ReadUntil::Offsets(until.clone()),
         None => ReadUntil::End,
     };
-    let mut batches = TopicBatches::open(config, projection.topic(), from, None, read_until, REPLAY_BATCH)
+    // Projections fold payloads; a replay carries no trace to continue.
+    let mut batches = TopicBatches::open(config, projection.topic(), from, None, read_until, REPLAY_BATCH, RecordHeaders::Dropped)
         .context("Failed to open the topic for replay")?;
     let ends = until.cloned().unwrap_or_else(|| batches.end_offsets().clone());
     let mut next_offsets = from.clone();

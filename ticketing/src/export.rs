@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use apache_avro::types::Value;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use platform::log::{EndOffsets, LogConfig, LogRecord, ReadUntil, TopicBatches};
+use platform::log::{EndOffsets, LogConfig, LogRecord, ReadUntil, RecordHeaders, TopicBatches};
 use platform::ownership::partition_for;
 use schemas::catalog::{AvroFields, EventTopic, REDACTED, event_topics, rfc3339_millis};
 use schemas::codec::registry_settings;
@@ -454,7 +454,9 @@ async fn read_topic(
         Some(end) => ReadUntil::Offsets(end.clone()),
         None => ReadUntil::Never,
     };
-    let mut batches = TopicBatches::open(&log, &topic, &window.start, window.only, until, BATCH_RECORDS)
+    // The `event_type` header only lets a type filter skip records before decoding them.
+    let headers = if decoder.filter.event_types.is_empty() { RecordHeaders::Dropped } else { RecordHeaders::Kept };
+    let mut batches = TopicBatches::open(&log, &topic, &window.start, window.only, until, BATCH_RECORDS, headers)
         .with_context(|| format!("Failed to read {topic}"))?;
     let mut decoding: std::collections::VecDeque<tokio::task::JoinHandle<Decoded>> =
         std::collections::VecDeque::new();
@@ -636,14 +638,15 @@ impl TopicDecoder {
         if !filter.event_types.is_empty() && !filter.event_types.contains(&transcoding.event_type) {
             return Some(Piece::Filtered);
         }
-        scratch.envelope.clear();
-        scratch.payload.clear();
         // A datum the transcoder reads, the general reader reads too, and the same way.
-        transcoding.transcoder.transcode(datum, &mut scratch.envelope, &mut scratch.payload).ok()?;
         if filter.format == Format::Avro {
+            transcoding.transcoder.check(datum).ok()?;
             text.extend_from_slice(datum);
             return Some(Piece::Avro { writer: transcoding.writer.clone(), len: datum.len() });
         }
+        scratch.envelope.clear();
+        scratch.payload.clear();
+        transcoding.transcoder.transcode(datum, &mut scratch.envelope, &mut scratch.payload).ok()?;
         // As `JsonLine` serializes.
         text.extend_from_slice(b"{\"topic\":");
         write_json_str(&record.topic, text);

@@ -7,7 +7,7 @@ mod transaction;
 
 pub use config::LogConfig;
 pub use dead_letter::{DeadLetter, DeadLetters};
-pub use consumer::{EndOffsets, GroupConsumer, ReadUntil, StartOffsets, TopicBatches, TopicReader, shut_down_consumer};
+pub use consumer::{EndOffsets, GroupConsumer, ReadUntil, RecordHeaders, StartOffsets, TopicBatches, TopicReader, shut_down_consumer};
 pub use transaction::{OutgoingRecord, TRANSACTION_TIMEOUT, Transaction, TransactionalProducer};
 
 use std::sync::{Arc, RwLock};
