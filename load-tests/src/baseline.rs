@@ -89,13 +89,17 @@ pub async fn kafka_produce(config: &LogConfig, topic: &str, records: u64, window
     Ok(Throughput::new(records, elapsed, Some(latencies.summary())))
 }
 
-/// Reads every record of `topic` from the beginning with a plain consumer (no group, the
-/// system's `fetch.wait.max.ms`), as a replay does.
+/// Reads every record of `topic` from the beginning with a plain consumer (assigned, not
+/// subscribed; the system's consumer settings), polled back to back and touching nothing
+/// but each payload's length: the fastest a reader of this topic goes on this machine.
 pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> anyhow::Result<Throughput> {
     let config = config.clone();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut client = config.client_config();
+        // The system's consumer settings (`fetch.queue.backoff.ms` above all: librdkafka's
+        // default of 1 s stalled this loop for most of each second, and its figure swung
+        // between 0.7 and 2M/s from run to run).
+        let mut client = config.consumer_config();
         client
             .set("group.id", format!("baseline-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::metrics::ProjectionEvents;
 use crate::log::{GroupConsumer, LogConfig, LogError, LogRecord, ReadUntil, RecordHeaders, StartOffsets, TopicBatches, TopicReader};
 use crate::store::{CellKey, ReadStore, StoreError};
 
@@ -247,6 +248,7 @@ impl ProjectorHealth {
 
 async fn apply_with_retry(
     projection: &dyn Projection,
+    events: &ProjectionEvents,
     store: &dyn ReadStore,
     namespace: &str,
     record: &LogRecord,
@@ -254,12 +256,12 @@ async fn apply_with_retry(
     loop {
         match projection.apply(store, namespace, record).await {
             Ok(applied) => {
-                let result = if applied == Applied::Changed { "applied" } else { "ignored" };
-                crate::metrics::METRICS.projection_event(projection.name(), result);
+                let counter = if applied == Applied::Changed { &events.applied } else { &events.ignored };
+                counter.inc();
                 return Some(applied);
             }
             Err(ProjectionError::Poison(reason)) => {
-                crate::metrics::METRICS.projection_event(projection.name(), "poison");
+                events.poison.inc();
                 tracing::warn!(
                     message = "Skipped a poison record.",
                     projection = projection.name(),
@@ -369,6 +371,7 @@ async fn project_partition(
     applied: Arc<AtomicI64>,
 ) {
     let mut written: Option<String> = None;
+    let events = crate::metrics::METRICS.projection_events(projection.name());
     while let Some(record) = records.recv().await {
         let namespace = loop {
             match read_models.current(projection.name()).await {
@@ -381,7 +384,7 @@ async fn project_partition(
         };
         let partition = record.position.partition;
         if written.as_deref() != Some(namespace.as_str()) {
-            while let Err(error) = fill_behind(&config, projection.as_ref(), &read_models, &namespace, partition, record.position.offset).await {
+            while let Err(error) = fill_behind(&config, projection.as_ref(), &events, &read_models, &namespace, partition, record.position.offset).await {
                 tracing::warn!(message = "Failed to fill a namespace behind the live head; retrying.", %error);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -394,7 +397,7 @@ async fn project_partition(
             offset = record.position.offset,
         );
         crate::telemetry::continue_trace(&span, &record.headers);
-        apply_with_retry(projection.as_ref(), read_models.store().as_ref(), &namespace, &record)
+        apply_with_retry(projection.as_ref(), &events, read_models.store().as_ref(), &namespace, &record)
             .instrument(span)
             .await;
         while let Err(error) = read_models.record_progress(&namespace, partition, record.position.offset + 1).await {
@@ -415,6 +418,7 @@ async fn project_partition(
 async fn fill_behind(
     config: &LogConfig,
     projection: &dyn Projection,
+    events: &ProjectionEvents,
     read_models: &ReadModels,
     namespace: &str,
     partition: i32,
@@ -428,7 +432,7 @@ async fn fill_behind(
     let reader = TopicReader::partition_from(config, projection.topic(), partition, from)?;
     let mut remaining = reader.remaining_before(&BTreeMap::from([(partition, until)]));
     while let Some(record) = reader.next_within(&mut remaining).await? {
-        apply_with_retry(projection, read_models.store().as_ref(), namespace, &record).await;
+        apply_with_retry(projection, events, read_models.store().as_ref(), namespace, &record).await;
         read_models.record_progress(namespace, partition, record.position.offset + 1).await?;
     }
     Ok(())
@@ -665,11 +669,12 @@ impl ReplayWorker {
     fn start(projection: Arc<dyn Projection>, store: Arc<dyn ReadStore>, namespace: String) -> Self {
         // A few batches queued per partition keep it busy while the reader goes on.
         let (work, mut queued) = tokio::sync::mpsc::channel::<Vec<LogRecord>>(4);
+        let events = crate::metrics::METRICS.projection_events(projection.name());
         let task = tokio::spawn(async move {
             let mut changed = 0;
             while let Some(records) = queued.recv().await {
                 for record in &records {
-                    if apply_with_retry(projection.as_ref(), store.as_ref(), &namespace, record).await == Some(Applied::Changed) {
+                    if apply_with_retry(projection.as_ref(), &events, store.as_ref(), &namespace, record).await == Some(Applied::Changed) {
                         changed += 1;
                     }
                 }
