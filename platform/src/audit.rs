@@ -76,9 +76,19 @@ pub async fn audit(
     loop {
         // The scratch namespace is the audit's alone, and empty before the first round.
         let writes = if round == 0 { ReplayWrites::Fresh } else { ReplayWrites::Behind };
+        let started = std::time::Instant::now();
         reached = replay_into(config, projection, read_models, &scratch, writes, &reached, Some(&target), &mut replay, on_progress).await?;
+        let replayed = started.elapsed();
         comparison = compare(store.as_ref(), &live, &scratch, show).await?;
         round += 1;
+        tracing::info!(
+            message = "Audit round done.",
+            round,
+            records = replay.records,
+            replay_ms = replayed.as_millis() as u64,
+            compare_ms = (started.elapsed() - replayed).as_millis() as u64,
+            differences = comparison.difference_count,
+        );
         let now = live_progress(read_models, &live, partitions).await?;
         if comparison.difference_count == 0 || now == target || round == ROUNDS {
             break;

@@ -26,11 +26,13 @@ impl Currency {
 
     /// The currency with this code (case-insensitive), if the marketplace knows it.
     pub fn parse(code: &str) -> Option<Self> {
-        let code = code.trim().to_ascii_uppercase();
+        // Read for every row a projection touches: no allocation, a binary search.
+        let code: [u8; 3] = code.trim().as_bytes().try_into().ok()?;
+        let code = code.map(|b| b.to_ascii_uppercase());
         CURRENCIES
-            .iter()
-            .find(|(known, _)| *known == code)
-            .map(|(code, exponent)| Currency { code, exponent: *exponent })
+            .binary_search_by(|(known, _)| known.as_bytes().cmp(&code[..]))
+            .ok()
+            .map(|i| Currency { code: CURRENCIES[i].0, exponent: CURRENCIES[i].1 })
     }
 
     /// The upper-case ISO 4217 code.
@@ -80,8 +82,18 @@ impl Serialize for Currency {
 
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let code = String::deserialize(deserializer)?;
-        Self::parse(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown currency {code:?}")))
+        struct Code;
+        impl serde::de::Visitor<'_> for Code {
+            type Value = Currency;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an ISO 4217 currency code")
+            }
+            // Borrowed from the input where it can be (JSON rows): no String per row.
+            fn visit_str<E: serde::de::Error>(self, code: &str) -> Result<Currency, E> {
+                Currency::parse(code).ok_or_else(|| E::custom(format!("unknown currency {code:?}")))
+            }
+        }
+        deserializer.deserialize_str(Code)
     }
 }
 
@@ -97,6 +109,27 @@ mod tests {
         assert_eq!(Currency::parse("XXX"), None);
         assert_eq!(Currency::parse("JPY").unwrap().to_major(1500), 1500.0);
         assert_eq!(Currency::USD.to_major(1250), 12.5);
+    }
+
+    #[test]
+    fn every_known_code_parses_to_itself() {
+        // `parse` searches the list by halves: it must stay sorted.
+        assert!(CURRENCIES.windows(2).all(|w| w[0].0 < w[1].0), "CURRENCIES is sorted by code");
+        for (code, exponent) in CURRENCIES {
+            assert_eq!(Currency::parse(code), Some(Currency { code, exponent: *exponent }));
+            assert_eq!(Currency::parse(&format!(" {} ", code.to_lowercase())).map(Currency::code), Some(*code));
+        }
+        assert_eq!(Currency::parse("US"), None);
+        assert_eq!(Currency::parse("USDX"), None);
+        assert_eq!(Currency::parse("ÜSD"), None);
+    }
+
+    #[test]
+    fn rows_read_their_currency_from_json() {
+        let currency: Currency = serde_json::from_str("\"jpy\"").unwrap();
+        assert_eq!(currency.code(), "JPY");
+        let error = serde_json::from_str::<Currency>("\"XXX\"").unwrap_err().to_string();
+        assert!(error.contains("unknown currency \"XXX\""), "{error}");
     }
 
     #[test]

@@ -33,7 +33,43 @@ pub fn listing_week(list_key: &str) -> i64 {
 
 /// The clustering key of a week in [`FOR_SALE_WEEKS_TABLE`], ordered like the weeks.
 pub fn week_key(week: i64) -> String {
-    format!("{week:08}")
+    let mut key = String::with_capacity(8);
+    push_padded(&mut key, week, 8);
+    key
+}
+
+/// Appends `n` zero-padded to `width` digits, as `format!("{n:0width$}")` writes it: the
+/// projector writes three such keys per event, and the formatting machinery was a twentieth of
+/// a replay.
+fn push_padded(out: &mut String, n: i64, width: usize) {
+    let Ok(mut rest) = u64::try_from(n) else {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{n:0width$}");
+        return;
+    };
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in digits.len() - start..width {
+        out.push('0');
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+}
+
+/// The clustering key of a ticket in the list of tickets for sale: creation time, then id.
+fn list_key(occurred_at: i64, id: &str) -> String {
+    let mut key = String::with_capacity(17 + id.len());
+    push_padded(&mut key, occurred_at.max(0), 16);
+    key.push(':');
+    key.push_str(id);
+    key
 }
 
 /// The partition of [`FOR_SALE_TABLE`] holding a ticket listed in `week`.
@@ -44,7 +80,11 @@ pub fn for_sale_partition(week: i64, id: &str) -> String {
 
 /// The name of one shard's partition of a week.
 pub fn shard_partition(week: i64, shard: u32) -> String {
-    format!("{}:{shard}", week_key(week))
+    let mut partition = String::with_capacity(12);
+    push_padded(&mut partition, week, 8);
+    partition.push(':');
+    push_padded(&mut partition, i64::from(shard), 1);
+    partition
 }
 
 /// A ticket as the read side keeps it.
@@ -152,7 +192,7 @@ impl Projection for TicketProjector {
                 currency: Currency::from_log(&e.currency),
                 user_id: e.user_id.clone(),
                 version,
-                list_key: format!("{:016}:{}", meta.occurred_at.max(0), meta.aggregate_id),
+                list_key: list_key(meta.occurred_at, &meta.aggregate_id),
                 order_id: None,
                 status: available(),
                 command_id: String::new(),
@@ -221,5 +261,20 @@ mod tests {
             (0..200).map(|i| for_sale_partition(3, &format!("ticket-{i}"))).collect();
         let expected: std::collections::BTreeSet<String> = (0..FOR_SALE_SHARDS).map(|s| shard_partition(3, s)).collect();
         assert_eq!(partitions, expected, "ids land in every shard of their week and nowhere else");
+    }
+
+    #[test]
+    fn keys_are_padded_as_format_pads_them() {
+        for n in [0, 1, 9, 10, 99_999_999, 100_000_000, 1_733_500_000_000, i64::MAX, -1, -42, i64::MIN] {
+            for width in [1, 8, 16] {
+                let mut padded = String::new();
+                push_padded(&mut padded, n, width);
+                assert_eq!(padded, format!("{n:0width$}"), "{n} in {width} digits");
+            }
+        }
+        assert_eq!(list_key(1_733_500_000_000, "t-1"), format!("{:016}:t-1", 1_733_500_000_000_i64));
+        assert_eq!(list_key(-5, "t-1"), "0000000000000000:t-1", "times before the epoch list first");
+        assert_eq!(shard_partition(2865, 3), "00002865:3");
+        assert_eq!(week_key(-3), "-0000003");
     }
 }

@@ -6,7 +6,7 @@
 
 use futures::future::join_all;
 
-use super::{Cell, CellKey, Page, ReadStore, StoreError, validate_name};
+use super::{Cell, CellKey, CellWrite, Page, ReadStore, StoreError, validate_name};
 
 /// Longest namespace [`run_all`] accepts: it also uses `<namespace>_b`.
 pub const MAX_NAMESPACE_LEN: usize = 38;
@@ -34,6 +34,7 @@ pub async fn run_all<S: ReadStore>(store: &S, namespace: &str) {
     scan_orders_and_pages(store, namespace).await;
     keys_are_isolated(store, namespace, &other).await;
     concurrent_writes_keep_the_newest(store, namespace).await;
+    many_writes_follow_the_rule_one_by_one(store, namespace, &other).await;
     namespace_scans_see_every_live_cell_once(store, namespace, &other).await;
     drop_namespace_empties_only_that_namespace(store, namespace, &other).await;
     invalid_names_are_rejected(store, namespace).await;
@@ -304,6 +305,50 @@ async fn concurrent_writes_keep_the_newest<S: ReadStore>(store: &S, ns: &str) {
     }
     let page = scan(store, ns, "concurrent", "many", None, 100).await;
     assert_page(RULE, &page, &cells, None);
+}
+
+async fn many_writes_follow_the_rule_one_by_one<S: ReadStore>(store: &S, ns: &str, other: &str) {
+    const RULE: &str = "write_many: every write follows last-write-wins as put and delete do";
+    let older = key(ns, "many", "p", "older");
+    let newer = key(ns, "many", "p", "newer");
+    let deleted = key(ns, "many", "p", "deleted");
+    let twice = key(ns, "many", "p", "twice");
+    let tie = key(ns, "many", "p", "tie");
+    let elsewhere = key(other, "many", "q", "elsewhere");
+    for cell in [older, newer, deleted] {
+        put(store, cell, b"before", 5).await;
+    }
+    let write = |key, value, ts| CellWrite { key, value, ts };
+    let writes = [
+        write(older, Some(&b"stale"[..]), 4),
+        write(newer, Some(&b"after"[..]), 6),
+        write(deleted, None, 6),
+        write(twice, Some(&b"second"[..]), 8),
+        write(tie, Some(&b"a"[..]), 3),
+        write(elsewhere, Some(&b"other namespace"[..]), 1),
+        // The same cells again, in one call: the rule decides as if they came one by one.
+        write(twice, Some(&b"first"[..]), 7),
+        write(tie, Some(&b"c"[..]), 3),
+    ];
+    if let Err(e) = store.write_many(&writes).await {
+        panic!("conformance [{RULE}]: write_many failed: {e}");
+    }
+    expect(RULE, store, older, Some((b"before", 5))).await;
+    expect(RULE, store, newer, Some((b"after", 6))).await;
+    expect(RULE, store, deleted, None).await;
+    expect(RULE, store, twice, Some((b"second", 8))).await;
+    expect(RULE, store, tie, Some((b"c", 3))).await;
+    expect(RULE, store, elsewhere, Some((b"other namespace", 1))).await;
+    // Applying them again changes nothing.
+    if let Err(e) = store.write_many(&writes).await {
+        panic!("conformance [{RULE}]: write_many failed the second time: {e}");
+    }
+    expect(RULE, store, twice, Some((b"second", 8))).await;
+    expect(RULE, store, deleted, None).await;
+    let empty: [CellWrite<'_>; 0] = [];
+    if let Err(e) = store.write_many(&empty).await {
+        panic!("conformance [{RULE}]: write_many of nothing failed: {e}");
+    }
 }
 
 async fn namespace_scans_see_every_live_cell_once<S: ReadStore>(store: &S, ns: &str, other: &str) {

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use async_trait::async_trait;
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
-use super::{Cell, CellKey, NamespacePage, Page, ReadStore, StoreError, StoredCell, incoming_wins, validate_name};
+use super::{Cell, CellKey, CellWrite, NamespacePage, Page, ReadStore, StoreError, StoredCell, incoming_wins, validate_name};
 
 /// Name of the partition holding the namespace directory.
 const META_PARTITION: &str = "$meta";
@@ -214,6 +214,53 @@ impl EmbeddedStore {
         })
         .await
     }
+
+    /// Applies the writes of one namespace as one fjall batch: one journal write for all of
+    /// them (a write each was a replay's flush's largest cost) under every cell lock.
+    async fn apply_batch(&self, namespace: &str, writes: &[CellWrite<'_>]) -> Result<(), StoreError> {
+        validate_name(namespace)?;
+        let mut cells = Vec::with_capacity(writes.len());
+        for write in writes {
+            validate_name(write.key.table)?;
+            let cell_key = encode_key(write.key.table, write.key.partition, write.key.clustering)?;
+            cells.push((cell_key, write.ts, write.value.map(<[u8]>::to_vec)));
+        }
+        // Stable: of two writes to one cell, the rule decides between them as it would in turn.
+        cells.sort_by(|a, b| a.0.cmp(&b.0));
+        let owned_namespace = namespace.to_string();
+        self.cell_operation(namespace, move |inner| {
+            inner.with_namespace(&owned_namespace, true, |partition| {
+                let Some(partition) = partition else {
+                    return Err(StoreError::Engine(format!("Namespace {owned_namespace:?} could not be created")));
+                };
+                let _cells = inner.lock_every_cell();
+                let mut batch = inner.keyspace.batch();
+                let mut winners: Vec<(Vec<u8>, i64, Option<Vec<u8>>)> = Vec::with_capacity(cells.len());
+                for (cell_key, ts, incoming) in cells {
+                    if let Some(last) = winners.last_mut()
+                        && last.0 == cell_key
+                    {
+                        if incoming_wins((last.1, last.2.as_deref()), (ts, incoming.as_deref())) {
+                            *last = (cell_key, ts, incoming);
+                        }
+                        continue;
+                    }
+                    winners.push((cell_key, ts, incoming));
+                }
+                for (cell_key, ts, incoming) in winners {
+                    let existing = partition.get(&cell_key).map_err(engine("Failed to read a cell"))?;
+                    if let Some(existing) = existing
+                        && !incoming_wins(decode_value(&existing)?, (ts, incoming.as_deref()))
+                    {
+                        continue;
+                    }
+                    batch.insert(partition, cell_key, encode_value(ts, incoming.as_deref()));
+                }
+                batch.commit().map_err(engine("Failed to write cells"))
+            })
+        })
+        .await
+    }
 }
 
 impl Inner {
@@ -310,6 +357,11 @@ impl Inner {
             .map_err(engine(&format!("Failed to delete namespace {namespace:?}")))
     }
 
+    /// Every cell lock, taken in order (single-cell writers take one at a time, so no deadlock).
+    fn lock_every_cell(&self) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        self.cell_locks.iter().map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner)).collect()
+    }
+
     fn lock_cell(&self, namespace: &str, cell_key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
         let mut hasher = DefaultHasher::new();
         namespace.hash(&mut hasher);
@@ -330,6 +382,13 @@ impl ReadStore for EmbeddedStore {
 
     async fn delete(&self, key: CellKey<'_>, ts: i64) -> Result<(), StoreError> {
         self.apply(key, None, ts).await
+    }
+
+    async fn write_many(&self, writes: &[CellWrite<'_>]) -> Result<(), StoreError> {
+        for same_namespace in writes.chunk_by(|a, b| a.key.namespace == b.key.namespace) {
+            self.apply_batch(same_namespace[0].key.namespace, same_namespace).await?;
+        }
+        Ok(())
     }
 
     async fn get(&self, key: CellKey<'_>) -> Result<Option<Cell>, StoreError> {

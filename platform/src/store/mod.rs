@@ -85,9 +85,52 @@ pub struct CellKey<'a> {
     pub clustering: &'a str,
 }
 
+/// One write of [`ReadStore::write_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct CellWrite<'a> {
+    /// The cell.
+    pub key: CellKey<'a>,
+    /// Its new value; `None` deletes it.
+    pub value: Option<&'a [u8]>,
+    /// The write's timestamp (last write wins).
+    pub ts: i64,
+}
+
+/// Writes in flight at once in [`ReadStore::write_many`]'s default (a network store takes many).
+const WRITE_MANY_CONCURRENCY: usize = 64;
+
 /// The read-store port.
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
+    /// Applies many writes and deletes, each under the same rule as [`ReadStore::put`] and
+    /// [`ReadStore::delete`], in one go where the store can (a replay writes its rows by the
+    /// thousand). Not atomic: after an error some of them may have been applied, and applying
+    /// them again is harmless.
+    async fn write_many(&self, writes: &[CellWrite<'_>]) -> Result<(), StoreError> {
+        use futures::StreamExt as _;
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut outcome = Ok(());
+        for write in writes {
+            if in_flight.len() >= WRITE_MANY_CONCURRENCY
+                && let Some(Err(error)) = in_flight.next().await
+            {
+                outcome = Err(error);
+            }
+            in_flight.push(async move {
+                match write.value {
+                    Some(value) => self.put(write.key, value, write.ts).await,
+                    None => self.delete(write.key, write.ts).await,
+                }
+            });
+        }
+        while let Some(result) = in_flight.next().await {
+            if let Err(error) = result {
+                outcome = Err(error);
+            }
+        }
+        outcome
+    }
+
     /// Writes `value` with timestamp `ts` (last write wins, see the module docs).
     async fn put(&self, key: CellKey<'_>, value: &[u8], ts: i64) -> Result<(), StoreError>;
 

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rustc_hash::{FxHashMap, FxHashSet};
-use futures::StreamExt as _;
 
-use super::{Cell, CellKey, NamespacePage, Page, ReadStore, StoreError, incoming_wins, validate_name};
+use super::{Cell, CellKey, CellWrite, NamespacePage, Page, ReadStore, StoreError, incoming_wins, validate_name};
 
 /// A cell's place, owned: its key's four parts in one string (one allocation, and one run of
 /// bytes to hash and compare: four strings were a tenth of a replay's time), with where the
@@ -65,8 +64,8 @@ struct Known {
 /// projection's own version checks to ignore events older than a deletion).
 const MAX_KNOWN_TOMBSTONES: usize = 100_000;
 
-/// Writes to the store in flight at once while flushing (a network store takes many).
-const FLUSH_CONCURRENCY: usize = 64;
+/// Cells a flush hands the store at once ([`ReadStore::write_many`]).
+const FLUSH_BATCH: usize = 4096;
 
 /// The overlay; see the module docs. Scans and other namespace-wide reads flush first, so they
 /// see every write.
@@ -107,36 +106,26 @@ impl WriteBehind {
             // Before writing: a failed write may still have reached the store.
             written.lock().expect("written places lock").extend(pending.iter().map(|(place, _)| place_hash(place)));
         }
-        let store = self.store.clone();
-        let results: Vec<(Place, Known, Result<(), StoreError>)> = futures::stream::iter(pending)
-            .map(|(place, known)| {
-                let store = store.clone();
-                async move {
-                    let key = place.key();
-                    let result = match &known.value {
-                        Some(value) => store.put(key, value, known.ts).await,
-                        None => store.delete(key, known.ts).await,
-                    };
-                    (place, known, result)
-                }
-            })
-            .buffer_unordered(FLUSH_CONCURRENCY)
-            .collect()
-            .await;
-        let mut cells = self.cells.lock().expect("overlay lock");
         let mut failure = None;
-        for (place, written, result) in results {
-            match result {
-                // Forgotten unless written to again meanwhile.
-                Ok(()) => {
-                    if let Some(now) = cells.get_mut(&place)
-                        && now.ts == written.ts
-                        && now.value == written.value
-                    {
-                        now.dirty = false;
-                    }
-                }
+        let mut written_chunks = Vec::new();
+        for chunk in pending.chunks(FLUSH_BATCH) {
+            let writes: Vec<CellWrite<'_>> = chunk
+                .iter()
+                .map(|(place, known)| CellWrite { key: place.key(), value: known.value.as_deref(), ts: known.ts })
+                .collect();
+            match self.store.write_many(&writes).await {
+                Ok(()) => written_chunks.push(chunk),
                 Err(error) => failure = Some(error),
+            }
+        }
+        let mut cells = self.cells.lock().expect("overlay lock");
+        for (place, written) in written_chunks.into_iter().flatten() {
+            // Forgotten unless written to again meanwhile.
+            if let Some(now) = cells.get_mut(place)
+                && now.ts == written.ts
+                && now.value == written.value
+            {
+                now.dirty = false;
             }
         }
         // Deletions stay known: the store keeps its tombstones to itself, and an older write
