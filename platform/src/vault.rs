@@ -254,7 +254,9 @@ impl SubjectKeys {
         match check {
             Some(true) => {}
             Some(false) => return Err(VaultError::WrongMasterKey),
-            None => drop(this.create(CHECK_SUBJECT).await?),
+            None => {
+                this.create(CHECK_SUBJECT).await?;
+            }
         }
         Ok(this)
     }

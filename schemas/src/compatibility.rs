@@ -252,9 +252,9 @@ mod tests {
         let v1 =
             r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#.to_string();
         let current = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},{"name":"b","type":"long"}]}"#;
-        let error = check_backward(current, &[v1.clone()]).unwrap_err();
+        let error = check_backward(current, std::slice::from_ref(&v1)).unwrap_err();
         assert!(error.contains("[0]") && error.contains("'b'"), "{error}");
-        assert!(check_backward(&v1, &[v1.clone()]).is_ok());
+        assert!(check_backward(&v1, std::slice::from_ref(&v1)).is_ok());
         assert!(check_backward("{", &[]).is_err());
     }
 }

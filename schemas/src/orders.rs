@@ -100,6 +100,7 @@ static UPCASTERS: [Upcaster; 1] = [Upcaster {
     upcast: ticket_price_cents_to_minor,
 }];
 
+#[allow(clippy::ptr_arg, reason = "the upcaster signature: other upcasters add or drop fields")]
 fn ticket_price_cents_to_minor(fields: &mut Vec<(String, Value)>) {
     rename_field(fields, "ticket_price_cents", "ticket_price_minor");
 }

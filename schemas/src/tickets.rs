@@ -101,6 +101,7 @@ static UPCASTERS: [Upcaster; 2] = [
 
 const PRICE_RENAME: &str = "v3 renamed price_cents (cents of USD) to price_minor (minor unit of currency)";
 
+#[allow(clippy::ptr_arg, reason = "the upcaster signature: other upcasters add or drop fields")]
 fn price_cents_to_minor(fields: &mut Vec<(String, Value)>) {
     rename_field(fields, "price_cents", "price_minor");
 }

@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         bail!("--rate must be a positive number of requests per second");
     }
-    if !(args.duration > 0.0 && args.duration.is_finite()) || !(args.timeout > 0.0) {
+    if !(args.duration > 0.0 && args.duration.is_finite() && args.timeout > 0.0) {
         bail!("--duration and --timeout must be positive numbers of seconds");
     }
     let mut targets = Targets::single(&args.target);

@@ -201,10 +201,10 @@ impl EmbeddedStore {
                 let existing = partition
                     .get(&cell_key)
                     .map_err(engine("Failed to read a cell"))?;
-                if let Some(existing) = existing {
-                    if !incoming_wins(decode_value(&existing)?, (ts, incoming.as_deref())) {
-                        return Ok(());
-                    }
+                if let Some(existing) = existing
+                    && !incoming_wins(decode_value(&existing)?, (ts, incoming.as_deref()))
+                {
+                    return Ok(());
                 }
                 let stored = encode_value(ts, incoming.as_deref());
                 partition
