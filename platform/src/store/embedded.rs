@@ -228,7 +228,8 @@ impl EmbeddedStore {
         // Stable: of two writes to one cell, the rule decides between them as it would in turn.
         cells.sort_by(|a, b| a.0.cmp(&b.0));
         let owned_namespace = namespace.to_string();
-        self.cell_operation(namespace, move |inner| {
+        // Thousands of cells take milliseconds: off the runtime's workers, unlike one cell.
+        self.blocking(move |inner| {
             inner.with_namespace(&owned_namespace, true, |partition| {
                 let Some(partition) = partition else {
                     return Err(StoreError::Engine(format!("Namespace {owned_namespace:?} could not be created")));
