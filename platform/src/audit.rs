@@ -81,7 +81,7 @@ pub async fn audit(
         let started = std::time::Instant::now();
         reached = replay_into(config, projection, read_models, &scratch, writes, &reached, Some(&target), &mut replay, on_progress).await?;
         let replayed = started.elapsed();
-        comparison = compare(&store, &live, &scratch, show).await?;
+        comparison = compare(store.as_ref(), &live, &scratch, show).await?;
         round += 1;
         tracing::info!(
             message = "Audit round done.",
@@ -140,29 +140,41 @@ struct Comparison {
 const PAGE: usize = 1000;
 
 /// Compares every row of `live` with `replayed` (their progress aside). Only a digest of each
-/// row is held, so an audit's memory grows with the number of rows, not their size; the two
-/// namespaces are scanned at once (each scan was half of a comparison's time).
-async fn compare(store: &Arc<dyn ReadStore>, live: &str, replayed: &str, show: usize) -> Result<Comparison, StoreError> {
-    let scan = |namespace: &str| {
-        let (store, namespace) = (store.clone(), namespace.to_string());
-        tokio::spawn(async move { digests(store.as_ref(), &namespace).await })
-    };
-    let (live_rows, replayed_rows) = (scan(live), scan(replayed));
-    let joined = |result: Result<_, tokio::task::JoinError>| {
-        result.map_err(|e| StoreError::Engine(format!("A namespace scan failed: {e}")))?
-    };
-    let live_rows: Vec<(RowKey, u64)> = joined(live_rows.await)?;
-    let mut expected: FxHashMap<RowKey, u64> = joined(replayed_rows.await)?.into_iter().collect();
-    let mut comparison =
-        Comparison { live_rows: live_rows.len() as u64, replayed_rows: expected.len() as u64, difference_count: 0, differences: Vec::new() };
-    for (key, live_digest) in live_rows {
-        if expected.remove(&key) == Some(live_digest) {
-            continue;
+/// replayed row is held, so an audit's memory grows with the number of rows, not their size;
+/// the live rows stream past it, and a difference shows the live row as it was compared.
+async fn compare(store: &dyn ReadStore, live: &str, replayed: &str, show: usize) -> Result<Comparison, StoreError> {
+    let mut expected: FxHashMap<RowKey, u64> = FxHashMap::default();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_namespace(replayed, cursor.as_deref(), PAGE).await?;
+        for stored in page.cells.into_iter().filter(|c| c.table != PROGRESS_TABLE) {
+            expected.insert((stored.table, stored.partition, stored.cell.clustering_key), digest(&stored.cell.value));
         }
-        comparison.difference_count += 1;
-        if comparison.differences.len() < show {
-            let (live_row, replayed_row) = (row(store.as_ref(), live, &key).await?, row(store.as_ref(), replayed, &key).await?);
-            comparison.differences.push(RowDifference { live: live_row, replayed: replayed_row, key });
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let replayed_rows = expected.len() as u64;
+    let mut comparison = Comparison { live_rows: 0, replayed_rows, difference_count: 0, differences: Vec::new() };
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_namespace(live, cursor.as_deref(), PAGE).await?;
+        for stored in page.cells.into_iter().filter(|c| c.table != PROGRESS_TABLE) {
+            comparison.live_rows += 1;
+            let key = (stored.table, stored.partition, stored.cell.clustering_key);
+            let same = expected.remove(&key).is_some_and(|d| d == digest(&stored.cell.value));
+            if !same {
+                comparison.difference_count += 1;
+                if comparison.differences.len() < show {
+                    let replayed_row = row(store, replayed, &key).await?;
+                    comparison.differences.push(RowDifference { live: Some(text(&stored.cell.value)), replayed: replayed_row, key });
+                }
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
         }
     }
     // What the replay has and the live namespace lacks.
@@ -173,27 +185,10 @@ async fn compare(store: &Arc<dyn ReadStore>, live: &str, replayed: &str, show: u
         if comparison.differences.len() >= show {
             break;
         }
-        let replayed_row = row(store.as_ref(), replayed, &key).await?;
+        let replayed_row = row(store, replayed, &key).await?;
         comparison.differences.push(RowDifference { live: None, replayed: replayed_row, key });
     }
     Ok(comparison)
-}
-
-/// Every row of `namespace` (its progress aside) with a digest of its value, in the store's order.
-async fn digests(store: &dyn ReadStore, namespace: &str) -> Result<Vec<(RowKey, u64)>, StoreError> {
-    let mut rows = Vec::new();
-    let mut cursor: Option<Vec<u8>> = None;
-    loop {
-        let page = store.scan_namespace(namespace, cursor.as_deref(), PAGE).await?;
-        for stored in page.cells.into_iter().filter(|c| c.table != PROGRESS_TABLE) {
-            let value_digest = digest(&stored.cell.value);
-            rows.push(((stored.table, stored.partition, stored.cell.clustering_key), value_digest));
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(rows),
-        }
-    }
 }
 
 async fn row(store: &dyn ReadStore, namespace: &str, key: &RowKey) -> Result<Option<String>, StoreError> {

@@ -92,6 +92,11 @@ impl<'de> Deserialize<'de> for Currency {
             fn visit_str<E: serde::de::Error>(self, code: &str) -> Result<Currency, E> {
                 Currency::parse(code).ok_or_else(|| E::custom(format!("unknown currency {code:?}")))
             }
+            // As `String` reads them, for formats that carry strings as bytes.
+            fn visit_bytes<E: serde::de::Error>(self, code: &[u8]) -> Result<Currency, E> {
+                let text = std::str::from_utf8(code).map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(code), &self))?;
+                self.visit_str(text)
+            }
         }
         deserializer.deserialize_str(Code)
     }

@@ -11,7 +11,7 @@ use load_tests::backlog;
 use load_tests::baseline::{self, Throughput};
 use load_tests::client::ApiClient;
 use load_tests::mix::{DEFAULT_MIX, Mix, Operation};
-use load_tests::report::{AnalystTools, BenchReport, Machine, Saturation, target_checks};
+use load_tests::report::{AnalystRound, AnalystTools, BenchReport, Machine, Saturation, target_checks};
 use load_tests::run::{Schedule, run_open_model};
 use load_tests::scenario::{Marketplace, saturate};
 use load_tests::system::{System, Topology, sample_cpu, sample_memory};
@@ -88,10 +88,10 @@ struct Args {
     /// tool by hand).
     #[arg(long)]
     hold: bool,
-    /// Rounds of the analysts' tools, each beside a raw consume of its own; the report takes
-    /// each figure's median (one stalled run on a shared VM swung a single round's ratio by
-    /// half).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    /// Rounds of the analysts' tools (odd), each beside a raw consume of its own; the report
+    /// takes, for each tool, the round with the median ratio (one stalled run on a shared VM
+    /// swung a single round's ratio by half).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=19))]
     tool_rounds: u32,
 }
 
@@ -102,6 +102,7 @@ fn say(line: impl AsRef<str>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(args.tool_rounds % 2 == 1, "--tool-rounds must be odd: the median is one round's figures");
     anyhow::ensure!(args.rate > 0.0 && args.command_rate > 0.0, "rates must be positive");
     let binary = match &args.ticketing_bin {
         Some(path) => path.clone(),
@@ -331,34 +332,23 @@ async fn projection_and_replay(system: &mut System, log: &LogConfig, events: u64
     Ok((projection, replay))
 }
 
-/// Times the analysts' tools over the backlog (the components stopped), each round beside a
-/// raw consume of the same topic; each figure is the median of its rounds.
+/// Times the analysts' tools over the backlog (the components stopped) in `rounds` rounds,
+/// each beside a raw consume of the same topic.
 async fn analyst_tools(system: &System, log: &LogConfig, work_dir: &std::path::Path, rounds: u32) -> anyhow::Result<AnalystTools> {
     let mut measured = Vec::new();
     for round in 1..=rounds {
         say(format!("analysts' tools, round {round} of {rounds}"));
-        let tools = analyst_tools_once(system, log, work_dir).await?;
-        let raw = tools.raw_consume.per_second;
-        for (what, tool) in [("export (JSON lines)", &tools.export_jsonl), ("export (Avro)", &tools.export_avro), ("audit", &tools.audit)] {
-            say(format!("  round {round}: {what} {:.1}% of raw consume ({raw:.0}/s)", 100.0 * tool.per_second / raw));
+        let tools = AnalystTools { rounds: vec![analyst_tools_once(system, log, work_dir).await?] };
+        for beside in tools.median_rounds() {
+            say(format!("  round {round}: {} {:.1}% of raw consume ({:.0}/s)", beside.tool, 100.0 * beside.ratio(), beside.raw_consume.per_second));
         }
-        measured.push(tools);
+        measured.extend(tools.rounds);
     }
-    let median = |figure: fn(&AnalystTools) -> &Throughput| {
-        let mut figures: Vec<&Throughput> = measured.iter().map(figure).collect();
-        figures.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-        figures[figures.len() / 2].clone()
-    };
-    Ok(AnalystTools {
-        raw_consume: median(|t| &t.raw_consume),
-        export_jsonl: median(|t| &t.export_jsonl),
-        export_avro: median(|t| &t.export_avro),
-        audit: median(|t| &t.audit),
-    })
+    Ok(AnalystTools { rounds: measured })
 }
 
 /// One round of [`analyst_tools`].
-async fn analyst_tools_once(system: &System, log: &LogConfig, work_dir: &std::path::Path) -> anyhow::Result<AnalystTools> {
+async fn analyst_tools_once(system: &System, log: &LogConfig, work_dir: &std::path::Path) -> anyhow::Result<AnalystRound> {
     let topic = log.topic(TicketEvent::TOPIC);
     let total = TopicReader::from_beginning(log, &topic)?.end_offsets().values().sum::<i64>() as u64;
     say(format!("raw consume of {topic} ({total} events) …"));
@@ -385,7 +375,7 @@ async fn analyst_tools_once(system: &System, log: &LogConfig, work_dir: &std::pa
     )
     .await?;
     let audit = timed("audit tickets", vec!["audit".into(), "tickets".into()]).await?;
-    Ok(AnalystTools { raw_consume, export_jsonl, export_avro, audit })
+    Ok(AnalystRound { raw_consume, export_jsonl, export_avro, audit })
 }
 
 /// `--backlog-only`: the projector, the rebuild and the analysts' tools over a backlog, with
@@ -401,10 +391,15 @@ async fn backlog_only(args: &Args, binary: &std::path::Path, broker: &LocalKafka
     let (projection, replay) = projection_and_replay(&mut system, &log, args.replay_events).await?;
     let tools = analyst_tools(&system, &log, work_dir, args.tool_rounds).await?;
     say(format!("projector {:.0} events/s, rebuild {:.0} events/s", projection.per_second, replay.per_second));
-    let raw = tools.raw_consume.per_second;
-    say(format!("medians of {} rounds:", args.tool_rounds));
-    for (what, measured) in [("export (JSON lines)", &tools.export_jsonl), ("export (Avro)", &tools.export_avro), ("audit", &tools.audit)] {
-        say(format!("{what}: {:.0} events/s, {:.1}% of raw consume ({raw:.0}/s)", measured.per_second, 100.0 * measured.per_second / raw));
+    say(format!("the median of {} rounds, each tool beside the raw consume of its round:", args.tool_rounds));
+    for median in tools.median_rounds() {
+        say(format!(
+            "{}: {:.0} events/s, {:.1}% of raw consume ({:.0}/s)",
+            median.tool,
+            median.measured.per_second,
+            100.0 * median.ratio(),
+            median.raw_consume.per_second
+        ));
     }
     if args.hold {
         let file = args.out.join("tools.env");

@@ -216,7 +216,7 @@ impl EmbeddedStore {
     }
 
     /// Applies the writes of one namespace as one fjall batch: one journal write for all of
-    /// them (a write each was a replay's flush's largest cost) under every cell lock.
+    /// them (a write each was a replay's flush's largest cost) under the locks of their cells.
     async fn apply_batch(&self, namespace: &str, writes: &[CellWrite<'_>]) -> Result<(), StoreError> {
         validate_name(namespace)?;
         let mut cells = Vec::with_capacity(writes.len());
@@ -234,8 +234,6 @@ impl EmbeddedStore {
                 let Some(partition) = partition else {
                     return Err(StoreError::Engine(format!("Namespace {owned_namespace:?} could not be created")));
                 };
-                let _cells = inner.lock_every_cell();
-                let mut batch = inner.keyspace.batch();
                 let mut winners: Vec<(Vec<u8>, i64, Option<Vec<u8>>)> = Vec::with_capacity(cells.len());
                 for (cell_key, ts, incoming) in cells {
                     if let Some(last) = winners.last_mut()
@@ -248,6 +246,11 @@ impl EmbeddedStore {
                     }
                     winners.push((cell_key, ts, incoming));
                 }
+                let stripes: std::collections::BTreeSet<usize> =
+                    winners.iter().map(|(cell_key, ..)| inner.cell_stripe(&owned_namespace, cell_key)).collect();
+                // In ascending order, as no other writer holds more than one.
+                let _cells: Vec<_> = stripes.into_iter().map(|stripe| inner.lock_stripe(stripe)).collect();
+                let mut batch = inner.keyspace.batch();
                 for (cell_key, ts, incoming) in winners {
                     let existing = partition.get(&cell_key).map_err(engine("Failed to read a cell"))?;
                     if let Some(existing) = existing
@@ -358,20 +361,21 @@ impl Inner {
             .map_err(engine(&format!("Failed to delete namespace {namespace:?}")))
     }
 
-    /// Every cell lock, taken in order (single-cell writers take one at a time, so no deadlock).
-    fn lock_every_cell(&self) -> Vec<std::sync::MutexGuard<'_, ()>> {
-        self.cell_locks.iter().map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner)).collect()
-    }
-
-    fn lock_cell(&self, namespace: &str, cell_key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+    /// Which cell lock guards a cell.
+    fn cell_stripe(&self, namespace: &str, cell_key: &[u8]) -> usize {
         let mut hasher = DefaultHasher::new();
         namespace.hash(&mut hasher);
         cell_key.hash(&mut hasher);
-        let stripe = (hasher.finish() % self.cell_locks.len() as u64) as usize;
+        (hasher.finish() % self.cell_locks.len() as u64) as usize
+    }
+
+    fn lock_stripe(&self, stripe: usize) -> std::sync::MutexGuard<'_, ()> {
         // The guarded data is `()`, so a poisoned lock carries no broken state.
-        self.cell_locks[stripe]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.cell_locks[stripe].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_cell(&self, namespace: &str, cell_key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        self.lock_stripe(self.cell_stripe(namespace, cell_key))
     }
 }
 
@@ -386,8 +390,12 @@ impl ReadStore for EmbeddedStore {
     }
 
     async fn write_many(&self, writes: &[CellWrite<'_>]) -> Result<(), StoreError> {
-        for same_namespace in writes.chunk_by(|a, b| a.key.namespace == b.key.namespace) {
-            self.apply_batch(same_namespace[0].key.namespace, same_namespace).await?;
+        let mut by_namespace: std::collections::BTreeMap<&str, Vec<CellWrite<'_>>> = std::collections::BTreeMap::new();
+        for write in writes {
+            by_namespace.entry(write.key.namespace).or_default().push(*write);
+        }
+        for (namespace, writes) in by_namespace {
+            self.apply_batch(namespace, &writes).await?;
         }
         Ok(())
     }
