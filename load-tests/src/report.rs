@@ -161,12 +161,12 @@ impl AnalystTools {
     /// For each tool, the round whose ratio to its own raw consume is the median (a tool and a
     /// baseline from different rounds would not be a ratio of the same moment).
     pub fn median_rounds(&self) -> Vec<ToolBesideRaw<'_>> {
-        ["export (JSON lines)", "export (Avro)", "audit"]
-            .into_iter()
-            .filter_map(|tool| {
-                let mut beside: Vec<ToolBesideRaw<'_>> = self.rounds.iter().map(|round| round.tool(tool)).collect();
+        let Some(first) = self.rounds.first() else { return Vec::new() };
+        (0..first.tools().len())
+            .map(|tool| {
+                let mut beside: Vec<ToolBesideRaw<'_>> = self.rounds.iter().map(|round| round.tools()[tool]).collect();
                 beside.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
-                beside.get(beside.len() / 2).copied()
+                beside[beside.len() / 2]
             })
             .collect()
     }
@@ -186,14 +186,10 @@ pub struct AnalystRound {
 }
 
 impl AnalystRound {
-    /// The figure of `tool` (as [`AnalystTools::median_rounds`] names it) beside this round's raw consume.
-    fn tool(&self, tool: &'static str) -> ToolBesideRaw<'_> {
-        let measured = match tool {
-            "export (JSON lines)" => &self.export_jsonl,
-            "export (Avro)" => &self.export_avro,
-            _ => &self.audit,
-        };
-        ToolBesideRaw { tool, measured, raw_consume: &self.raw_consume }
+    /// Each tool's figure beside this round's raw consume.
+    pub fn tools(&self) -> [ToolBesideRaw<'_>; 3] {
+        let beside = |tool, measured| ToolBesideRaw { tool, measured, raw_consume: &self.raw_consume };
+        [beside("export (JSON lines)", &self.export_jsonl), beside("export (Avro)", &self.export_avro), beside("audit", &self.audit)]
     }
 }
 

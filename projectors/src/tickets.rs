@@ -42,25 +42,17 @@ pub fn week_key(week: i64) -> String {
 /// projector writes three such keys per event, and the formatting machinery was a twentieth of
 /// a replay.
 fn push_padded(out: &mut String, n: i64, width: usize) {
-    let Ok(mut rest) = u64::try_from(n) else {
+    if n < 0 {
         use std::fmt::Write as _;
         let _ = write!(out, "{n:0width$}");
         return;
-    };
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
     }
-    for _ in digits.len() - start..width {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n);
+    for _ in digits.len()..width {
         out.push('0');
     }
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+    out.push_str(digits);
 }
 
 /// The clustering key of a ticket in the list of tickets for sale: creation time, then id.

@@ -338,11 +338,11 @@ async fn analyst_tools(system: &System, log: &LogConfig, work_dir: &std::path::P
     let mut measured = Vec::new();
     for round in 1..=rounds {
         say(format!("analysts' tools, round {round} of {rounds}"));
-        let tools = AnalystTools { rounds: vec![analyst_tools_once(system, log, work_dir).await?] };
-        for beside in tools.median_rounds() {
+        let tools = analyst_tools_once(system, log, work_dir).await?;
+        for beside in tools.tools() {
             say(format!("  round {round}: {} {:.1}% of raw consume ({:.0}/s)", beside.tool, 100.0 * beside.ratio(), beside.raw_consume.per_second));
         }
-        measured.extend(tools.rounds);
+        measured.push(tools);
     }
     Ok(AnalystTools { rounds: measured })
 }

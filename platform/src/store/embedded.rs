@@ -198,12 +198,7 @@ impl EmbeddedStore {
                     )));
                 };
                 let _cell = inner.lock_cell(&namespace, &cell_key);
-                let existing = partition
-                    .get(&cell_key)
-                    .map_err(engine("Failed to read a cell"))?;
-                if let Some(existing) = existing
-                    && !incoming_wins(decode_value(&existing)?, (ts, incoming.as_deref()))
-                {
+                if !wins_over_stored(partition, &cell_key, ts, incoming.as_deref())? {
                     return Ok(());
                 }
                 let stored = encode_value(ts, incoming.as_deref());
@@ -252,10 +247,7 @@ impl EmbeddedStore {
                 let _cells: Vec<_> = stripes.into_iter().map(|stripe| inner.lock_stripe(stripe)).collect();
                 let mut batch = inner.keyspace.batch();
                 for (cell_key, ts, incoming) in winners {
-                    let existing = partition.get(&cell_key).map_err(engine("Failed to read a cell"))?;
-                    if let Some(existing) = existing
-                        && !incoming_wins(decode_value(&existing)?, (ts, incoming.as_deref()))
-                    {
+                    if !wins_over_stored(partition, &cell_key, ts, incoming.as_deref())? {
                         continue;
                     }
                     batch.insert(partition, cell_key, encode_value(ts, incoming.as_deref()));
@@ -264,6 +256,16 @@ impl EmbeddedStore {
             })
         })
         .await
+    }
+}
+
+/// Whether a write (`Some`) or delete (`None`) at `ts` replaces what `partition` holds for the
+/// cell (the caller holds the cell's lock).
+fn wins_over_stored(partition: &PartitionHandle, cell_key: &[u8], ts: i64, incoming: Option<&[u8]>) -> Result<bool, StoreError> {
+    let existing = partition.get(cell_key).map_err(engine("Failed to read a cell"))?;
+    match existing {
+        Some(existing) => Ok(incoming_wins(decode_value(&existing)?, (ts, incoming))),
+        None => Ok(true),
     }
 }
 
