@@ -15,6 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::cpu::{CpuClock, CpuUse};
 use crate::recorder::{Latencies, LatencySummary};
 
 /// A rate measured over a count of operations.
@@ -28,13 +29,26 @@ pub struct Throughput {
     pub per_second: f64,
     /// Latency of one operation, when measured one by one.
     pub latency: Option<LatencySummary>,
+    /// What the whole machine spent meanwhile, where measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUse>,
 }
 
 impl Throughput {
     /// `operations` over `elapsed`.
     pub fn new(operations: u64, elapsed: Duration, latency: Option<LatencySummary>) -> Self {
         let seconds = elapsed.as_secs_f64();
-        Self { operations, seconds, per_second: operations as f64 / seconds.max(1e-9), latency }
+        Self { operations, seconds, per_second: operations as f64 / seconds.max(1e-9), latency, cpu: None }
+    }
+
+    /// The same, with what the machine spent meanwhile.
+    pub fn with_cpu(self, cpu: Option<CpuUse>) -> Self {
+        Self { cpu, ..self }
+    }
+
+    /// Core-microseconds the machine spent per operation, where measured.
+    pub fn cpu_micros_per_operation(&self) -> Option<f64> {
+        self.cpu.map(|cpu| cpu.micros_per_operation(self.operations))
     }
 }
 
@@ -115,6 +129,7 @@ pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> an
         }
         consumer.assign(&assignment)?;
         let started = Instant::now();
+        let cpu = CpuClock::start();
         let mut read = 0u64;
         let mut bytes = 0usize;
         let give_up = Instant::now() + Duration::from_secs(600);
@@ -127,8 +142,9 @@ pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> an
             }
         }
         let elapsed = started.elapsed();
+        let cpu = cpu.and_then(|c| c.used());
         std::hint::black_box(bytes);
-        Ok(Throughput::new(read, elapsed, None))
+        Ok(Throughput::new(read, elapsed, None).with_cpu(cpu))
     })
     .await?
 }

@@ -8,6 +8,7 @@
 pub mod backlog;
 pub mod baseline;
 pub mod client;
+pub mod cpu;
 pub mod mix;
 pub mod recorder;
 pub mod report;

@@ -132,6 +132,9 @@ pub struct BenchReport {
     pub targets: Vec<TargetCheck>,
 }
 
+/// The analysts' tools' goal: this share of a raw consume's rate, in the same round.
+pub const ANALYST_GOAL: f64 = 0.7;
+
 /// The analysts' tools over the backlog of ticket events, in rounds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AnalystTools {
@@ -154,6 +157,21 @@ impl ToolBesideRaw<'_> {
     /// The tool's rate over the raw consume's.
     pub fn ratio(&self) -> f64 {
         self.measured.per_second / self.raw_consume.per_second.max(1e-9)
+    }
+
+    /// The most machine CPU (core-µs per event, every process included) the tool may spend to
+    /// reach `goal` of the raw consume's rate with every core busy.
+    pub fn cpu_budget_micros(&self, goal: f64) -> Option<f64> {
+        let cores = f64::from(self.measured.cpu?.cores);
+        Some(cores * 1e6 / (goal * self.raw_consume.per_second.max(1e-9)))
+    }
+
+    /// The highest ratio the tool could reach at the CPU it spends per event, with every core
+    /// busy: where it stands whatever its threads wait for.
+    pub fn cpu_bound_ratio(&self) -> Option<f64> {
+        let spent = self.measured.cpu_micros_per_operation()?;
+        let cores = f64::from(self.measured.cpu?.cores);
+        Some(cores * 1e6 / (spent.max(1e-9) * self.raw_consume.per_second.max(1e-9)))
     }
 }
 
@@ -295,14 +313,25 @@ pub fn target_checks(report: &BenchReport) -> Vec<TargetCheck> {
         for median in tools.median_rounds() {
             let what = format!("`ticketing {}`, median of {} rounds", median.tool, tools.rounds.len());
             let baseline = "raw consume of the same topic, same round";
-            checks.push(ratio_check(&what, median.measured.per_second, "events/s", median.raw_consume.per_second, baseline, 0.7));
+            checks.push(ratio_check(&what, median.measured.per_second, "events/s", median.raw_consume.per_second, baseline, ANALYST_GOAL));
         }
     }
     checks
 }
 
 fn rate(t: &Throughput) -> String {
-    format!("{:.0} /s ({} in {:.1} s)", t.per_second, t.operations, t.seconds)
+    match t.cpu {
+        Some(cpu) => format!(
+            "{:.0} /s ({} in {:.1} s; the machine {:.2} core-µs each, {:.2} of {} cores busy)",
+            t.per_second,
+            t.operations,
+            t.seconds,
+            cpu.micros_per_operation(t.operations),
+            cpu.cores_busy,
+            cpu.cores
+        ),
+        None => format!("{:.0} /s ({} in {:.1} s)", t.per_second, t.operations, t.seconds),
+    }
 }
 
 impl BenchReport {
@@ -390,6 +419,18 @@ impl BenchReport {
                     rate(&round.audit)
                 ));
             }
+            for median in tools.median_rounds() {
+                if let (Some(spent), Some(budget), Some(bound)) =
+                    (median.measured.cpu_micros_per_operation(), median.cpu_budget_micros(ANALYST_GOAL), median.cpu_bound_ratio())
+                {
+                    out.push_str(&format!(
+                        "- CPU of `ticketing {}` (median round): {spent:.2} core-µs per event, machine-wide; {:.0}% of the raw consume allows {budget:.2}; at what it spends, {:.1}% is the most it can reach with every core busy\n",
+                        median.tool,
+                        ANALYST_GOAL * 100.0,
+                        bound * 100.0
+                    ));
+                }
+            }
         }
         out.push_str("\n### Resident memory during the mixed run\n\n| process | median MiB | max MiB |\n|---|---:|---:|\n");
         for p in &self.memory {
@@ -408,7 +449,7 @@ mod tests {
     use super::*;
 
     fn rate(per_second: f64) -> Throughput {
-        Throughput { operations: 1, seconds: 1.0 / per_second, per_second, latency: None }
+        Throughput { operations: 1, seconds: 1.0 / per_second, per_second, latency: None, cpu: None }
     }
 
     fn round(raw: f64, jsonl: f64, avro: f64, audit: f64) -> AnalystRound {
@@ -425,5 +466,19 @@ mod tests {
             medians,
             [("export (JSON lines)", 1_200.0, 2_100.0), ("export (Avro)", 1_500.0, 2_000.0), ("audit", 220.0, 2_100.0)]
         );
+    }
+
+    #[test]
+    fn the_cpu_budget_follows_the_raw_rate_and_the_cores() {
+        let cpu = |core_seconds: f64| Some(crate::cpu::CpuUse { core_seconds, cores_busy: 1.5, cores: 2 });
+        let raw = Throughput { operations: 1_000_000, seconds: 0.5, per_second: 2_000_000.0, latency: None, cpu: cpu(0.9) };
+        let tool = Throughput { operations: 1_000_000, seconds: 2.0, per_second: 500_000.0, latency: None, cpu: cpu(3.0) };
+        let beside = ToolBesideRaw { tool: "audit", measured: &tool, raw_consume: &raw };
+        // Two cores at 70% of 2M events/s: 1.43 core-µs per event.
+        assert!((beside.cpu_budget_micros(0.7).unwrap() - 2.0 / 1.4).abs() < 1e-9);
+        // 3 core-µs per event on two cores: 666,667 events/s at most, a third of the raw rate.
+        assert!((beside.cpu_bound_ratio().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        let unmeasured = Throughput { cpu: None, ..tool.clone() };
+        assert_eq!(ToolBesideRaw { tool: "audit", measured: &unmeasured, raw_consume: &raw }.cpu_bound_ratio(), None);
     }
 }

@@ -306,8 +306,7 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // /proc counts in USER_HZ, 100 on every Linux ABI.
-    Some(ticks / 100.0)
+    Some(ticks / crate::cpu::USER_HZ)
 }
 
 /// CPU used by one process over a window, in cores (1.0 = one core busy throughout).

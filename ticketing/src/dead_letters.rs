@@ -142,7 +142,7 @@ async fn replay(settings: &Settings, log: &LogConfig, entry: &DeadLetter) -> any
         let ends = platform::log::EndOffsets::new(log)?;
         let saga = crate::app::order_saga(&ends, &codecs, DeadLetters::with_producer(log, producer.clone())).await?;
         let record = LogRecord {
-            topic: entry.topic.clone(),
+            topic: entry.topic.as_str().into(),
             position: LogPosition { partition: entry.partition, offset: entry.offset },
             key: Some(entry.key.clone()),
             payload: Some(entry.payload.clone()),

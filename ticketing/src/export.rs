@@ -1169,7 +1169,7 @@ mod tests {
                 payload.extend_from_slice(&datum);
                 for (key, timestamp) in [(Some(b"k\"\xff".to_vec()), Some(1_796_119_200_123)), (None, None)] {
                     let record = LogRecord {
-                        topic: format!("ns.{}", topic.name),
+                        topic: format!("ns.{}", topic.name).into(),
                         position: platform::log::LogPosition { partition: 3, offset: 42 },
                         key,
                         payload: Some(payload.clone()),

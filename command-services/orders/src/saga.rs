@@ -148,7 +148,7 @@ const MAX_BATCH: usize = 200;
 impl OrderSaga {
     async fn decode(&self, record: &LogRecord) -> Result<Decoded, CodecError> {
         let bytes = record.payload.as_deref().ok_or_else(|| CodecError::Undecodable("no value".into()))?;
-        if record.topic == self.orders_codec.topic() {
+        if *record.topic == *self.orders_codec.topic() {
             self.orders_codec.decode(bytes).await.map(Decoded::Order)
         } else {
             self.payments_codec.decode(bytes).await.map(Decoded::Payment)

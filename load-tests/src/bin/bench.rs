@@ -11,7 +11,8 @@ use load_tests::backlog;
 use load_tests::baseline::{self, Throughput};
 use load_tests::client::ApiClient;
 use load_tests::mix::{DEFAULT_MIX, Mix, Operation};
-use load_tests::report::{AnalystRound, AnalystTools, BenchReport, Machine, Saturation, target_checks};
+use load_tests::cpu::CpuClock;
+use load_tests::report::{ANALYST_GOAL, AnalystRound, AnalystTools, BenchReport, Machine, Saturation, target_checks};
 use load_tests::run::{Schedule, run_open_model};
 use load_tests::scenario::{Marketplace, saturate};
 use load_tests::system::{System, Topology, sample_cpu, sample_memory};
@@ -326,9 +327,10 @@ async fn projection_and_replay(system: &mut System, log: &LogConfig, events: u64
     let total: i64 = TopicReader::from_beginning(log, &log.topic(TicketEvent::TOPIC))?.end_offsets().values().sum();
     say(format!("ticketing rebuild tickets over {total} events …"));
     let started = Instant::now();
+    let cpu = CpuClock::start();
     system.run_tool(&["rebuild", "tickets"]).await?;
-    let replay = Throughput::new(total as u64, started.elapsed(), None);
-    say(format!("  {:.0} events/s", replay.per_second));
+    let replay = Throughput::new(total as u64, started.elapsed(), None).with_cpu(cpu.and_then(|c| c.used()));
+    say(format!("  {}", per_event(&replay)));
     Ok((projection, replay))
 }
 
@@ -353,14 +355,15 @@ async fn analyst_tools_once(system: &System, log: &LogConfig, work_dir: &std::pa
     let total = TopicReader::from_beginning(log, &topic)?.end_offsets().values().sum::<i64>() as u64;
     say(format!("raw consume of {topic} ({total} events) …"));
     let raw_consume = baseline::kafka_consume(log, &topic, total).await?;
-    say(format!("  {:.0} events/s", raw_consume.per_second));
+    say(format!("  {}", per_event(&raw_consume)));
     let timed = |what: &'static str, args: Vec<String>| async move {
         say(format!("ticketing {what} over {total} events …"));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let started = Instant::now();
+        let cpu = CpuClock::start();
         system.run_tool(&args).await?;
-        let measured = Throughput::new(total, started.elapsed(), None);
-        say(format!("  {:.0} events/s", measured.per_second));
+        let measured = Throughput::new(total, started.elapsed(), None).with_cpu(cpu.and_then(|c| c.used()));
+        say(format!("  {}", per_event(&measured)));
         Ok::<_, anyhow::Error>(measured)
     };
     let file = work_dir.join("export.jsonl");
@@ -400,6 +403,15 @@ async fn backlog_only(args: &Args, binary: &std::path::Path, broker: &LocalKafka
             100.0 * median.ratio(),
             median.raw_consume.per_second
         ));
+        if let (Some(spent), Some(budget), Some(bound)) =
+            (median.measured.cpu_micros_per_operation(), median.cpu_budget_micros(ANALYST_GOAL), median.cpu_bound_ratio())
+        {
+            say(format!(
+                "  the machine spent {spent:.2} core-µs per event; {:.0}% allows {budget:.2}; at this cost {:.1}% is the most it can reach",
+                ANALYST_GOAL * 100.0,
+                bound * 100.0
+            ));
+        }
     }
     if args.hold {
         let file = args.out.join("tools.env");
@@ -420,4 +432,18 @@ fn projected(metrics: &str, projection: &str) -> u64 {
         .filter(|l| l.contains("projection_events_total{") && l.contains(&label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// A rate and, where measured, the machine's CPU per event.
+fn per_event(measured: &Throughput) -> String {
+    match measured.cpu {
+        Some(cpu) => format!(
+            "{:.0} events/s; the machine {:.2} core-µs per event ({:.2} of {} cores busy)",
+            measured.per_second,
+            cpu.micros_per_operation(measured.operations),
+            cpu.cores_busy,
+            cpu.cores
+        ),
+        None => format!("{:.0} events/s", measured.per_second),
+    }
 }

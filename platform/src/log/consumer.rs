@@ -19,10 +19,11 @@ use super::{LogConfig, LogError, LogPosition, LogRecord, blocking, classify};
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn to_record(message: &BorrowedMessage<'_>) -> LogRecord {
-    to_record_with(message, RecordHeaders::Kept)
+    to_record_with(message, RecordHeaders::Kept, &mut None)
 }
 
-fn to_record_with(message: &BorrowedMessage<'_>, kept: RecordHeaders) -> LogRecord {
+/// `topic` keeps the name of the last record's topic, for the next record to share.
+fn to_record_with(message: &BorrowedMessage<'_>, kept: RecordHeaders, topic: &mut Option<Arc<str>>) -> LogRecord {
     let headers = (kept == RecordHeaders::Kept)
         .then(|| message.headers())
         .flatten()
@@ -32,8 +33,13 @@ fn to_record_with(message: &BorrowedMessage<'_>, kept: RecordHeaders) -> LogReco
                 .collect()
         })
         .unwrap_or_default();
+    let name = message.topic();
+    let topic = match topic {
+        Some(last) if **last == *name => last.clone(),
+        _ => topic.insert(Arc::from(name)).clone(),
+    };
     LogRecord {
-        topic: message.topic().to_string(),
+        topic,
         position: LogPosition { partition: message.partition(), offset: message.offset() },
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
@@ -404,6 +410,7 @@ fn poll_batches(
     headers: RecordHeaders,
     tx: &tokio::sync::mpsc::Sender<Result<Vec<LogRecord>, LogError>>,
 ) {
+    let mut topic = None;
     loop {
         if remaining.as_ref().is_some_and(BTreeMap::is_empty) || tx.is_closed() {
             return;
@@ -421,7 +428,7 @@ fn poll_batches(
                     let _ = tx.blocking_send(Err(classify(error)));
                     return;
                 }
-                Some(Ok(message)) => to_record_with(&message, headers),
+                Some(Ok(message)) => to_record_with(&message, headers, &mut topic),
             };
             match remaining.as_mut() {
                 Some(remaining) => {

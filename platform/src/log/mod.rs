@@ -45,8 +45,9 @@ pub struct LogPosition {
 /// One record read from the log.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
-    /// Topic the record was read from.
-    pub topic: String,
+    /// Topic the record was read from (shared by the records of a batch: one allocation per
+    /// record was a tenth of a reader thread's time).
+    pub topic: Arc<str>,
     /// Where the record sits.
     pub position: LogPosition,
     /// Record key.

@@ -138,7 +138,7 @@ impl Transaction<'_> {
     pub fn consume<'r>(&mut self, consumer: &GroupConsumer, records: impl IntoIterator<Item = &'r LogRecord>) -> Result<(), LogError> {
         let mut next: std::collections::BTreeMap<(&str, i32), i64> = std::collections::BTreeMap::new();
         for record in records {
-            let entry = next.entry((record.topic.as_str(), record.position.partition)).or_insert(0);
+            let entry = next.entry((&*record.topic, record.position.partition)).or_insert(0);
             *entry = (*entry).max(record.position.offset + 1);
         }
         if next.is_empty() {

@@ -368,7 +368,7 @@ async fn a_parked_inbox_command_is_replayed_by_the_operator() {
     };
     let command = platform::inbox::InboxCommand::new(&log.topic(TicketEvent::TOPIC), log.partitions, "ReleaseTicket", &request);
     let parked = platform::log::LogRecord {
-        topic: command.topic.clone(),
+        topic: command.topic.as_str().into(),
         position: platform::log::LogPosition { partition: command.partition, offset: 0 },
         key: Some(command.key.clone().into_bytes()),
         payload: Some(command.payload.clone()),
