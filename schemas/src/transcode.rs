@@ -30,6 +30,9 @@ pub enum TranscodeError {
 #[derive(Debug)]
 pub struct JsonTranscoder {
     fields: Vec<Field>,
+    /// Whether every envelope field comes before every payload field (as our events write
+    /// them): then both objects are written straight to one output.
+    envelope_first: bool,
 }
 
 #[derive(Debug)]
@@ -81,7 +84,8 @@ impl JsonTranscoder {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(Self { fields })
+        let envelope_first = fields.windows(2).all(|pair| pair[0].envelope || !pair[1].envelope);
+        Some(Self { fields, envelope_first })
     }
 
     /// Reads one datum and appends its envelope's fields to `envelope` and the others to
@@ -100,6 +104,55 @@ impl JsonTranscoder {
         }
         envelope.push(b'}');
         payload.push(b'}');
+        Ok(())
+    }
+
+    /// Reads one datum and appends to `out` its envelope's object, `between`, then its
+    /// payload's object, as [`Self::transcode`] writes them. Where the schema puts a payload
+    /// field before an envelope field, the objects are put together in `scratch`; otherwise
+    /// they are written straight to `out` (copying them was a twentieth of an export). On an
+    /// error `out` holds partial output.
+    pub fn transcode_joined(
+        &self,
+        datum: &[u8],
+        out: &mut Vec<u8>,
+        between: &[u8],
+        scratch: &mut (Vec<u8>, Vec<u8>),
+    ) -> Result<(), TranscodeError> {
+        if !self.envelope_first {
+            let (envelope, payload) = scratch;
+            envelope.clear();
+            payload.clear();
+            self.transcode(datum, envelope, payload)?;
+            out.extend_from_slice(envelope);
+            out.extend_from_slice(between);
+            out.extend_from_slice(payload);
+            return Ok(());
+        }
+        let mut input = datum;
+        let mut in_payload = false;
+        let mut first = true;
+        out.push(b'{');
+        for field in &self.fields {
+            if !field.envelope && !in_payload {
+                out.push(b'}');
+                out.extend_from_slice(between);
+                out.push(b'{');
+                (in_payload, first) = (true, true);
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&field.key);
+            field.node.write(&mut input, out, field.redacted)?;
+        }
+        if !in_payload {
+            out.push(b'}');
+            out.extend_from_slice(between);
+            out.push(b'{');
+        }
+        out.push(b'}');
         Ok(())
     }
 
@@ -225,8 +278,16 @@ impl Node {
                 out.string(if redacted { REDACTED } else { text });
             }
             Node::Uuid => {
-                let text = std::str::from_utf8(bytes(input)?).map_err(|_| TranscodeError::Invalid("a uuid is not UTF-8"))?;
-                out.uuid(uuid::Uuid::parse_str(text).map_err(|_| TranscodeError::Invalid("not a uuid"))?);
+                let raw = bytes(input)?;
+                if is_canonical_uuid(raw) {
+                    // Parsed and formatted again, it would be the same text.
+                    out.push(b'"');
+                    out.raw(raw);
+                    out.push(b'"');
+                } else {
+                    let text = std::str::from_utf8(raw).map_err(|_| TranscodeError::Invalid("a uuid is not UTF-8"))?;
+                    out.uuid(uuid::Uuid::parse_str(text).map_err(|_| TranscodeError::Invalid("not a uuid"))?);
+                }
             }
             Node::Bytes => {
                 let raw = bytes(input)?;
@@ -278,6 +339,16 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Whether `raw` is a uuid as `Uuid::hyphenated` writes it: 36 bytes, lowercase hex digits
+/// and hyphens at 8, 13, 18 and 23.
+fn is_canonical_uuid(raw: &[u8]) -> bool {
+    raw.len() == 36
+        && raw.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
 }
 
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], TranscodeError> {
@@ -383,24 +454,44 @@ pub fn write_rfc3339_millis(ms: i64, out: &mut Vec<u8>) {
         return;
     }
     let (days, of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (year, month, day) = civil_from_days(days);
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    text[..11].copy_from_slice(&date_part(days));
     let (hour, minute, second, milli) =
         (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
-    let mut text = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, digits: usize, mut value: i64| {
-        for i in (0..digits).rev() {
-            text[at + i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, hour);
-    put(14, 2, minute);
-    put(17, 2, second);
-    put(20, 3, milli);
+    put_digits(&mut text[11..13], hour);
+    put_digits(&mut text[14..16], minute);
+    put_digits(&mut text[17..19], second);
+    put_digits(&mut text[20..23], milli);
     out.extend_from_slice(&text);
+}
+
+/// `YYYY-MM-DDT` of a day since 1970 (0 to the end of 9999). The last day written is kept per
+/// thread: an export writes two times per record, nearly all of them of the same few days.
+fn date_part(days: i64) -> [u8; 11] {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, [u8; 11])> = const { std::cell::Cell::new((-1, [0; 11])) };
+    }
+    LAST.with(|last| {
+        let (day, text) = last.get();
+        if day == days {
+            return text;
+        }
+        let (year, month, day) = civil_from_days(days);
+        let mut text = *b"0000-00-00T";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        last.set((days, text));
+        text
+    })
+}
+
+/// `value`'s last `digits.len()` decimal digits, zero-padded, into `digits`.
+fn put_digits(digits: &mut [u8], mut value: i64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
@@ -446,9 +537,20 @@ mod tests {
     }
 
     fn fast(schema: &Schema, datum: &[u8], redacted: &[&str]) -> Result<(String, String), TranscodeError> {
-        let transcoder = JsonTranscoder::compile(schema, &ENVELOPE_FIELDS, redacted).expect("the schema compiles");
+        fast_with(schema, &ENVELOPE_FIELDS, datum, redacted)
+    }
+
+    /// The two objects as `transcode` writes them; checks that `transcode_joined` writes them
+    /// the same, with what it is given in between.
+    fn fast_with(schema: &Schema, envelope_fields: &[&str], datum: &[u8], redacted: &[&str]) -> Result<(String, String), TranscodeError> {
+        let transcoder = JsonTranscoder::compile(schema, envelope_fields, redacted).expect("the schema compiles");
         let (mut envelope, mut payload) = (Vec::new(), Vec::new());
-        transcoder.transcode(datum, &mut envelope, &mut payload)?;
+        let separate = transcoder.transcode(datum, &mut envelope, &mut payload);
+        let mut joined = b"line:".to_vec();
+        let together = transcoder.transcode_joined(datum, &mut joined, b"|between|", &mut Default::default());
+        assert_eq!(separate, together, "both ways accept the same datums");
+        separate?;
+        assert_eq!(joined, [&b"line:"[..], &envelope, b"|between|", &payload].concat());
         Ok((String::from_utf8(envelope).unwrap(), String::from_utf8(payload).unwrap()))
     }
 
@@ -558,6 +660,21 @@ mod tests {
 
     proptest! {
         #[test]
+        fn uuids_in_any_form_are_written_as_uuid_writes_them(n in any::<u128>(), upper in any::<bool>(), braced in any::<bool>()) {
+            let id = uuid::Uuid::from_u128(n);
+            let mut text = id.hyphenated().to_string();
+            if upper {
+                text = text.to_uppercase();
+            }
+            if braced {
+                text = format!("{{{text}}}");
+            }
+            let schema = Schema::parse_str(r#"{"type":"record","name":"U","fields":[{"name":"id","type":{"type":"string","logicalType":"uuid"}}]}"#).unwrap();
+            let datum = encode(&schema, Value::Record(vec![("id".into(), Value::String(text))]));
+            prop_assert_eq!(fast(&schema, &datum, &[]).unwrap().1, format!(r#"{{"id":"{id}"}}"#));
+        }
+
+        #[test]
         fn strings_are_escaped_as_serde_json_escapes_them(text in prop_oneof![any::<String>(), "[ -~]{0,40}", "[\\x00-\\x7f]{0,40}"]) {
             let mut out = Vec::new();
             write_json_str(&text, &mut out);
@@ -589,6 +706,13 @@ mod tests {
         let datum = encode(&schema, value);
         assert_eq!(fast(&schema, &datum, &["g"]).unwrap(), general(&schema, &datum, &["g"]).unwrap());
         assert_eq!(fast(&schema, &datum, &[]).unwrap().1, r#"{"a":[1.5,null],"b":"Y","c":"AQID","d":0.25,"e":{"f":true},"g":"CQg="}"#);
+        // Envelope fields after payload fields, first, or none at all.
+        assert_eq!(
+            fast_with(&schema, &["b", "d"], &datum, &[]).unwrap(),
+            (r#"{"b":"Y","d":0.25}"#.into(), r#"{"a":[1.5,null],"c":"AQID","e":{"f":true},"g":"CQg="}"#.into())
+        );
+        assert_eq!(fast_with(&schema, &["a", "b", "c", "d", "e", "g"], &datum, &[]).unwrap().1, "{}");
+        assert_eq!(fast_with(&schema, &[], &datum, &[]).unwrap().0, "{}");
         let map = Schema::parse_str(r#"{"type":"record","name":"M","fields":[{"name":"m","type":{"type":"map","values":"long"}}]}"#).unwrap();
         assert!(JsonTranscoder::compile(&map, &[], &[]).is_none());
     }

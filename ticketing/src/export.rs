@@ -544,12 +544,9 @@ struct Transcoding {
     transcoder: JsonTranscoder,
 }
 
-/// Reused buffers for a record's envelope and payload objects.
-#[derive(Default)]
-struct Scratch {
-    envelope: Vec<u8>,
-    payload: Vec<u8>,
-}
+/// Reused buffers for a record's envelope and payload objects, where they cannot be written
+/// straight into the line.
+type Scratch = (Vec<u8>, Vec<u8>);
 
 impl TopicDecoder {
     fn new(topic: EventTopic, reader: RecordReader, filter: Filter, buffers: Arc<TextBuffers>) -> Self {
@@ -675,10 +672,8 @@ impl TopicDecoder {
             text.extend_from_slice(datum);
             return Some(Piece::Avro { writer: transcoding.writer.clone(), len: datum.len() });
         }
-        scratch.envelope.clear();
-        scratch.payload.clear();
-        transcoding.transcoder.transcode(datum, &mut scratch.envelope, &mut scratch.payload).ok()?;
-        // As `JsonLine` serializes.
+        // As `JsonLine` serializes; a datum the transcoder refuses takes its line back.
+        let line_start = text.len();
         text.extend_from_slice(b"{\"topic\":");
         write_json_str(&record.topic, text);
         text.extend_from_slice(b",\"partition\":");
@@ -704,9 +699,10 @@ impl TopicDecoder {
         text.extend_from_slice(b",\"schema_id\":");
         text.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
         text.extend_from_slice(b",\"envelope\":");
-        text.extend_from_slice(&scratch.envelope);
-        text.extend_from_slice(b",\"payload\":");
-        text.extend_from_slice(&scratch.payload);
+        if transcoding.transcoder.transcode_joined(datum, text, b",\"payload\":", scratch).is_err() {
+            text.truncate(line_start);
+            return None;
+        }
         text.extend_from_slice(b"}\n");
         Some(Piece::Line)
     }
@@ -1189,6 +1185,12 @@ mod tests {
                         decoder.read_generally(&record, &payload, &mut general).await;
                         assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general), "{} ({format:?})", schema.full_name);
                     }
+                    // A datum cut short is left to the general reader, and its line taken back.
+                    let decoder = decoder_for(Filter { event_types: Vec::new(), aggregate: None, include_personal_data: true, format: Format::Jsonl, keys: None });
+                    let cut = &payload[..payload.len() - 1];
+                    let mut text = b"an earlier line\n".to_vec();
+                    assert!(decoder.transcoded(&record, cut, &mut text, &mut Scratch::default()).await.is_none(), "{} cut short", schema.full_name);
+                    assert_eq!(text, b"an earlier line\n");
                 }
             }
         }
