@@ -12,7 +12,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
 
-use crate::events::{AvroEvent, RecordFields, metadata_fields, metadata_from};
+use crate::events::{AvroEvent, metadata_fields, metadata_from};
 use crate::evolution::RecordReader;
 
 /// Settings of the schema registry client, from a comma-separated list of URLs.
@@ -109,9 +109,8 @@ impl<E: AvroEvent> EventCodec<E> for AvroCodec<E> {
     }
 
     async fn decode(&self, bytes: &[u8]) -> Result<Envelope<E>, CodecError> {
-        let record = self.reader.read(bytes).await?;
-        let fields = RecordFields(record.fields);
-        Ok(Envelope { metadata: metadata_from(&fields)?, event: E::from_record(&record.writer.full_name, &fields)? })
+        let (writer, fields) = self.reader.read_fields(bytes).await?;
+        Ok(Envelope { metadata: metadata_from(&fields)?, event: E::from_record(&writer.full_name, &fields)? })
     }
 }
 

@@ -1,5 +1,8 @@
 //! Typed events and their mapping to and from Avro records.
 
+use std::borrow::Cow;
+use std::cell::Cell;
+
 use apache_avro::types::Value;
 use platform::aggregate::EventMetadata;
 use platform::codec::CodecError;
@@ -63,15 +66,38 @@ pub trait AvroEvent: Sized + Clone + Send + Sync + 'static {
 }
 
 /// The fields of a decoded Avro record, looked up by name.
-pub struct RecordFields(pub Vec<(String, Value)>);
+pub struct RecordFields {
+    /// Named by the schema (compiled reading) or as apache-avro names them (the general way).
+    fields: Vec<(Cow<'static, str>, Value)>,
+    /// Where the next lookup starts: one past the last field found, since events read their
+    /// fields mostly in the schema's order.
+    next: Cell<usize>,
+}
+
+impl From<Vec<(Cow<'static, str>, Value)>> for RecordFields {
+    fn from(fields: Vec<(Cow<'static, str>, Value)>) -> Self {
+        Self { fields, next: Cell::new(0) }
+    }
+}
+
+impl From<Vec<(String, Value)>> for RecordFields {
+    fn from(fields: Vec<(String, Value)>) -> Self {
+        fields.into_iter().map(|(name, value)| (Cow::Owned(name), value)).collect::<Vec<_>>().into()
+    }
+}
 
 impl RecordFields {
     fn get(&self, name: &str) -> Result<&Value, CodecError> {
-        self.0
+        let start = self.next.get().min(self.fields.len());
+        let (head, tail) = self.fields.split_at(start);
+        let found = tail
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or_else(|| CodecError::Undecodable(format!("field {name} is missing")))
+            .position(|(n, _)| n == name)
+            .map(|i| start + i)
+            .or_else(|| head.iter().position(|(n, _)| n == name))
+            .ok_or_else(|| CodecError::Undecodable(format!("field {name} is missing")))?;
+        self.next.set(found + 1);
+        Ok(&self.fields[found].1)
     }
 
     fn unwrap_union(value: &Value) -> &Value {
@@ -179,6 +205,22 @@ pub fn metadata_from(fields: &RecordFields) -> Result<EventMetadata, CodecError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_found_in_any_order() {
+        let fields = RecordFields::from(vec![
+            ("a".to_string(), Value::Long(1)),
+            ("b".to_string(), Value::Int(2)),
+            ("c".to_string(), Value::String("three".into())),
+        ]);
+        assert_eq!(fields.string("c").unwrap(), "three");
+        assert_eq!(fields.long("a").unwrap(), 1);
+        assert_eq!(fields.int("b").unwrap(), 2);
+        assert_eq!(fields.string("c").unwrap(), "three");
+        assert!(fields.long("d").is_err());
+        assert_eq!(fields.long("a").unwrap(), 1);
+        assert!(RecordFields::from(Vec::<(String, Value)>::new()).long("a").is_err());
+    }
 
     #[test]
     fn the_envelope_field_names_are_those_written() {

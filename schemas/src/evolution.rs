@@ -15,7 +15,8 @@ use apache_avro::types::Value;
 use platform::codec::CodecError;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
 
-use crate::events::EventSchema;
+use crate::events::{EventSchema, RecordFields};
+use crate::transcode::FieldReader;
 
 /// The Confluent wire format's magic byte.
 const MAGIC_BYTE: u8 = 0;
@@ -42,6 +43,8 @@ pub struct WriterSchema {
     /// Reads datums written with it; built once, since building one resolves the schema's
     /// names (which, per record, cost replays a third of their speed).
     datum_reader: GenericDatumReader<'static>,
+    /// Reads its datums' fields by a compiled plan, where the schema's types allow.
+    field_reader: Option<FieldReader>,
 }
 
 impl std::fmt::Debug for WriterSchema {
@@ -106,7 +109,8 @@ impl WriterSchemas {
         let datum_reader = GenericDatumReader::builder(schema)
             .build()
             .map_err(|e| CodecError::Undecodable(format!("schema id {id} cannot be read with: {e}")))?;
-        let writer = Arc::new(WriterSchema { id, full_name, schema, text, datum_reader });
+        let field_reader = FieldReader::compile(schema);
+        let writer = Arc::new(WriterSchema { id, full_name, schema, text, datum_reader, field_reader });
         let mut known = self.known.write().expect("schema cache lock");
         Ok(known.entry(id).or_insert(writer).clone())
     }
@@ -248,6 +252,22 @@ impl RecordReader {
         let written = self.writers.decode(bytes).await?;
         let writer = written.schema.clone();
         Ok(CurrentRecord { writer, fields: self.readers.read(written)? })
+    }
+
+    /// As [`Self::read`], for code that looks the fields up by name: a record written with the
+    /// current schema of its type is read by the schema's compiled [`FieldReader`]; any other,
+    /// and any datum the plan refuses, the general way.
+    pub async fn read_fields(&self, bytes: &[u8]) -> Result<(Arc<WriterSchema>, RecordFields), CodecError> {
+        let (id, datum) = wire_header(bytes)?;
+        let writer = self.writers.get(id).await?;
+        if let Some(reader) = &writer.field_reader
+            && self.is_current(&writer)
+            && let Ok(fields) = reader.read(datum)
+        {
+            return Ok((writer, fields.into()));
+        }
+        let record = self.read(bytes).await?;
+        Ok((record.writer, record.fields.into()))
     }
 }
 
