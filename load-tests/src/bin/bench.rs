@@ -326,6 +326,7 @@ async fn projection_and_replay(system: &mut System, log: &LogConfig, events: u64
     system.stop_component(read_side).await?;
     let total: i64 = TopicReader::from_beginning(log, &log.topic(TicketEvent::TOPIC))?.end_offsets().values().sum();
     say(format!("ticketing rebuild tickets over {total} events …"));
+    settle().await;
     let started = Instant::now();
     let cpu = CpuClock::start();
     system.run_tool(&["rebuild", "tickets"]).await?;
@@ -354,11 +355,13 @@ async fn analyst_tools_once(system: &System, log: &LogConfig, work_dir: &std::pa
     let topic = log.topic(TicketEvent::TOPIC);
     let total = TopicReader::from_beginning(log, &topic)?.end_offsets().values().sum::<i64>() as u64;
     say(format!("raw consume of {topic} ({total} events) …"));
+    settle().await;
     let raw_consume = baseline::kafka_consume(log, &topic, total).await?;
     say(format!("  {}", per_event(&raw_consume)));
     let timed = |what: &'static str, args: Vec<String>| async move {
         say(format!("ticketing {what} over {total} events …"));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        settle().await;
         let started = Instant::now();
         let cpu = CpuClock::start();
         system.run_tool(&args).await?;
@@ -445,5 +448,15 @@ fn per_event(measured: &Throughput) -> String {
             cpu.cores
         ),
         None => format!("{:.0} events/s", measured.per_second),
+    }
+}
+
+/// Writes what earlier stages left dirty in the page cache (an export writes 600 MB) before a
+/// stage is measured: the kernel's writeback of one stage ran during the next and counted in
+/// its CPU (a tool's CPU per event grew by half from the first round to the third).
+async fn settle() {
+    match tokio::process::Command::new("sync").status().await {
+        Ok(status) if status.success() => {}
+        other => say(format!("`sync` before a measurement failed ({other:?}); writeback may count in the next figure")),
     }
 }
