@@ -256,9 +256,9 @@ async fn bound_offsets(
 enum Piece {
     /// A JSON line, written to its batch's text.
     Line,
-    /// A record for the Avro file of its writer's schema: its datum is the next `len` bytes of
-    /// its batch's text.
-    Avro { writer: Arc<WriterSchema>, len: usize },
+    /// A record for the Avro file of its writer's schema (`writer`, an id among its batch's
+    /// `writers`): its datum is the next `len` bytes of its batch's text.
+    Avro { writer: u32, len: usize },
     /// Left out by the filters.
     Filtered,
     /// Could not be read: why (for jsonl, its error line is in the batch's text).
@@ -271,6 +271,19 @@ enum Piece {
 struct Decoded {
     pieces: Vec<(i32, i64, Piece)>,
     text: Vec<u8>,
+    /// The writer schemas of the batch's Avro pieces, each once: a reference counted per record
+    /// went back and forth between the decoding threads and the writer's.
+    writers: Vec<Arc<WriterSchema>>,
+}
+
+impl Decoded {
+    /// An Avro piece of `len` bytes written with `writer`.
+    fn avro(&mut self, writer: &Arc<WriterSchema>, len: usize) -> Piece {
+        if !self.writers.iter().any(|known| known.id == writer.id) {
+            self.writers.push(writer.clone());
+        }
+        Piece::Avro { writer: writer.id, len }
+    }
 }
 
 /// Output buffers going round between the decoding tasks and the writer. A buffer made new for
@@ -399,7 +412,8 @@ async fn export(
                         Piece::Avro { writer, len } => {
                             let (datum, rest) = datums.split_at(len);
                             datums = rest;
-                            sink.avro(&writer, datum)?;
+                            let writer = decoded.writers.iter().find(|w| w.id == writer).expect("a batch holds its pieces' writers");
+                            sink.avro(writer, datum)?;
                             report.exported += 1;
                         }
                         Piece::Filtered => report.filtered += 1,
@@ -555,16 +569,17 @@ impl TopicDecoder {
 
     /// Filters, decodes and formats a batch of records.
     async fn decode(&self, records: &[LogRecord]) -> Decoded {
-        let mut decoded = Decoded { pieces: Vec::with_capacity(records.len()), text: self.buffers.take(records.len() * 400) };
+        let mut decoded =
+            Decoded { pieces: Vec::with_capacity(records.len()), text: self.buffers.take(records.len() * 400), writers: Vec::new() };
         let mut scratch = Scratch::default();
         for record in records {
-            let piece = self.piece_of(record, &mut decoded.text, &mut scratch).await;
+            let piece = self.piece_of(record, &mut decoded, &mut scratch).await;
             decoded.pieces.push((record.position.partition, record.position.offset, piece));
         }
         decoded
     }
 
-    async fn piece_of(&self, record: &LogRecord, text: &mut Vec<u8>, scratch: &mut Scratch) -> Piece {
+    async fn piece_of(&self, record: &LogRecord, out: &mut Decoded, scratch: &mut Scratch) -> Piece {
         let (topic, filter) = (&self.topic, &self.filter);
         if let Some(aggregate) = &filter.aggregate
             && record.key.as_deref() != Some(aggregate.as_bytes())
@@ -578,20 +593,21 @@ impl TopicDecoder {
             return Piece::Filtered;
         }
         let Some(payload) = record.payload.as_deref() else {
-            return undecodable(topic, filter, record, "a tombstone (no value)".into(), text);
+            return undecodable(topic, filter, record, "a tombstone (no value)".into(), &mut out.text);
         };
         if filter.keys.is_none()
-            && let Some(piece) = self.transcoded(record, payload, text, scratch).await
+            && let Some(piece) = self.transcoded(record, payload, out, scratch).await
         {
             return piece;
         }
-        self.read_generally(record, payload, text).await
+        self.read_generally(record, payload, out).await
     }
 
     /// The record decoded to values, brought to its current schema (JSON lines), redacted and
     /// written out: the reference for the transcoder.
-    async fn read_generally(&self, record: &LogRecord, payload: &[u8], text: &mut Vec<u8>) -> Piece {
+    async fn read_generally(&self, record: &LogRecord, payload: &[u8], out: &mut Decoded) -> Piece {
         let (topic, filter) = (&self.topic, &self.filter);
+        let text = &mut out.text;
         let read = platform::codec::waiting_for_registry(|| async {
             match filter.format {
                 Format::Jsonl => self.reader.read(payload).await.map(|r| (r.writer, r.fields)),
@@ -618,7 +634,7 @@ impl TopicDecoder {
                 match encoded {
                     Ok(datum) => {
                         text.extend_from_slice(&datum);
-                        Piece::Avro { writer, len: datum.len() }
+                        out.avro(&writer, datum.len())
                     }
                     Err(error) => undecodable(topic, filter, record, format!("cannot be written back: {error}"), text),
                 }
@@ -659,8 +675,9 @@ impl TopicDecoder {
     /// datum as written, once the transcoder has read it), or `None` where the general reader
     /// must read it (an unknown or old writer schema, personal data to redact in an Avro
     /// file, a datum the transcoder refuses). Writes exactly what the general reader would.
-    async fn transcoded(&self, record: &LogRecord, payload: &[u8], text: &mut Vec<u8>, scratch: &mut Scratch) -> Option<Piece> {
+    async fn transcoded(&self, record: &LogRecord, payload: &[u8], out: &mut Decoded, scratch: &mut Scratch) -> Option<Piece> {
         let filter = &self.filter;
+        let text = &mut out.text;
         let (id, datum) = wire_header(payload).ok()?;
         let transcoding = self.transcoding(id).await?;
         if !filter.event_types.is_empty() && !filter.event_types.contains(&transcoding.event_type) {
@@ -670,7 +687,7 @@ impl TopicDecoder {
         if filter.format == Format::Avro {
             transcoding.transcoder.check(datum).ok()?;
             text.extend_from_slice(datum);
-            return Some(Piece::Avro { writer: transcoding.writer.clone(), len: datum.len() });
+            return Some(out.avro(&transcoding.writer, datum.len()));
         }
         // As `JsonLine` serializes; a datum the transcoder refuses takes its line back.
         let line_start = text.len();
@@ -1174,23 +1191,27 @@ mod tests {
                     };
                     for (format, include_personal_data) in [(Format::Jsonl, false), (Format::Jsonl, true), (Format::Avro, false), (Format::Avro, true)] {
                         let decoder = decoder_for(Filter { event_types: Vec::new(), aggregate: None, include_personal_data, format, keys: None });
-                        let (mut fast, mut general) = (Vec::new(), Vec::new());
+                        let (mut fast, mut general) = (Decoded::default(), Decoded::default());
                         let transcoded = decoder.transcoded(&record, &payload, &mut fast, &mut Scratch::default()).await;
                         let has_personal = topic.personal_fields.iter().any(|p| p.record == schema.full_name);
                         if format == Format::Avro && has_personal && !include_personal_data {
                             assert!(transcoded.is_none(), "{}: redacting needs the general reader", schema.full_name);
                             continue;
                         }
-                        assert!(transcoded.is_some(), "{} ({format:?}) is transcoded", schema.full_name);
-                        decoder.read_generally(&record, &payload, &mut general).await;
-                        assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general), "{} ({format:?})", schema.full_name);
+                        let transcoded = transcoded.unwrap_or_else(|| panic!("{} ({format:?}) is transcoded", schema.full_name));
+                        let general_piece = decoder.read_generally(&record, &payload, &mut general).await;
+                        assert_eq!(String::from_utf8_lossy(&fast.text), String::from_utf8_lossy(&general.text), "{} ({format:?})", schema.full_name);
+                        if let (Piece::Avro { writer, .. }, Piece::Avro { writer: general_writer, .. }) = (transcoded, general_piece) {
+                            assert_eq!((writer, general_writer), (id as u32 + 1, id as u32 + 1));
+                            assert_eq!(fast.writers.iter().map(|w| w.id).collect::<Vec<_>>(), [writer], "the batch holds its writer");
+                        }
                     }
                     // A datum cut short is left to the general reader, and its line taken back.
                     let decoder = decoder_for(Filter { event_types: Vec::new(), aggregate: None, include_personal_data: true, format: Format::Jsonl, keys: None });
                     let cut = &payload[..payload.len() - 1];
-                    let mut text = b"an earlier line\n".to_vec();
-                    assert!(decoder.transcoded(&record, cut, &mut text, &mut Scratch::default()).await.is_none(), "{} cut short", schema.full_name);
-                    assert_eq!(text, b"an earlier line\n");
+                    let mut out = Decoded { text: b"an earlier line\n".to_vec(), ..Decoded::default() };
+                    assert!(decoder.transcoded(&record, cut, &mut out, &mut Scratch::default()).await.is_none(), "{} cut short", schema.full_name);
+                    assert_eq!(out.text, b"an earlier line\n");
                 }
             }
         }
