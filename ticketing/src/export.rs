@@ -365,7 +365,7 @@ async fn export(
     let buffers = Arc::new(TextBuffers::default());
     for window in windows {
         let reader = RecordReader::new(settings.clone(), window.topic.schemas, window.topic.upcasters);
-        let decoder = Arc::new(TopicDecoder::new(window.topic, reader, filter.clone(), buffers.clone()));
+        let decoder = Arc::new(TopicDecoder::new(window.topic, &window.full_name, reader, filter.clone(), buffers.clone()));
         readers.spawn(read_topic(log.clone(), window, decoder, tx.clone()));
     }
     drop(tx);
@@ -543,6 +543,10 @@ async fn read_topic(
 /// transcoder refuses).
 struct TopicDecoder {
     topic: EventTopic,
+    /// The topic's name in the log.
+    full_name: Box<str>,
+    /// How a JSON line of the topic starts: `{"topic":…,"partition":`.
+    line_start: Box<[u8]>,
     reader: RecordReader,
     /// What the export keeps, and how it writes it (the transcoders are compiled for it).
     filter: Filter,
@@ -556,15 +560,30 @@ struct Transcoding {
     writer: Arc<WriterSchema>,
     event_type: String,
     transcoder: JsonTranscoder,
+    /// What a JSON line holds between its key and its envelope, the same for every record of
+    /// the schema: `,"event_type":…,"schema_id":…,"envelope":`.
+    line_middle: Box<[u8]>,
 }
 
-/// Reused buffers for a record's envelope and payload objects, where they cannot be written
-/// straight into the line.
-type Scratch = (Vec<u8>, Vec<u8>);
+/// What one decoding task keeps from record to record of its batch.
+#[derive(Default)]
+struct Scratch {
+    /// A record's envelope and payload objects, where they cannot be written straight into
+    /// the line.
+    objects: (Vec<u8>, Vec<u8>),
+    /// The transcodings met so far, by writer schema id: looking them up in the decoder's
+    /// shared map, and counting references to them, went through locks and reference counts
+    /// shared by every decoding thread, for every record.
+    transcodings: Vec<(u32, Option<Arc<Transcoding>>)>,
+}
 
 impl TopicDecoder {
-    fn new(topic: EventTopic, reader: RecordReader, filter: Filter, buffers: Arc<TextBuffers>) -> Self {
-        Self { topic, reader, filter, transcoders: Default::default(), buffers }
+    /// A decoder of the records of `topic`, named `full_name` in the log.
+    fn new(topic: EventTopic, full_name: &str, reader: RecordReader, filter: Filter, buffers: Arc<TextBuffers>) -> Self {
+        let mut line_start = b"{\"topic\":".to_vec();
+        write_json_str(full_name, &mut line_start);
+        line_start.extend_from_slice(b",\"partition\":");
+        Self { topic, full_name: full_name.into(), line_start: line_start.into(), reader, filter, transcoders: Default::default(), buffers }
     }
 
     /// Filters, decodes and formats a batch of records.
@@ -679,7 +698,14 @@ impl TopicDecoder {
         let filter = &self.filter;
         let text = &mut out.text;
         let (id, datum) = wire_header(payload).ok()?;
-        let transcoding = self.transcoding(id).await?;
+        let transcoding = match scratch.transcodings.iter().find(|(known, _)| *known == id) {
+            Some((_, transcoding)) => transcoding.as_ref()?,
+            None => {
+                let transcoding = self.transcoding(id).await;
+                scratch.transcodings.push((id, transcoding));
+                scratch.transcodings.last().and_then(|(_, t)| t.as_ref())?
+            }
+        };
         if !filter.event_types.is_empty() && !filter.event_types.contains(&transcoding.event_type) {
             return Some(Piece::Filtered);
         }
@@ -691,9 +717,13 @@ impl TopicDecoder {
         }
         // As `JsonLine` serializes; a datum the transcoder refuses takes its line back.
         let line_start = text.len();
-        text.extend_from_slice(b"{\"topic\":");
-        write_json_str(&record.topic, text);
-        text.extend_from_slice(b",\"partition\":");
+        if *record.topic == *self.full_name {
+            text.extend_from_slice(&self.line_start);
+        } else {
+            text.extend_from_slice(b"{\"topic\":");
+            write_json_str(&record.topic, text);
+            text.extend_from_slice(b",\"partition\":");
+        }
         text.extend_from_slice(itoa::Buffer::new().format(record.position.partition).as_bytes());
         text.extend_from_slice(b",\"offset\":");
         text.extend_from_slice(itoa::Buffer::new().format(record.position.offset).as_bytes());
@@ -711,12 +741,8 @@ impl TopicDecoder {
             Some(key) => write_json_str(&key, text),
             None => text.extend_from_slice(b"null"),
         }
-        text.extend_from_slice(b",\"event_type\":");
-        write_json_str(&transcoding.event_type, text);
-        text.extend_from_slice(b",\"schema_id\":");
-        text.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
-        text.extend_from_slice(b",\"envelope\":");
-        if transcoding.transcoder.transcode_joined(datum, text, b",\"payload\":", scratch).is_err() {
+        text.extend_from_slice(&transcoding.line_middle);
+        if transcoding.transcoder.transcode_joined(datum, text, b",\"payload\":", &mut scratch.objects).is_err() {
             text.truncate(line_start);
             return None;
         }
@@ -749,7 +775,12 @@ impl TopicDecoder {
             .flatten()
             .map(|transcoder| {
                 let event_type = writer.full_name.rsplit('.').next().unwrap_or_default().to_string();
-                Arc::new(Transcoding { writer: writer.clone(), event_type, transcoder })
+                let mut line_middle = b",\"event_type\":".to_vec();
+                write_json_str(&event_type, &mut line_middle);
+                line_middle.extend_from_slice(b",\"schema_id\":");
+                line_middle.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+                line_middle.extend_from_slice(b",\"envelope\":");
+                Arc::new(Transcoding { writer: writer.clone(), event_type, transcoder, line_middle: line_middle.into() })
             });
         self.transcoders.write().expect("transcoders lock").insert(id, compiled.clone());
         compiled
@@ -788,7 +819,8 @@ fn key_of<'a>(topic: &EventTopic, filter: &Filter, record: &'a LogRecord) -> Opt
     if topic.key_is_personal && !filter.include_personal_data {
         return Some(REDACTED.into());
     }
-    Some(String::from_utf8_lossy(key))
+    // Keys are nearly always UTF-8: checked as such, far faster than `from_utf8_lossy` walks.
+    Some(std::str::from_utf8(key).map_or_else(|_| String::from_utf8_lossy(key), std::borrow::Cow::Borrowed))
 }
 
 fn undecodable(topic: &EventTopic, filter: &Filter, record: &LogRecord, reason: String, text: &mut Vec<u8>) -> Piece {
@@ -1168,7 +1200,7 @@ mod tests {
                 for (id, schema) in topic.schemas.iter().enumerate() {
                     reader.writers().remember(id as u32 + 1, schema.avsc.to_string()).unwrap();
                 }
-                TopicDecoder::new(topic, reader, filter, Arc::default())
+                TopicDecoder::new(topic, &format!("ns.{}", topic.name), reader, filter, Arc::default())
             };
             for (id, schema) in topic.schemas.iter().enumerate() {
                 let parsed = apache_avro::Schema::parse_str(schema.avsc).unwrap();
