@@ -199,7 +199,12 @@ impl FieldReader {
     /// keeps them).
     pub fn read(&self, datum: &[u8]) -> Result<Vec<(std::borrow::Cow<'static, str>, apache_avro::types::Value)>, TranscodeError> {
         let mut input = datum;
-        self.fields.iter().map(|(name, node)| Ok(((*name).into(), node.value(&mut input)?))).collect()
+        // Sized up front: collecting from a fallible iterator grows the vector as it goes.
+        let mut fields = Vec::with_capacity(self.fields.len());
+        for (name, node) in &self.fields {
+            fields.push(((*name).into(), node.value(&mut input)?));
+        }
+        Ok(fields)
     }
 }
 
