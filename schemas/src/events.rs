@@ -1,7 +1,7 @@
 //! Typed events and their mapping to and from Avro records.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use apache_avro::types::Value;
 use platform::aggregate::EventMetadata;
@@ -65,18 +65,22 @@ pub trait AvroEvent: Sized + Clone + Send + Sync + 'static {
     fn from_record(full_name: &str, fields: &RecordFields) -> Result<Self, CodecError>;
 }
 
-/// The fields of a decoded Avro record, looked up by name.
+/// The fields of a decoded Avro record, looked up by name. Each field is read once: its value
+/// is moved out rather than copied (a second read of one field is an error).
 pub struct RecordFields {
     /// Named by the schema (compiled reading) or as apache-avro names them (the general way).
-    fields: Vec<(Cow<'static, str>, Value)>,
+    fields: RefCell<Vec<(Cow<'static, str>, Value)>>,
     /// Where the next lookup starts: one past the last field found, since events read their
     /// fields mostly in the schema's order.
     next: Cell<usize>,
 }
 
+/// What a field read already holds (no field of a real schema has this size).
+const READ: Value = Value::Fixed(usize::MAX, Vec::new());
+
 impl From<Vec<(Cow<'static, str>, Value)>> for RecordFields {
     fn from(fields: Vec<(Cow<'static, str>, Value)>) -> Self {
-        Self { fields, next: Cell::new(0) }
+        Self { fields: RefCell::new(fields), next: Cell::new(0) }
     }
 }
 
@@ -87,9 +91,11 @@ impl From<Vec<(String, Value)>> for RecordFields {
 }
 
 impl RecordFields {
-    fn get(&self, name: &str) -> Result<&Value, CodecError> {
-        let start = self.next.get().min(self.fields.len());
-        let (head, tail) = self.fields.split_at(start);
+    /// The value of field `name`, moved out, with any union around it taken off.
+    fn take(&self, name: &str) -> Result<Value, CodecError> {
+        let mut fields = self.fields.borrow_mut();
+        let start = self.next.get().min(fields.len());
+        let (head, tail) = fields.split_at(start);
         let found = tail
             .iter()
             .position(|(n, _)| n == name)
@@ -97,20 +103,17 @@ impl RecordFields {
             .or_else(|| head.iter().position(|(n, _)| n == name))
             .ok_or_else(|| CodecError::Undecodable(format!("field {name} is missing")))?;
         self.next.set(found + 1);
-        Ok(&self.fields[found].1)
-    }
-
-    fn unwrap_union(value: &Value) -> &Value {
-        match value {
-            Value::Union(_, inner) => inner,
-            other => other,
+        match std::mem::replace(&mut fields[found].1, READ) {
+            Value::Fixed(usize::MAX, _) => Err(CodecError::Undecodable(format!("field {name} is read twice"))),
+            Value::Union(_, inner) => Ok(*inner),
+            value => Ok(value),
         }
     }
 
     /// A string (or uuid) field.
     pub fn string(&self, name: &str) -> Result<String, CodecError> {
-        match Self::unwrap_union(self.get(name)?) {
-            Value::String(s) => Ok(s.clone()),
+        match self.take(name)? {
+            Value::String(s) => Ok(s),
             Value::Uuid(u) => Ok(u.to_string()),
             other => Err(CodecError::Undecodable(format!("field {name} is not a string: {other:?}"))),
         }
@@ -118,33 +121,35 @@ impl RecordFields {
 
     /// An optional string field (a `["null","string"]` union).
     pub fn optional_string(&self, name: &str) -> Result<Option<String>, CodecError> {
-        match Self::unwrap_union(self.get(name)?) {
+        match self.take(name)? {
             Value::Null => Ok(None),
-            _ => self.string(name).map(Some),
+            Value::String(s) => Ok(Some(s)),
+            Value::Uuid(u) => Ok(Some(u.to_string())),
+            other => Err(CodecError::Undecodable(format!("field {name} is not a string: {other:?}"))),
         }
     }
 
     /// A bytes field.
     pub fn bytes(&self, name: &str) -> Result<Vec<u8>, CodecError> {
-        match Self::unwrap_union(self.get(name)?) {
-            Value::Bytes(b) | Value::Fixed(_, b) => Ok(b.clone()),
+        match self.take(name)? {
+            Value::Bytes(b) | Value::Fixed(_, b) => Ok(b),
             other => Err(CodecError::Undecodable(format!("field {name} is not bytes: {other:?}"))),
         }
     }
 
     /// An int field.
     pub fn int(&self, name: &str) -> Result<i32, CodecError> {
-        match Self::unwrap_union(self.get(name)?) {
-            Value::Int(v) => Ok(*v),
+        match self.take(name)? {
+            Value::Int(v) => Ok(v),
             other => Err(CodecError::Undecodable(format!("field {name} is not an int: {other:?}"))),
         }
     }
 
     /// A long (or timestamp) field.
     pub fn long(&self, name: &str) -> Result<i64, CodecError> {
-        match Self::unwrap_union(self.get(name)?) {
-            Value::Long(v) | Value::TimestampMillis(v) => Ok(*v),
-            Value::Int(v) => Ok(i64::from(*v)),
+        match self.take(name)? {
+            Value::Long(v) | Value::TimestampMillis(v) => Ok(v),
+            Value::Int(v) => Ok(i64::from(v)),
             other => Err(CodecError::Undecodable(format!("field {name} is not a long: {other:?}"))),
         }
     }
@@ -215,11 +220,22 @@ mod tests {
         ]);
         assert_eq!(fields.string("c").unwrap(), "three");
         assert_eq!(fields.long("a").unwrap(), 1);
-        assert_eq!(fields.int("b").unwrap(), 2);
-        assert_eq!(fields.string("c").unwrap(), "three");
         assert!(fields.long("d").is_err());
-        assert_eq!(fields.long("a").unwrap(), 1);
+        assert_eq!(fields.int("b").unwrap(), 2);
         assert!(RecordFields::from(Vec::<(String, Value)>::new()).long("a").is_err());
+    }
+
+    #[test]
+    fn a_field_is_read_once() {
+        let fields = RecordFields::from(vec![
+            ("a".to_string(), Value::Union(1, Box::new(Value::String("x".into())))),
+            ("b".to_string(), Value::Union(0, Box::new(Value::Null))),
+        ]);
+        assert_eq!(fields.optional_string("a").unwrap().as_deref(), Some("x"));
+        assert_eq!(fields.optional_string("b").unwrap(), None);
+        let again = fields.optional_string("b").unwrap_err().to_string();
+        assert!(again.contains("field b is read twice"), "{again}");
+        assert!(fields.string("a").is_err());
     }
 
     #[test]
