@@ -149,6 +149,42 @@ pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> an
     .await?
 }
 
+/// What any audit of a read model of `cells` cells does on the embedded store's engine besides
+/// reading the log, with fjall alone: write the replay's rows into a scratch namespace, 4,096
+/// to a batch as replays hand them to the store, then read it and the live namespace through
+/// (here the same cells twice). Each cell is written once and nothing is read before it is
+/// written: a floor under an audit's store work, not a model of it. The CPU is the machine's.
+pub async fn fjall_audit_floor(dir: &Path, cells: u64) -> anyhow::Result<Throughput> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let keyspace = fjall::Config::new(&dir).open().context("Failed to open a fjall keyspace")?;
+        let partition = keyspace.open_partition("scratch", fjall::PartitionCreateOptions::default())?;
+        let value = vec![b'v'; ROW_BYTES];
+        let cpu = CpuClock::start();
+        let started = Instant::now();
+        for first in (0..cells).step_by(4096) {
+            let mut batch = keyspace.batch();
+            for i in first..(first + 4096).min(cells) {
+                batch.insert(&partition, cell_key(i), value.as_slice());
+            }
+            batch.commit()?;
+        }
+        let (mut read, mut digest) = (0u64, 0u64);
+        for _ in 0..2 {
+            for item in partition.iter() {
+                let (key, value) = item?;
+                digest = digest.wrapping_add(key.len() as u64 + u64::from(value.first().copied().unwrap_or(0)));
+                read += 1;
+            }
+        }
+        let elapsed = started.elapsed();
+        std::hint::black_box(digest);
+        anyhow::ensure!(read == 2 * cells, "fjall read {read} of {} cells back", 2 * cells);
+        Ok(Throughput::new(cells, elapsed, None).with_cpu(cpu.and_then(|c| c.used())))
+    })
+    .await?
+}
+
 /// Store baselines: writes (one thread, as one projector writes) and point reads (one thread
 /// per core, as the query API reads).
 #[derive(Debug, Clone, serde::Serialize)]

@@ -17,7 +17,7 @@ pub struct CpuClock {
 /// CPU used by the whole machine during a stage.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct CpuUse {
-    /// Busy core-seconds (user, system, interrupts; not idle or waiting for I/O).
+    /// Busy core-seconds (user, system, interrupts; not idle, waiting for I/O or stolen).
     pub core_seconds: f64,
     /// How many cores were busy on average.
     pub cores_busy: f64,
@@ -50,12 +50,13 @@ impl CpuUse {
 /// `USER_HZ`, the unit of CPU time in `/proc`: 100 on every Linux ABI.
 pub const USER_HZ: f64 = 100.0;
 
-/// Busy ticks of the `cpu` line: user, nice, system, irq, softirq, steal.
+/// Busy ticks of the `cpu` line: user, nice, system, irq, softirq (not steal: time the
+/// hypervisor gave to others is no work of this machine's).
 fn busy_ticks(stat: &str) -> Option<u64> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|t| t.parse().ok()).collect::<Option<_>>()?;
     let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
-    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+    Some(at(0) + at(1) + at(2) + at(5) + at(6))
 }
 
 fn cores(stat: &str) -> u32 {
@@ -70,7 +71,7 @@ mod tests {
 
     #[test]
     fn busy_time_leaves_out_idle_and_io_wait_and_cores_are_counted() {
-        assert_eq!(busy_ticks(STAT), Some(100 + 5 + 40 + 3 + 2 + 1));
+        assert_eq!(busy_ticks(STAT), Some(100 + 5 + 40 + 3 + 2));
         assert_eq!(cores(STAT), 2);
         assert_eq!(busy_ticks("intr 1\n"), None);
     }

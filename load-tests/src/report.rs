@@ -132,6 +132,9 @@ pub struct BenchReport {
     pub targets: Vec<TargetCheck>,
 }
 
+/// How the audit is named among the tools.
+const AUDIT: &str = "audit";
+
 /// The analysts' tools' goal: this share of a raw consume's rate, in the same round.
 pub const ANALYST_GOAL: f64 = 0.7;
 
@@ -140,6 +143,9 @@ pub const ANALYST_GOAL: f64 = 0.7;
 pub struct AnalystTools {
     /// Each round's figures, in the order they ran (an odd count).
     pub rounds: Vec<AnalystRound>,
+    /// [`crate::baseline::fjall_audit_floor`] over as many cells as the audited read model
+    /// holds, where measured.
+    pub audit_store_floor: Option<Throughput>,
 }
 
 /// One tool's figure beside the raw consume of the same round.
@@ -176,6 +182,18 @@ impl ToolBesideRaw<'_> {
 }
 
 impl AnalystTools {
+    /// The least machine CPU per event (core-µs) any audit of this design spends beside the
+    /// median round's raw consume (its CPU, plus the store floor spread over the events), and
+    /// the highest ratio to that raw consume it allows with every core busy.
+    pub fn audit_floor(&self) -> Option<(f64, f64)> {
+        let floor = self.audit_store_floor.as_ref()?;
+        let audit = self.median_rounds().into_iter().find(|m| m.tool == AUDIT)?;
+        let store = floor.cpu?.core_seconds * 1e6 / audit.measured.operations.max(1) as f64;
+        let micros = audit.raw_consume.cpu_micros_per_operation()? + store;
+        let cores = f64::from(floor.cpu?.cores);
+        Some((micros, cores * 1e6 / (micros * audit.raw_consume.per_second.max(1e-9))))
+    }
+
     /// For each tool, the round whose ratio to its own raw consume is the median (a tool and a
     /// baseline from different rounds would not be a ratio of the same moment).
     pub fn median_rounds(&self) -> Vec<ToolBesideRaw<'_>> {
@@ -207,7 +225,7 @@ impl AnalystRound {
     /// Each tool's figure beside this round's raw consume.
     pub fn tools(&self) -> [ToolBesideRaw<'_>; 3] {
         let beside = |tool, measured| ToolBesideRaw { tool, measured, raw_consume: &self.raw_consume };
-        [beside("export (JSON lines)", &self.export_jsonl), beside("export (Avro)", &self.export_avro), beside("audit", &self.audit)]
+        [beside("export (JSON lines)", &self.export_jsonl), beside("export (Avro)", &self.export_avro), beside(AUDIT, &self.audit)]
     }
 }
 
@@ -431,6 +449,14 @@ impl BenchReport {
                     ));
                 }
             }
+            if let (Some((micros, bound)), Some(floor)) = (tools.audit_floor(), &tools.audit_store_floor) {
+                out.push_str(&format!(
+                    "- Floor of any audit that replays into a scratch namespace and reads both through: the raw consume's CPU plus fjall alone writing {} cells 4,096 to a batch and reading them twice ({:.2} s): {micros:.2} core-µs per event, so {:.1}% of the raw consume at most\n",
+                    floor.operations,
+                    floor.seconds,
+                    bound * 100.0
+                ));
+            }
         }
         out.push_str("\n### Resident memory during the mixed run\n\n| process | median MiB | max MiB |\n|---|---:|---:|\n");
         for p in &self.memory {
@@ -459,7 +485,10 @@ mod tests {
     #[test]
     fn each_tool_is_reported_beside_the_raw_consume_of_its_median_round() {
         // Round 1's raw consume stalled: its ratios are the highest, not the median.
-        let tools = AnalystTools { rounds: vec![round(1_000.0, 900.0, 800.0, 500.0), round(2_000.0, 1_000.0, 1_500.0, 200.0), round(2_100.0, 1_200.0, 1_000.0, 220.0)] };
+        let tools = AnalystTools {
+            rounds: vec![round(1_000.0, 900.0, 800.0, 500.0), round(2_000.0, 1_000.0, 1_500.0, 200.0), round(2_100.0, 1_200.0, 1_000.0, 220.0)],
+            audit_store_floor: None,
+        };
         let medians: Vec<(&str, f64, f64)> =
             tools.median_rounds().iter().map(|m| (m.tool, m.measured.per_second, m.raw_consume.per_second)).collect();
         assert_eq!(
@@ -478,6 +507,15 @@ mod tests {
         assert!((beside.cpu_budget_micros(0.7).unwrap() - 2.0 / 1.4).abs() < 1e-9);
         // 3 core-µs per event on two cores: 666,667 events/s at most, a third of the raw rate.
         assert!((beside.cpu_bound_ratio().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        // The floor: the raw consume's 0.9 core-µs per event plus 0.4 core-s of store work over
+        // 1M events, on two cores at 2M events/s.
+        let round = AnalystRound { raw_consume: raw.clone(), export_jsonl: tool.clone(), export_avro: tool.clone(), audit: tool.clone() };
+        let floor = Throughput { operations: 200_000, seconds: 0.3, per_second: 666_667.0, latency: None, cpu: cpu(0.4) };
+        let tools = AnalystTools { rounds: vec![round], audit_store_floor: Some(floor) };
+        let (micros, bound) = tools.audit_floor().unwrap();
+        assert!((micros - 1.3).abs() < 1e-9, "{micros}");
+        assert!((bound - 2.0 / 2.6).abs() < 1e-9, "{bound}");
+        assert_eq!(AnalystTools { audit_store_floor: None, ..tools }.audit_floor(), None);
         let unmeasured = Throughput { cpu: None, ..tool.clone() };
         assert_eq!(ToolBesideRaw { tool: "audit", measured: &unmeasured, raw_consume: &raw }.cpu_bound_ratio(), None);
     }

@@ -702,6 +702,10 @@ impl TopicDecoder {
             Some((_, transcoding)) => transcoding.as_ref()?,
             None => {
                 let transcoding = self.transcoding(id).await;
+                // Not while the registry is unreachable: the next record asks again.
+                if !self.transcoders.read().expect("transcoders lock").contains_key(&id) {
+                    return None;
+                }
                 scratch.transcodings.push((id, transcoding));
                 scratch.transcodings.last().and_then(|(_, t)| t.as_ref())?
             }

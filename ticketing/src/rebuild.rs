@@ -157,6 +157,14 @@ async fn snapshot(
     if replay.read_models.snapshot(namespace).await?.is_some() || replay.read_models.current(projection.name()).await? == namespace {
         bail!("Namespace {namespace} is taken; name another with --into");
     }
+    // An interrupted snapshot, an audit's kept scratch or a read model's earlier namespace: a
+    // replay on top of its rows would mix them into the snapshot.
+    let first = replay.read_models.store().scan_namespace(namespace, None, 1).await?;
+    // A page may come back without cells and with more to read (a store that drops deleted
+    // cells after fetching them).
+    if !first.cells.is_empty() || first.next.is_some() {
+        bail!("Namespace {namespace} already holds rows (an interrupted snapshot, a kept audit scratch or an earlier namespace of a read model); name another with --into");
+    }
     let until = EndOffsets::new(&replay.log)?.offsets_at_time(projection.topic(), as_of).await?;
     let mut report = RebuildReport { namespace: namespace.to_string(), records: 0, changed: 0 };
     // A new snapshot namespace: the replay's alone.

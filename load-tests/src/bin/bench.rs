@@ -347,7 +347,13 @@ async fn analyst_tools(system: &System, log: &LogConfig, work_dir: &std::path::P
         }
         measured.push(tools);
     }
-    Ok(AnalystTools { rounds: measured })
+    // As many cells as the audited read model holds: a ticket's row and its listing.
+    let cells = 2 * measured.first().map_or(0, |r| r.audit.operations) / backlog::EVENTS_PER_TICKET;
+    settle().await;
+    let floor = baseline::fjall_audit_floor(&work_dir.join("audit-floor"), cells).await?;
+    let core_seconds = floor.cpu.map_or(f64::NAN, |cpu| cpu.core_seconds);
+    say(format!("fjall alone writing {cells} cells and reading them twice: {:.2} s, the machine {core_seconds:.2} core-s", floor.seconds));
+    Ok(AnalystTools { rounds: measured, audit_store_floor: Some(floor) })
 }
 
 /// One round of [`analyst_tools`].
@@ -415,6 +421,9 @@ async fn backlog_only(args: &Args, binary: &std::path::Path, broker: &LocalKafka
                 bound * 100.0
             ));
         }
+    }
+    if let Some((micros, bound)) = tools.audit_floor() {
+        say(format!("an audit's floor (raw consume + fjall alone): {micros:.2} core-µs per event, {:.1}% of the raw consume at most", bound * 100.0));
     }
     if args.hold {
         let file = args.out.join("tools.env");

@@ -406,11 +406,18 @@ async fn a_read_model_rebuilt_as_of_a_time_is_served_read_only_by_name() {
     }
     let orders = app.send(Method::GET, "/api/orders", Some("alice"), None, &as_then).await;
     assert_eq!(orders.status, StatusCode::NOT_FOUND, "a tickets snapshot is no orders read model");
-    // The name is not reused.
+    // The name is not reused, and no snapshot is replayed over rows left in a namespace.
     app.stop().await;
     let again = deployment.tool(&["rebuild", "tickets", "--as-of", &then, "--into", "tickets_then"]).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("is taken"));
+    let audit = deployment.tool(&["audit", "tickets", "--keep-scratch"]).output().unwrap();
+    let audited = String::from_utf8_lossy(&audit.stderr).into_owned() + &String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{audited}");
+    let scratch = audited.split("replayed into ").nth(1).and_then(|rest| rest.split(' ').next()).expect("the audit names its scratch namespace");
+    let over = deployment.tool(&["rebuild", "tickets", "--as-of", &then, "--into", scratch]).output().unwrap();
+    assert!(!over.status.success(), "a snapshot over the kept scratch {scratch}");
+    assert!(String::from_utf8_lossy(&over.stderr).contains("already holds rows"), "{}", String::from_utf8_lossy(&over.stderr));
 }
 
 #[tokio::test]
