@@ -234,6 +234,8 @@ trait JsonOut {
     fn raw(&mut self, bytes: &[u8]);
     fn push(&mut self, byte: u8);
     fn string(&mut self, text: &str);
+    /// A string from the datum's bytes, refused unless UTF-8.
+    fn utf8(&mut self, raw: &[u8]) -> Result<(), TranscodeError>;
     fn integer(&mut self, n: i64);
     fn timestamp(&mut self, ms: i64);
     fn float(&mut self, x: f64);
@@ -250,6 +252,18 @@ impl JsonOut for Vec<u8> {
     }
     fn string(&mut self, text: &str) {
         write_json_str(text, self);
+    }
+    fn utf8(&mut self, raw: &[u8]) -> Result<(), TranscodeError> {
+        // Most strings are ASCII with nothing to escape: one look at them, no UTF-8 walk.
+        if is_plain_ascii(raw) {
+            self.reserve(raw.len() + 2);
+            Vec::push(self, b'"');
+            self.extend_from_slice(raw);
+            Vec::push(self, b'"');
+        } else {
+            write_json_str(std::str::from_utf8(raw).map_err(|_| NOT_UTF8)?, self);
+        }
+        Ok(())
     }
     fn integer(&mut self, n: i64) {
         self.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -279,6 +293,9 @@ impl JsonOut for Nowhere {
     fn raw(&mut self, _: &[u8]) {}
     fn push(&mut self, _: u8) {}
     fn string(&mut self, _: &str) {}
+    fn utf8(&mut self, raw: &[u8]) -> Result<(), TranscodeError> {
+        check_utf8(raw)
+    }
     fn integer(&mut self, _: i64) {}
     fn timestamp(&mut self, _: i64) {}
     fn float(&mut self, _: f64) {}
@@ -334,8 +351,13 @@ impl Node {
             }
             Node::Double => out.float(f64::from_le_bytes(take(input, 8)?.try_into().expect("8 bytes"))),
             Node::String => {
-                let text = std::str::from_utf8(bytes(input)?).map_err(|_| TranscodeError::Invalid("a string is not UTF-8"))?;
-                out.string(if redacted { REDACTED } else { text });
+                let raw = bytes(input)?;
+                if redacted {
+                    check_utf8(raw)?;
+                    out.string(REDACTED);
+                } else {
+                    out.utf8(raw)?;
+                }
             }
             Node::Uuid => {
                 let raw = bytes(input)?;
@@ -504,6 +526,36 @@ pub fn write_json_str(text: &str, out: &mut Vec<u8>) {
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     }
+}
+
+const NOT_UTF8: TranscodeError = TranscodeError::Invalid("a string is not UTF-8");
+
+/// Refuses a string that is not UTF-8.
+fn check_utf8(raw: &[u8]) -> Result<(), TranscodeError> {
+    if !raw.is_ascii() {
+        std::str::from_utf8(raw).map_err(|_| NOT_UTF8)?;
+    }
+    Ok(())
+}
+
+/// Whether `bytes` are ASCII with nothing JSON escapes (no control character, `"` or `\`):
+/// written as they are, they are a JSON string's content.
+fn is_plain_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let has_below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH_BITS;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let special = (x & HIGH_BITS)
+            | has_below(x, 0x20)
+            | has_below(x ^ (ONES * u64::from(b'"')), 1)
+            | has_below(x ^ (ONES * u64::from(b'\\')), 1);
+        if special != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b.is_ascii() && b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 /// Whether a byte of `bytes` must be escaped in JSON (a control character, `"` or `\`), looked
@@ -813,6 +865,7 @@ mod tests {
             write_json_str(&text, &mut out);
             prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&text).unwrap());
             prop_assert_eq!(needs_escape(text.as_bytes()), text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+            prop_assert_eq!(is_plain_ascii(text.as_bytes()), text.bytes().all(|b| b.is_ascii() && b >= 0x20 && b != b'"' && b != b'\\'));
         }
     }
 
