@@ -538,42 +538,39 @@ fn check_utf8(raw: &[u8]) -> Result<(), TranscodeError> {
     Ok(())
 }
 
-/// Whether `bytes` are ASCII with nothing JSON escapes (no control character, `"` or `\`):
+/// Whether `bytes` are ASCII with nothing JSON escapes (no control character, `"` or `\\`):
 /// written as they are, they are a JSON string's content.
 fn is_plain_ascii(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    let has_below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH_BITS;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let special = (x & HIGH_BITS)
-            | has_below(x, 0x20)
-            | has_below(x ^ (ONES * u64::from(b'"')), 1)
-            | has_below(x ^ (ONES * u64::from(b'\\')), 1);
-        if special != 0 {
-            return false;
-        }
-    }
-    chunks.remainder().iter().all(|&b| b.is_ascii() && b >= 0x20 && b != b'"' && b != b'\\')
+    !scan_words(bytes, |x| (x & HIGH_BITS) | escape_bits(x), |b| !b.is_ascii() || byte_needs_escape(b))
 }
 
-/// Whether a byte of `bytes` must be escaped in JSON (a control character, `"` or `\`), looked
+/// Whether a byte of `bytes` must be escaped in JSON (a control character, `"` or `\\`), looked
 /// at eight bytes at a time: most strings need none, and a byte at a time was the largest part
 /// of an export's time after the reading.
 fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    scan_words(bytes, escape_bits, byte_needs_escape)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether `word` finds something in a run of eight bytes (non-zero) or `byte` in one of the
+/// bytes left over.
+fn scan_words(bytes: &[u8], word: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    (&mut chunks).any(|chunk| word(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) != 0)
+        || chunks.remainder().iter().any(|&b| byte(b))
+}
+
+/// Non-zero when a byte of `x` must be escaped in JSON.
+fn escape_bits(x: u64) -> u64 {
     // Non-zero when some byte of `x` is below `n` (n <= 128).
     let has_below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH_BITS;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        if has_below(x, 0x20) | has_below(x ^ (ONES * u64::from(b'"')), 1) | has_below(x ^ (ONES * u64::from(b'\\')), 1) != 0 {
-            return true;
-        }
-    }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    has_below(x, 0x20) | has_below(x ^ (ONES * u64::from(b'"')), 1) | has_below(x ^ (ONES * u64::from(b'\\')), 1)
+}
+
+fn byte_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 fn write_float(x: f64, out: &mut Vec<u8>) {
