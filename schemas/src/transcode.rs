@@ -538,13 +538,13 @@ fn check_utf8(raw: &[u8]) -> Result<(), TranscodeError> {
     Ok(())
 }
 
-/// Whether `bytes` are ASCII with nothing JSON escapes (no control character, `"` or `\\`):
+/// Whether `bytes` are ASCII with nothing JSON escapes (no control character, `"` or `\`):
 /// written as they are, they are a JSON string's content.
 fn is_plain_ascii(bytes: &[u8]) -> bool {
     !scan_words(bytes, |x| (x & HIGH_BITS) | escape_bits(x), |b| !b.is_ascii() || byte_needs_escape(b))
 }
 
-/// Whether a byte of `bytes` must be escaped in JSON (a control character, `"` or `\\`), looked
+/// Whether a byte of `bytes` must be escaped in JSON (a control character, `"` or `\`), looked
 /// at eight bytes at a time: most strings need none, and a byte at a time was the largest part
 /// of an export's time after the reading.
 fn needs_escape(bytes: &[u8]) -> bool {
