@@ -150,8 +150,8 @@ pub async fn kafka_consume(config: &LogConfig, topic: &str, expected: u64) -> an
 }
 
 /// What any audit of a read model of `cells` cells does on the embedded store's engine besides
-/// reading the log, with fjall alone: write the replay's rows into a scratch namespace, 4,096
-/// to a batch as replays hand them to the store, then read it and the live namespace through
+/// reading the log, with fjall alone: write the replay's rows into a scratch namespace,
+/// [`platform::store::FLUSH_BATCH`] to a batch as replays hand them to the store, then read it and the live namespace through
 /// (here the same cells twice). Each cell is written once and nothing is read before it is
 /// written: a floor under an audit's store work, not a model of it. The CPU is the machine's.
 pub async fn fjall_audit_floor(dir: &Path, cells: u64) -> anyhow::Result<Throughput> {
@@ -162,9 +162,10 @@ pub async fn fjall_audit_floor(dir: &Path, cells: u64) -> anyhow::Result<Through
         let value = vec![b'v'; ROW_BYTES];
         let cpu = CpuClock::start();
         let started = Instant::now();
-        for first in (0..cells).step_by(4096) {
+        let per_batch = platform::store::FLUSH_BATCH as u64;
+        for first in (0..cells).step_by(per_batch as usize) {
             let mut batch = keyspace.batch();
-            for i in first..(first + 4096).min(cells) {
+            for i in first..(first + per_batch).min(cells) {
                 batch.insert(&partition, cell_key(i), value.as_slice());
             }
             batch.commit()?;

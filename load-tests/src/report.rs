@@ -168,16 +168,20 @@ impl ToolBesideRaw<'_> {
     /// The most machine CPU (core-µs per event, every process included) the tool may spend to
     /// reach `goal` of the raw consume's rate with every core busy.
     pub fn cpu_budget_micros(&self, goal: f64) -> Option<f64> {
-        let cores = f64::from(self.measured.cpu?.cores);
-        Some(cores * 1e6 / (goal * self.raw_consume.per_second.max(1e-9)))
+        self.micros_over_raw(goal)
     }
 
     /// The highest ratio the tool could reach at the CPU it spends per event, with every core
     /// busy: where it stands whatever its threads wait for.
     pub fn cpu_bound_ratio(&self) -> Option<f64> {
-        let spent = self.measured.cpu_micros_per_operation()?;
+        self.micros_over_raw(self.measured.cpu_micros_per_operation()?)
+    }
+
+    /// The machine's core-µs per second, over `x` times the raw consume's events per second:
+    /// the CPU per event at ratio `x`, or the ratio at `x` core-µs per event (the same division).
+    fn micros_over_raw(&self, x: f64) -> Option<f64> {
         let cores = f64::from(self.measured.cpu?.cores);
-        Some(cores * 1e6 / (spent.max(1e-9) * self.raw_consume.per_second.max(1e-9)))
+        Some(cores * 1e6 / (x.max(1e-9) * self.raw_consume.per_second.max(1e-9)))
     }
 }
 
@@ -190,8 +194,37 @@ impl AnalystTools {
         let audit = self.median_rounds().into_iter().find(|m| m.tool == AUDIT)?;
         let store = floor.cpu?.core_seconds * 1e6 / audit.measured.operations.max(1) as f64;
         let micros = audit.raw_consume.cpu_micros_per_operation()? + store;
-        let cores = f64::from(floor.cpu?.cores);
-        Some((micros, cores * 1e6 / (micros * audit.raw_consume.per_second.max(1e-9))))
+        Some((micros, audit.micros_over_raw(micros)?))
+    }
+
+    /// What the machine's CPU says of the median rounds: per tool, its CPU per event, the CPU
+    /// the goal allows and the ratio its cost allows; then the floor of any audit. One line
+    /// each, for the bench's output and its report alike.
+    pub fn cpu_summary(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .median_rounds()
+            .into_iter()
+            .filter_map(|median| {
+                let (spent, budget, bound) =
+                    (median.measured.cpu_micros_per_operation()?, median.cpu_budget_micros(ANALYST_GOAL)?, median.cpu_bound_ratio()?);
+                Some(format!(
+                    "CPU of `ticketing {}` (median round): {spent:.2} core-µs per event, machine-wide; {:.0}% of the raw consume allows {budget:.2}; at what it spends, {:.1}% is the most it can reach with every core busy",
+                    median.tool,
+                    ANALYST_GOAL * 100.0,
+                    bound * 100.0
+                ))
+            })
+            .collect();
+        if let (Some((micros, bound)), Some(floor)) = (self.audit_floor(), &self.audit_store_floor) {
+            lines.push(format!(
+                "Floor of any audit that replays into a scratch namespace and reads both through: the raw consume's CPU plus fjall alone writing {} cells {} to a batch and reading them twice ({:.2} s): {micros:.2} core-µs per event, so {:.1}% of the raw consume at most",
+                floor.operations,
+                platform::store::FLUSH_BATCH,
+                floor.seconds,
+                bound * 100.0
+            ));
+        }
+        lines
     }
 
     /// For each tool, the round whose ratio to its own raw consume is the median (a tool and a
@@ -437,25 +470,8 @@ impl BenchReport {
                     rate(&round.audit)
                 ));
             }
-            for median in tools.median_rounds() {
-                if let (Some(spent), Some(budget), Some(bound)) =
-                    (median.measured.cpu_micros_per_operation(), median.cpu_budget_micros(ANALYST_GOAL), median.cpu_bound_ratio())
-                {
-                    out.push_str(&format!(
-                        "- CPU of `ticketing {}` (median round): {spent:.2} core-µs per event, machine-wide; {:.0}% of the raw consume allows {budget:.2}; at what it spends, {:.1}% is the most it can reach with every core busy\n",
-                        median.tool,
-                        ANALYST_GOAL * 100.0,
-                        bound * 100.0
-                    ));
-                }
-            }
-            if let (Some((micros, bound)), Some(floor)) = (tools.audit_floor(), &tools.audit_store_floor) {
-                out.push_str(&format!(
-                    "- Floor of any audit that replays into a scratch namespace and reads both through: the raw consume's CPU plus fjall alone writing {} cells 4,096 to a batch and reading them twice ({:.2} s): {micros:.2} core-µs per event, so {:.1}% of the raw consume at most\n",
-                    floor.operations,
-                    floor.seconds,
-                    bound * 100.0
-                ));
+            for line in tools.cpu_summary() {
+                out.push_str(&format!("- {line}\n"));
             }
         }
         out.push_str("\n### Resident memory during the mixed run\n\n| process | median MiB | max MiB |\n|---|---:|---:|\n");
@@ -515,6 +531,9 @@ mod tests {
         let (micros, bound) = tools.audit_floor().unwrap();
         assert!((micros - 1.3).abs() < 1e-9, "{micros}");
         assert!((bound - 2.0 / 2.6).abs() < 1e-9, "{bound}");
+        let summary = tools.cpu_summary();
+        assert_eq!(summary.len(), 4, "a line per tool and the floor: {summary:?}");
+        assert!(summary[3].contains("1.30 core-µs per event, so 76.9%"), "{}", summary[3]);
         assert_eq!(AnalystTools { audit_store_floor: None, ..tools }.audit_floor(), None);
         let unmeasured = Throughput { cpu: None, ..tool.clone() };
         assert_eq!(ToolBesideRaw { tool: "audit", measured: &unmeasured, raw_consume: &raw }.cpu_bound_ratio(), None);

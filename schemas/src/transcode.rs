@@ -558,7 +558,7 @@ const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 /// bytes left over.
 fn scan_words(bytes: &[u8], word: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) -> bool {
     let mut chunks = bytes.chunks_exact(8);
-    (&mut chunks).any(|chunk| word(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) != 0)
+    chunks.any(|chunk| word(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) != 0)
         || chunks.remainder().iter().any(|&b| byte(b))
 }
 

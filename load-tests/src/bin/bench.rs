@@ -12,7 +12,7 @@ use load_tests::baseline::{self, Throughput};
 use load_tests::client::ApiClient;
 use load_tests::mix::{DEFAULT_MIX, Mix, Operation};
 use load_tests::cpu::CpuClock;
-use load_tests::report::{ANALYST_GOAL, AnalystRound, AnalystTools, BenchReport, Machine, Saturation, target_checks};
+use load_tests::report::{AnalystRound, AnalystTools, BenchReport, Machine, Saturation, target_checks};
 use load_tests::run::{Schedule, run_open_model};
 use load_tests::scenario::{Marketplace, saturate};
 use load_tests::system::{System, Topology, sample_cpu, sample_memory};
@@ -412,18 +412,9 @@ async fn backlog_only(args: &Args, binary: &std::path::Path, broker: &LocalKafka
             100.0 * median.ratio(),
             median.raw_consume.per_second
         ));
-        if let (Some(spent), Some(budget), Some(bound)) =
-            (median.measured.cpu_micros_per_operation(), median.cpu_budget_micros(ANALYST_GOAL), median.cpu_bound_ratio())
-        {
-            say(format!(
-                "  the machine spent {spent:.2} core-µs per event; {:.0}% allows {budget:.2}; at this cost {:.1}% is the most it can reach",
-                ANALYST_GOAL * 100.0,
-                bound * 100.0
-            ));
-        }
     }
-    if let Some((micros, bound)) = tools.audit_floor() {
-        say(format!("an audit's floor (raw consume + fjall alone): {micros:.2} core-µs per event, {:.1}% of the raw consume at most", bound * 100.0));
+    for line in tools.cpu_summary() {
+        say(line);
     }
     if args.hold {
         let file = args.out.join("tools.env");

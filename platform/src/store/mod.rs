@@ -14,7 +14,7 @@ mod write_behind;
 
 pub use embedded::EmbeddedStore;
 pub use scylla::{Consistency, CqlOptions, ScyllaStore};
-pub use write_behind::WriteBehind;
+pub use write_behind::{FLUSH_BATCH, WriteBehind};
 
 use async_trait::async_trait;
 

@@ -65,7 +65,7 @@ struct Known {
 const MAX_KNOWN_TOMBSTONES: usize = 100_000;
 
 /// Cells a flush hands the store at once ([`ReadStore::write_many`]).
-const FLUSH_BATCH: usize = 4096;
+pub const FLUSH_BATCH: usize = 4096;
 
 /// The overlay; see the module docs. Scans and other namespace-wide reads flush first, so they
 /// see every write.
